@@ -1,0 +1,27 @@
+# Two commands do everything on a fresh machine:
+#   make demo   install, then run the whole pipeline on embedded defaults
+#   make test   install, then run the test suite
+.PHONY: setup demo test lint bench clean
+
+VENV := .venv
+PY := $(VENV)/bin/python
+RECSYS := $(VENV)/bin/recsys
+DEMO_LAKE ?= ./lake
+DEMO_DATE ?= 2026-11-27
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@bash scripts/demo.sh
+
+test: setup
+	$(VENV)/bin/ruff check recsys dags plugins tests benchmarks
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check recsys dags plugins tests benchmarks
+	$(VENV)/bin/mypy recsys
+
+clean:
+	rm -rf lake registry runs mlruns .airflow .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""recsys: personalised product recommendations with a graph neural network."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,169 @@
+"""The one command line: ``recsys``. Airflow tasks, containers and people all call it.
+
+Exit codes: 0 success, 1 a gate failed, 2 usage or input error. Errors that are
+the user's to fix print one readable message, never a traceback.
+Heavy modules are imported inside each command so that ``recsys serve`` never
+imports torch and ``recsys --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from recsys.errors import RecsysError
+from recsys.logs import setup_logging
+
+app = typer.Typer(
+    name="recsys",
+    help=(
+        "Personalised product recommendations with a graph neural network.\n\n"
+        "Typical flow: synth (or import) -> validate -> build-graph -> train -> evaluate "
+        "-> export -> serve."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+import_app = typer.Typer(help="Bring your own data into the lake.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+LakeOpt = Annotated[str, typer.Option("--lake", help="Lake URI: folder, memory://..., abfs://...")]
+DateArg = Annotated[str, typer.Option("--date", help="Logical date, YYYY-MM-DD")]
+
+
+@app.callback()
+def _root(
+    log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING")] = "INFO",
+) -> None:
+    setup_logging(log_level)
+
+
+@app.command()
+def synth(
+    out: Annotated[str, typer.Option("--out", help="Lake URI to write")],
+    users: Annotated[int, typer.Option(help="Users at the end of the period")] = 2000,
+    items: Annotated[int, typer.Option(help="Products at the end of the period")] = 500,
+    days: Annotated[int, typer.Option(help="Number of daily partitions")] = 5,
+    end_date: Annotated[str, typer.Option("--end-date", help="Last day, YYYY-MM-DD")] = "2026-11-27",
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same lake")] = 1,
+    events_per_user_day: Annotated[
+        float, typer.Option(help="Mean events per active user and day")
+    ] = 5.0,
+) -> None:
+    """Generate a synthetic shop: users, products and an event funnel, with a planted truth."""
+    from recsys.data.lake import parse_date
+    from recsys.data.synth import SynthConfig, generate
+
+    cfg = SynthConfig(
+        users=users,
+        items=items,
+        days=days,
+        end_date=parse_date(end_date),
+        seed=seed,
+        events_per_user_day=events_per_user_day,
+    )
+    summary = generate(cfg, out)
+    typer.echo(summary.describe())
+
+
+@import_app.command("events")
+def import_events_cmd(
+    file: Annotated[str, typer.Argument(help="CSV or Parquet event log")],
+    out: Annotated[str, typer.Option("--out", help="Lake URI to write")],
+    user_col: Annotated[str, typer.Option("--user-col")] = "user_id",
+    item_col: Annotated[str, typer.Option("--item-col")] = "item_id",
+    time_col: Annotated[str, typer.Option("--time-col")] = "ts",
+    type_col: Annotated[Optional[str], typer.Option("--type-col")] = None,  # noqa: UP045
+    value_col: Annotated[Optional[str], typer.Option("--value-col")] = None,  # noqa: UP045
+    event_id_col: Annotated[Optional[str], typer.Option("--event-id-col")] = None,  # noqa: UP045
+    default_type: Annotated[str, typer.Option("--default-type")] = "purchase",
+    type_map: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--type-map", help="Map source event types, e.g. 'buy=purchase,pv=view'"),
+    ] = None,
+    users_file: Annotated[Optional[str], typer.Option("--users", help="User features file")] = None,  # noqa: UP045
+    users_id_col: Annotated[str, typer.Option("--users-id-col")] = "user_id",
+    users_cols: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--users-cols", help="Mapping lake=source, e.g. 'age=Age,country=cc'"),
+    ] = None,
+    items_file: Annotated[Optional[str], typer.Option("--items", help="Product features file")] = None,  # noqa: UP045
+    items_id_col: Annotated[str, typer.Option("--items-id-col")] = "item_id",
+    items_cols: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--items-cols", help="Mapping lake=source, e.g. 'category=cat,price=Price'"),
+    ] = None,
+) -> None:
+    """Import any CSV/Parquet event log (and optional feature tables) into day partitions."""
+    from recsys.data.importers import EventColumns, FeatureColumns, import_events
+
+    summary = import_events(
+        file,
+        out,
+        EventColumns(
+            user=user_col,
+            item=item_col,
+            time=time_col,
+            type=type_col,
+            value=value_col,
+            event_id=event_id_col,
+            default_type=default_type,
+            type_map=type_map,
+        ),
+        users=FeatureColumns(file=users_file, id_col=users_id_col, mapping=users_cols) if users_file else None,
+        items=FeatureColumns(file=items_file, id_col=items_id_col, mapping=items_cols) if items_file else None,
+    )
+    typer.echo(summary)
+
+
+@import_app.command("lightgcn")
+def import_lightgcn_cmd(
+    train: Annotated[Path, typer.Option("--train", help="train.txt(.gz): 'user item item ...'")],
+    test: Annotated[Path, typer.Option("--test", help="test.txt(.gz), same format")],
+    out: Annotated[str, typer.Option("--out", help="Lake URI to write")],
+    end_date: Annotated[str, typer.Option("--end-date")] = "2026-11-27",
+) -> None:
+    """Import a LightGCN-format split, keeping its exact train/test split."""
+    from recsys.data.importers import import_lightgcn
+    from recsys.data.lake import parse_date
+
+    typer.echo(import_lightgcn(train, test, out, parse_date(end_date)))
+
+
+@app.command()
+def validate(
+    lake: LakeOpt = "./lake",
+    date: DateArg = "",
+    report: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--report", help="Report folder (default: <lake>/reports/validation/dt=DATE)"),
+    ] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Gate thresholds file")] = None,  # noqa: UP045
+) -> None:
+    """Run the data-quality gate on one day's partitions; exit 1 if a check fails."""
+    from recsys.config import load_config
+    from recsys.data.lake import parse_date
+    from recsys.validation.gate import ValidationConfig, run_gate
+
+    if not date:
+        raise typer.BadParameter("--date is required", param_hint="--date")
+    result = run_gate(lake, parse_date(date), report, load_config(config, ValidationConfig))
+    typer.echo(result.summary())
+
+
+def main() -> None:
+    try:
+        app()
+    except RecsysError as exc:
+        typer.echo(f"error: {exc}" if exc.exit_code == 2 else str(exc), err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

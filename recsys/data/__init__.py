@@ -1,0 +1,1 @@
+"""The lake: schemas, partition readers and writers, synthetic data, importers."""
