@@ -18,8 +18,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     [ -d /opt/wheels ] && extra+=(--find-links /opt/wheels)
     .venv/bin/python -m pip install --quiet "${extra[@]}" \
         -c requirements/constraints.txt -e ".[all]" 2>&1 | grep -v "^WARNING: Location" || true
-    .venv/bin/python -c "import recsys, torch, onnxruntime, airflow, great_expectations" \
-        || { echo "setup: the Python install is incomplete" >&2; exit 1; }
+    .venv/bin/python -c "import recsys, torch, onnxruntime, airflow, great_expectations" >/dev/null 2>&1 \
+        || { echo "setup: the Python install is incomplete (import check failed)" >&2; exit 1; }
     if command -v npm >/dev/null; then
         echo "==> installing Azurite (Azure Storage emulator) from npm"
         npm ci --silent --no-audit --no-fund >/dev/null
