@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from pydantic import ValidationError
 
 from recsys.errors import RecsysError
 from recsys.logs import setup_logging
@@ -155,12 +156,131 @@ def validate(
     typer.echo(result.summary())
 
 
+@app.command("build-graph")
+def build_graph(
+    lake: LakeOpt = "./lake",
+    as_of: Annotated[str, typer.Option("--as-of", help="Snapshot date, YYYY-MM-DD")] = "",
+    window_days: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--window-days", help="Days of events to use (default from config: 365)"),
+    ] = None,
+    out: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--out", help="Snapshot URI (default: <lake>/graphs/as_of=DATE)"),
+    ] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="GraphConfig file")] = None,  # noqa: UP045
+) -> None:
+    """Build the point-in-time weighted graph snapshot with node features; exit 1 if its gate fails."""
+    from recsys.config import load_config
+    from recsys.data.lake import parse_date
+    from recsys.graph.config import GraphConfig
+    from recsys.graph.snapshot import build_snapshot
+
+    if not as_of:
+        raise typer.BadParameter("--as-of is required", param_hint="--as-of")
+    cfg = load_config(config, GraphConfig)
+    if window_days is not None:
+        try:
+            cfg = GraphConfig.model_validate({**cfg.model_dump(), "window_days": window_days})
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--window-days") from None
+    typer.echo(build_snapshot(lake, parse_date(as_of), cfg, out))
+
+
+@app.command()
+def serve(
+    bundle: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--bundle", help="Bundle URI to serve (written by `recsys export`)"),
+    ] = None,
+    registry: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--registry", help="Registry URI: serve and hot-reload its production.json"),
+    ] = None,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    event_log: Annotated[
+        str, typer.Option("--event-log", help="Durable JSONL log of received events")
+    ] = "./serving-events/events.jsonl",
+    reload_interval: Annotated[
+        float, typer.Option("--reload-interval", help="Seconds between registry checks")
+    ] = 2.0,
+    config: Annotated[Optional[Path], typer.Option("--config", help="ServeConfig file")] = None,  # noqa: UP045
+) -> None:
+    """Serve recommendations over HTTP (FastAPI + onnxruntime; no torch). Key: RECSYS_API_KEY."""
+    from recsys.config import Settings, load_config
+    from recsys.serving.app import ServeConfig
+    from recsys.serving.app import serve as run_server
+
+    if bool(bundle) == bool(registry):
+        raise typer.BadParameter("give exactly one of --bundle or --registry")
+    cfg = load_config(config, ServeConfig).model_copy(
+        update={
+            "bundle": bundle,
+            "registry": registry,
+            "event_log": event_log,
+            "reload_interval_s": reload_interval,
+            "api_key": Settings().api_key,
+        }
+    )
+    run_server(cfg, host=host, port=port)
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Option("--model", help="Trained model artifact URI")],
+    out: Annotated[str, typer.Option("--out", help="Bundle URI to write")],
+    k: Annotated[int, typer.Option("--k", help="Top-K checked by the export gate")] = 100,
+    version: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--version", help="Model version named by the server (default: from hashes)"),
+    ] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="ExportConfig file")] = None,  # noqa: UP045
+) -> None:
+    """Export a trained model to an ONNX serving bundle; exit 1 if the export gate fails."""
+    from recsys.config import load_config
+    from recsys.export.gate import ExportConfig, export_model
+
+    cfg = load_config(config, ExportConfig).model_copy(update={"k": k})
+    typer.echo(export_model(model, out, cfg, version=version).summary())
+
+
+@app.command("publish")
+def publish_cmd(
+    bundle: Annotated[str, typer.Option("--bundle", help="Bundle URI to make production")],
+    registry: Annotated[str, typer.Option("--registry", help="Registry URI")] = "./registry",
+    version: Annotated[Optional[str], typer.Option("--version")] = None,  # noqa: UP045
+) -> None:
+    """Point the registry's production.json at a bundle (servers hot-reload it)."""
+    from recsys.serving.registry import publish
+
+    entry = publish(registry, bundle, version)
+    typer.echo(f"production: {entry.version} {entry.bundle_uri}")
+
+
+@app.command("rollback")
+def rollback_cmd(
+    registry: Annotated[str, typer.Option("--registry", help="Registry URI")] = "./registry",
+) -> None:
+    """Make the previous production bundle current again."""
+    from recsys.serving.registry import rollback
+
+    entry = rollback(registry)
+    typer.echo(f"production: {entry.version} {entry.bundle_uri}")
+
+
 def main() -> None:
     try:
         app()
     except RecsysError as exc:
         typer.echo(f"error: {exc}" if exc.exit_code == 2 else str(exc), err=True)
         sys.exit(exc.exit_code)
+    except ValidationError as exc:  # an option value that breaks a config rule
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()
+        )
+        typer.echo(f"error: invalid option: {problems}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
 

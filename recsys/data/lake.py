@@ -93,7 +93,8 @@ def read_partition(lake: str, table: str, day: dt.date) -> pa.Table:
     try:
         return pa.concat_tables(tables, promote_options="permissive")
     except pa.ArrowInvalid as exc:
-        raise InputError(f"{partition_uri(lake, table, day)}: files disagree on schema ({exc})") from None
+        uri = partition_uri(lake, table, day)
+        raise InputError(f"{uri}: files disagree on schema ({exc})") from None
 
 
 def conform(table: pa.Table, name: str) -> pa.Table:
