@@ -269,6 +269,52 @@ def rollback_cmd(
     typer.echo(f"production: {entry.version} {entry.bundle_uri}")
 
 
+@app.command()
+def train(
+    graph: Annotated[str, typer.Option("--graph", help="Graph snapshot URI")],
+    out: Annotated[str, typer.Option("--out", help="Model artifact URI to write")],
+    config: Annotated[Optional[Path], typer.Option("--config", help="TrainConfig file")] = None,  # noqa: UP045
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
+) -> None:
+    """Train the GNN (feature-aware LightGCN, BPR) on a graph snapshot; resumes if interrupted."""
+    import json
+
+    from recsys.config import load_config
+    from recsys.errors import InputError
+    from recsys.training.config import TrainConfig
+    from recsys.training.run import train_on_snapshot
+
+    if device not in {"cpu", "cuda"} and not device.startswith("cuda:"):
+        raise InputError(f"--device must be cpu or cuda, got {device!r}")
+    summary = train_on_snapshot(graph, out, load_config(config, TrainConfig), device)
+    typer.echo(json.dumps(summary, indent=2, default=float))
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option("--model", help="Model artifact URI")],
+    graph: Annotated[str, typer.Option("--graph", help="Graph snapshot URI (its holdout)")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document")] = False,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
+) -> None:
+    """Evaluate a model and every baseline (popularity, MF-BPR, EASE, GF-CF) on the holdout."""
+    import json
+
+    from recsys.training.run import evaluate_on_snapshot
+
+    result = evaluate_on_snapshot(model, graph, device)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=float))
+        return
+    for name, metrics in result.items():
+        if name.startswith("_"):
+            continue
+        shown = ", ".join(
+            f"{k}={metrics[k]:.4f}" for k in ("recall@20", "ndcg@20", "coverage@20") if k in metrics
+        )
+        typer.echo(f"{name:<12} {shown}")
+
+
 def main() -> None:
     try:
         app()

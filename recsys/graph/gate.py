@@ -1,0 +1,219 @@
+"""The graph gate: checks a built graph before it is published.
+
+Checks: node and edge counts above minimums, no duplicate edges, weights
+finite and > 0, share of isolated nodes, degree-distribution drift and
+event-type-mix drift against the previous snapshot. Each failure names the
+check and the observed value; :func:`enforce` raises :class:`GateFailed`, and
+the build then publishes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from recsys.data.schema import EVENT_TYPES
+from recsys.errors import GateFailed
+from recsys.graph.config import GateConfig
+
+N_DEGREE_BINS = 32
+
+
+@dataclass(frozen=True)
+class GraphStats:
+    """What the next snapshot's drift checks compare against (saved in ``stats.json``)."""
+
+    n_users: int
+    n_items: int
+    n_edges: int
+    active_users: int
+    active_items: int
+    user_degree_hist: list[float]
+    item_degree_hist: list[float]
+    type_mix: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GraphStats:
+        return cls(
+            n_users=int(d["n_users"]),
+            n_items=int(d["n_items"]),
+            n_edges=int(d["n_edges"]),
+            active_users=int(d.get("active_users", d["n_users"])),
+            active_items=int(d.get("active_items", d["n_items"])),
+            user_degree_hist=[float(x) for x in d["user_degree_hist"]],
+            item_degree_hist=[float(x) for x in d["item_degree_hist"]],
+            type_mix={str(k): float(v) for k, v in d["type_mix"].items()},
+        )
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    observed: float
+    threshold: float
+    rule: str
+
+    def line(self) -> str:
+        return f"{self.name}: observed {self.observed:.6g}, rule {self.rule} {self.threshold:.6g}"
+
+
+@dataclass
+class GateReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
+
+
+def degree_histogram(degree: np.ndarray) -> list[float]:
+    """Shape of the degree distribution: shares of nodes (degree >= 1) in octave bins of
+    ``degree / mean degree`` (bin 16 holds [1, 2) times the mean).
+
+    Relative to the mean so that a window that is still filling up (every degree
+    grows) is not drift; a change of shape (a few nodes taking all the edges, a
+    bot inflating one user) is.
+    """
+    d = np.asarray(degree, dtype=np.float64)
+    d = d[d > 0]
+    if len(d) == 0:
+        return [0.0] * N_DEGREE_BINS
+    rel = np.log2(d / d.mean())
+    bins = np.clip(np.floor(rel).astype(np.int64) + N_DEGREE_BINS // 2, 0, N_DEGREE_BINS - 1)
+    counts = np.bincount(bins, minlength=N_DEGREE_BINS)
+    return [round(float(x), 12) for x in counts / counts.sum()]
+
+
+def type_mix(type_counts: np.ndarray) -> dict[str, float]:
+    total = float(np.sum(type_counts))
+    return {
+        t: (round(float(type_counts[i]) / total, 12) if total else 0.0)
+        for i, t in enumerate(EVENT_TYPES)
+    }
+
+
+def tv_distance(p: list[float] | np.ndarray, q: list[float] | np.ndarray) -> float:
+    """Total-variation distance between two distributions (0 = same, 1 = disjoint)."""
+    a = np.asarray(p, dtype=np.float64)
+    b = np.asarray(q, dtype=np.float64)
+    return float(0.5 * np.abs(a - b).sum())
+
+
+def previous_active(stats: GraphStats, kind: str) -> int:
+    return stats.active_users if kind == "user" else stats.active_items
+
+
+def compute_stats(
+    user: np.ndarray, item: np.ndarray, n_users: int, n_items: int, type_counts: np.ndarray
+) -> GraphStats:
+    user_deg = np.bincount(user, minlength=n_users)
+    item_deg = np.bincount(item, minlength=n_items)
+    return GraphStats(
+        n_users=n_users,
+        n_items=n_items,
+        n_edges=len(user),
+        active_users=int((user_deg > 0).sum()),
+        active_items=int((item_deg > 0).sum()),
+        user_degree_hist=degree_histogram(user_deg),
+        item_degree_hist=degree_histogram(item_deg),
+        type_mix=type_mix(type_counts),
+    )
+
+
+def check_graph(
+    user: np.ndarray,
+    item: np.ndarray,
+    weight: np.ndarray,
+    n_users: int,
+    n_items: int,
+    type_counts: np.ndarray,
+    previous: GraphStats | None,
+    cfg: GateConfig,
+) -> tuple[GateReport, GraphStats]:
+    """Run every check; returns the report and this graph's stats (the next drift baseline)."""
+    user = np.asarray(user, dtype=np.int64)
+    item = np.asarray(item, dtype=np.int64)
+    weight = np.asarray(weight)
+    stats = compute_stats(user, item, n_users, n_items, type_counts)
+    user_deg = np.bincount(user, minlength=n_users)
+    item_deg = np.bincount(item, minlength=n_items)
+    active_users = int((user_deg > 0).sum())
+    active_items = int((item_deg > 0).sum())
+    key = user * np.int64(max(n_items, 1)) + item
+    if len(key) and not bool((key[1:] > key[:-1]).all()):
+        key = np.sort(key)  # the build emits sorted edges, so this sort is rarely needed
+    duplicates = int((key[1:] == key[:-1]).sum()) if len(key) else 0
+    bad_weights = int((~np.isfinite(weight) | ~(weight > 0)).sum())
+    iso_users = 1.0 - active_users / n_users if n_users else 0.0
+    iso_items = 1.0 - active_items / n_items if n_items else 0.0
+
+    r = GateReport()
+    r.checks.append(
+        Check("min_users", active_users >= cfg.min_users, active_users, cfg.min_users, ">=")
+    )
+    r.checks.append(
+        Check("min_items", active_items >= cfg.min_items, active_items, cfg.min_items, ">=")
+    )
+    r.checks.append(Check("min_edges", len(user) >= cfg.min_edges, len(user), cfg.min_edges, ">="))
+    r.checks.append(Check("duplicate_edges", duplicates == 0, duplicates, 0, "=="))
+    r.checks.append(Check("weights_finite_positive", bad_weights == 0, bad_weights, 0, "=="))
+    r.checks.append(
+        Check(
+            "isolated_user_share",
+            iso_users <= cfg.max_isolated_user_share,
+            iso_users,
+            cfg.max_isolated_user_share,
+            "<=",
+        )
+    )
+    r.checks.append(
+        Check(
+            "isolated_item_share",
+            iso_items <= cfg.max_isolated_item_share,
+            iso_items,
+            cfg.max_isolated_item_share,
+            "<=",
+        )
+    )
+    if previous is not None:
+        # on a handful of nodes a histogram distance is noise, so drift needs enough of them
+        if min(active_users, previous_active(previous, "user")) >= cfg.drift_min_nodes:
+            du = tv_distance(stats.user_degree_hist, previous.user_degree_hist)
+            r.checks.append(
+                Check(
+                    "user_degree_drift", du <= cfg.max_degree_drift, du, cfg.max_degree_drift, "<="
+                )
+            )
+        if min(active_items, previous_active(previous, "item")) >= cfg.drift_min_nodes:
+            di = tv_distance(stats.item_degree_hist, previous.item_degree_hist)
+            r.checks.append(
+                Check(
+                    "item_degree_drift", di <= cfg.max_degree_drift, di, cfg.max_degree_drift, "<="
+                )
+            )
+        mix_now = [stats.type_mix.get(t, 0.0) for t in EVENT_TYPES]
+        mix_prev = [previous.type_mix.get(t, 0.0) for t in EVENT_TYPES]
+        dm = tv_distance(mix_now, mix_prev)
+        r.checks.append(
+            Check("type_mix_drift", dm <= cfg.max_type_mix_drift, dm, cfg.max_type_mix_drift, "<=")
+        )
+    return r, stats
+
+
+def enforce(report: GateReport, where: str) -> None:
+    """Raise :class:`GateFailed` naming each failed check and its observed value."""
+    if not report.passed:
+        raise GateFailed("graph", [f"{where}: {c.line()}" for c in report.failures])
