@@ -200,8 +200,10 @@ def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
     event_log: Annotated[
-        str, typer.Option("--event-log", help="Durable JSONL log of received events")
-    ] = "./serving-events/events.jsonl",
+        str,
+        typer.Option("--event-log", help="Event log: folder of dt=YYYY-MM-DD JSONL files, or a "
+                     "single .jsonl file"),
+    ] = "./serving-events",
     reload_interval: Annotated[
         float, typer.Option("--reload-interval", help="Seconds between registry checks")
     ] = 2.0,

@@ -1,0 +1,340 @@
+"""The serving bundle: write it (export) and read it back (server), torch-free.
+
+A bundle is one artifact folder (``write_artifact``, kind ``bundle``)::
+
+    manifest.json          checksums of every file, lineage, gate metrics
+    bundle.json            BundleMeta: version, K, d, weight rules, segment feature
+    scorer.onnx            fold-in + dot + mask + top-K, item tables as initialisers
+    user_features.onnx     feature projection of a new user (absent for id-only models)
+    feature_spec.json      how raw user features are encoded (absent for id-only models)
+    users.parquet          user_idx, user_id, segment
+    items.parquet          item_idx, item_id, category, price
+    histories.parquet      user_idx, item_idx, weight, types (bitmask over EVENT_TYPES)
+    popularity.parquet     segment ('' = global), rank, item_idx, score
+    user_e0.npy  item_S.npy  item_final.npy  item_inv_sqrt_deg.npy
+
+The ``.npy`` tables duplicate the scorer's initialisers so the server can
+explain a recommendation and find similar items without the ``onnx`` package;
+they are loaded with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from recsys.artifacts import InputRef, Manifest, read_manifest, verify_artifact, write_artifact
+from recsys.data.schema import EVENT_TYPES
+from recsys.errors import InputError
+from recsys.logs import get_logger
+from recsys.storage import join, read_bytes
+
+log = get_logger(__name__)
+
+BUNDLE_KIND = "bundle"
+UNKNOWN_TYPE_BIT = 1 << len(EVENT_TYPES)
+"""Bit for history edges whose event types the graph did not record."""
+TYPE_BITS: dict[str, int] = {t: 1 << i for i, t in enumerate(EVENT_TYPES)}
+ALL_TYPES_MASK = UNKNOWN_TYPE_BIT | sum(TYPE_BITS.values())
+POPULARITY_PER_SEGMENT = 500
+"""Items kept per segment in the popularity table (the global list keeps every item)."""
+
+
+class WeightRules(BaseModel):
+    """How an event changes an edge weight at serving time.
+
+    Mirrors the graph's weight (``saturate(sum type_weight * decay)``): an event
+    arriving now has decay 1, so the new weight is
+    ``saturate(unsaturate(w) + type_weight)``; a training user's weights are
+    the graph's own, so the fold-in reproduces their trained embedding.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type_weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "view": 1.0,
+            "click": 2.0,
+            "add_to_cart": 4.0,
+            "purchase": 8.0,
+            "rating": 8.0,
+        }
+    )
+    rating_default: float = 3.0
+    saturation: str = "log1p"
+    saturation_c: float = 8.0
+    min_weight: float = 1e-6
+
+    def event_weight(self, event_type: str, value: float | None) -> float:
+        w = self.type_weights[event_type]
+        if event_type == "rating":
+            w *= (value if value is not None else self.rating_default) / 5.0
+        return float(w)
+
+    def saturate(self, raw: float) -> float:
+        if self.saturation == "log1p":
+            out = float(np.log1p(raw))
+        elif self.saturation == "hyperbolic":
+            out = raw / (raw + self.saturation_c)
+        else:
+            out = raw
+        return max(out, self.min_weight)
+
+    def unsaturate(self, w: float) -> float:
+        if self.saturation == "log1p":
+            return float(np.expm1(w))
+        if self.saturation == "hyperbolic":
+            w = min(w, 1.0 - 1e-9)
+            return self.saturation_c * w / (1.0 - w)
+        return w
+
+    def add_event(self, weight: float, event_type: str, value: float | None) -> float:
+        """The edge weight after one more event of ``event_type`` (``weight`` 0 = new edge)."""
+        raw = self.unsaturate(weight) if weight > 0 else 0.0
+        return self.saturate(raw + self.event_weight(event_type, value))
+
+
+class BundleMeta(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    version: str
+    num_layers: int
+    embedding_dim: int
+    num_users: int
+    num_items: int
+    weights: WeightRules = Field(default_factory=WeightRules)
+    segment_feature: str | None = None
+    """Raw user column whose value names the user's segment for popularity fallbacks."""
+    has_feature_projection: bool = False
+    data_cutoff: str | None = None
+    """Last instant covered by the training graph (ISO), when known: live events after it
+    are replayed onto a newly loaded bundle."""
+
+
+@dataclass
+class FoldInTables:
+    """Everything the fold-in and the fallbacks need, as numpy/pandas (computed in tables.py)."""
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    user_e0: np.ndarray
+    item_S: np.ndarray
+    item_final: np.ndarray
+    item_deg: np.ndarray
+    num_layers: int
+    hist_user: np.ndarray
+    hist_item: np.ndarray
+    hist_weight: np.ndarray
+    hist_types: np.ndarray
+    items: pd.DataFrame
+    """item_idx, item_id, category, price (one row per item index)."""
+    user_segments: np.ndarray | None = None
+    """Segment label per user index ('' when unknown)."""
+    proj_weight: np.ndarray | None = None
+    proj_bias: np.ndarray | None = None
+    feature_spec_json: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def item_inv_sqrt_deg(self) -> np.ndarray:
+        deg = self.item_deg.astype(np.float64)
+        out = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1e-30)), 0.0)
+        return out.astype(np.float32)
+
+
+def _parquet_bytes(df: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def popularity_table(t: FoldInTables) -> pd.DataFrame:
+    """Global popularity (every item) and the top items of each segment, by summed weight."""
+    n_items = len(t.item_ids)
+    score = np.bincount(t.hist_item, weights=t.hist_weight, minlength=n_items)
+    order = np.lexsort((np.arange(n_items), -score))
+    frames = [
+        pd.DataFrame(
+            {"segment": "", "rank": np.arange(n_items), "item_idx": order, "score": score[order]}
+        )
+    ]
+    if t.user_segments is not None and len(t.hist_user):
+        seg_of_edge = t.user_segments[t.hist_user]
+        df = pd.DataFrame({"segment": seg_of_edge, "item_idx": t.hist_item, "w": t.hist_weight})
+        df = df[df["segment"] != ""]
+        agg = df.groupby(["segment", "item_idx"], as_index=False)["w"].sum()
+        agg = agg.sort_values(["segment", "w", "item_idx"], ascending=[True, False, True])
+        agg["rank"] = agg.groupby("segment").cumcount()
+        agg = agg[agg["rank"] < POPULARITY_PER_SEGMENT]
+        frames.append(agg.rename(columns={"w": "score"})[["segment", "rank", "item_idx", "score"]])
+    out = pd.concat(frames, ignore_index=True)
+    out["item_idx"] = out["item_idx"].astype(np.int64)
+    out["rank"] = out["rank"].astype(np.int64)
+    out["score"] = out["score"].astype(np.float64)
+    return out
+
+
+def write_bundle(
+    t: FoldInTables,
+    out_uri: str,
+    meta: BundleMeta,
+    inputs: dict[str, InputRef] | None = None,
+    metrics: dict[str, float] | None = None,
+    lineage: dict[str, Any] | None = None,
+) -> Manifest:
+    """Write the bundle folder atomically; readers see all of it or none."""
+    from recsys.export.scorer import build_feature_projection, build_scorer
+    from recsys.storage import get_fs
+
+    scorer = build_scorer(t.item_S, t.item_final, t.item_inv_sqrt_deg, t.num_layers)
+    n_users = len(t.user_ids)
+    segments = t.user_segments if t.user_segments is not None else np.full(n_users, "", object)
+    files: dict[str, bytes] = {
+        "scorer.onnx": scorer.SerializeToString(),
+        "users.parquet": _parquet_bytes(
+            pd.DataFrame(
+                {
+                    "user_idx": np.arange(n_users, dtype=np.int64),
+                    "user_id": t.user_ids.astype(str),
+                    "segment": segments.astype(str),
+                }
+            )
+        ),
+        "items.parquet": _parquet_bytes(t.items.reset_index(drop=True)),
+        "histories.parquet": _parquet_bytes(
+            pd.DataFrame(
+                {
+                    "user_idx": t.hist_user.astype(np.int64),
+                    "item_idx": t.hist_item.astype(np.int64),
+                    "weight": t.hist_weight.astype(np.float32),
+                    "types": t.hist_types.astype(np.int16),
+                }
+            )
+        ),
+        "popularity.parquet": _parquet_bytes(popularity_table(t)),
+        "user_e0.npy": _npy_bytes(t.user_e0.astype(np.float32)),
+        "item_S.npy": _npy_bytes(t.item_S.astype(np.float32)),
+        "item_final.npy": _npy_bytes(t.item_final.astype(np.float32)),
+        "item_inv_sqrt_deg.npy": _npy_bytes(t.item_inv_sqrt_deg),
+    }
+    if t.proj_weight is not None:
+        bias = t.proj_bias if t.proj_bias is not None else np.zeros(t.proj_weight.shape[1])
+        proj = build_feature_projection(t.proj_weight, bias)
+        files["user_features.onnx"] = proj.SerializeToString()
+        meta = meta.model_copy(update={"has_feature_projection": True})
+    if t.feature_spec_json is not None:
+        files["feature_spec.json"] = t.feature_spec_json.encode()
+    files["bundle.json"] = (meta.model_dump_json(indent=2) + "\n").encode()
+    with write_artifact(out_uri, BUNDLE_KIND) as draft:
+        fs, root = get_fs(draft.uri)
+        for name, data in files.items():
+            with fs.open(f"{root}/{name}", "wb") as f:
+                f.write(data)
+        draft.inputs = dict(inputs or {})
+        draft.counts = {
+            "users": n_users,
+            "items": len(t.item_ids),
+            "history_edges": len(t.hist_item),
+            "embedding_dim": int(t.item_final.shape[1]),
+        }
+        draft.config = {"num_layers": t.num_layers, "version": meta.version}
+        draft.extra = {"metrics": dict(metrics or {}), "lineage": dict(lineage or {}), **t.extra}
+    log.info("bundle %s written to %s (%d users, %d items)", meta.version, out_uri, n_users,
+             len(t.item_ids))
+    return read_manifest(out_uri)
+
+
+@dataclass
+class BundleData:
+    """A bundle read into memory (no onnxruntime session yet: see recsys.serving.engine)."""
+
+    uri: str
+    meta: BundleMeta
+    manifest: Manifest
+    scorer_onnx: bytes
+    projection_onnx: bytes | None
+    feature_spec_json: str | None
+    users: pd.DataFrame
+    items: pd.DataFrame
+    histories: pd.DataFrame
+    popularity: pd.DataFrame
+    user_e0: np.ndarray
+    item_S: np.ndarray
+    item_final: np.ndarray
+    item_inv_sqrt_deg: np.ndarray
+
+
+def _read_npy(uri: str) -> np.ndarray:
+    arr: np.ndarray = np.load(io.BytesIO(read_bytes(uri)), allow_pickle=False)
+    return arr
+
+
+def _read_parquet(uri: str) -> pd.DataFrame:
+    return pd.read_parquet(io.BytesIO(read_bytes(uri)))
+
+
+def read_bundle(uri: str, verify: bool = True) -> BundleData:
+    """Read (and by default verify the checksums of) the bundle at ``uri``."""
+    manifest = verify_artifact(uri) if verify else read_manifest(uri)
+    if manifest.kind != BUNDLE_KIND:
+        raise InputError(f"{uri}: artifact kind is {manifest.kind!r}, not a serving bundle")
+    try:
+        meta = BundleMeta.model_validate_json(read_bytes(join(uri, "bundle.json")))
+    except ValueError as exc:
+        raise InputError(f"{uri}: bundle.json is invalid: {exc}") from None
+    has = set(manifest.files)
+    data = BundleData(
+        uri=uri,
+        meta=meta,
+        manifest=manifest,
+        scorer_onnx=read_bytes(join(uri, "scorer.onnx")),
+        projection_onnx=read_bytes(join(uri, "user_features.onnx"))
+        if "user_features.onnx" in has
+        else None,
+        feature_spec_json=read_bytes(join(uri, "feature_spec.json")).decode()
+        if "feature_spec.json" in has
+        else None,
+        users=_read_parquet(join(uri, "users.parquet")),
+        items=_read_parquet(join(uri, "items.parquet")),
+        histories=_read_parquet(join(uri, "histories.parquet")),
+        popularity=_read_parquet(join(uri, "popularity.parquet")),
+        user_e0=_read_npy(join(uri, "user_e0.npy")),
+        item_S=_read_npy(join(uri, "item_S.npy")),
+        item_final=_read_npy(join(uri, "item_final.npy")),
+        item_inv_sqrt_deg=_read_npy(join(uri, "item_inv_sqrt_deg.npy")),
+    )
+    n_u, n_i, d = meta.num_users, meta.num_items, meta.embedding_dim
+    checks = {
+        "user_e0.npy": (data.user_e0.shape, (n_u, d)),
+        "item_S.npy": (data.item_S.shape, (n_i, d)),
+        "item_final.npy": (data.item_final.shape, (n_i, d)),
+        "item_inv_sqrt_deg.npy": (data.item_inv_sqrt_deg.shape, (n_i,)),
+        "users.parquet": ((len(data.users),), (n_u,)),
+        "items.parquet": ((len(data.items),), (n_i,)),
+    }
+    for name, (got, want) in checks.items():
+        if tuple(got) != want:
+            raise InputError(f"{uri}: {name} has shape {tuple(got)}, bundle.json says {want}")
+    return data
+
+
+def bundle_summary(data: BundleData) -> dict[str, Any]:
+    return {
+        "uri": data.uri,
+        "version": data.meta.version,
+        "users": data.meta.num_users,
+        "items": data.meta.num_items,
+        "embedding_dim": data.meta.embedding_dim,
+        "files": sorted(data.manifest.files),
+    }

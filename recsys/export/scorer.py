@@ -1,0 +1,153 @@
+"""The ONNX scorer: the exact LightGCN fold-in, the dot product, the seen mask and top-K.
+
+Built with ``onnx.helper`` from the numpy fold-in tables rather than traced
+from torch: the graph is a dozen standard operators, so building it directly
+is deterministic, fast and independent of the exporter's version.
+
+Scorer inputs (``B`` users, ``L`` history slots, ``E`` exclusion slots):
+- ``e0`` float32 ``[B, d]``: the user's layer-0 embedding (id + features);
+- ``hist_idx`` int64 ``[B, L]``, ``hist_w`` float32 ``[B, L]``: history items and
+  edge weights, padded with weight 0 (any valid index);
+- ``excl_idx`` int64 ``[B, E]``: item indices to mask, padded with ``I`` (a dummy
+  column that is dropped before top-K), so ``E >= 1`` always;
+- ``k`` int64 ``[1]``.
+
+Outputs: ``scores`` ``[B, k]``, ``indices`` ``[B, k]`` (masked items score -inf),
+``user_emb`` ``[B, d]`` and ``because_slot`` ``[B, k]``: for each recommended item,
+the history slot whose fold-in term ``coef_l * <S_l, final_item>`` is largest
+(the explanation "because you interacted with X"; meaningless without history).
+The fold-in (sym normalisation)::
+
+    e_u = (e0_u + sum_i w_ui / sqrt(d_u d_i) * S_i) / (K + 1),  d_u = sum_i w_ui
+
+The feature projection for new users is a second, tiny model ``x [B, F] -> e0 [B, d]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 18
+IR_VERSION = 9
+NEG = float("-inf")
+
+
+def _const(name: str, value: np.ndarray) -> onnx.TensorProto:
+    return numpy_helper.from_array(value, name=name)
+
+
+def build_scorer(
+    item_S: np.ndarray,
+    item_final: np.ndarray,
+    item_inv_sqrt_deg: np.ndarray,
+    num_layers: int,
+) -> onnx.ModelProto:
+    """The scorer model with the item tables as initialisers."""
+    n_items, dim = item_final.shape
+    if item_S.shape != (n_items, dim) or item_inv_sqrt_deg.shape != (n_items,):
+        raise ValueError(
+            f"table shapes disagree: S {item_S.shape}, final {item_final.shape}, "
+            f"deg {item_inv_sqrt_deg.shape}"
+        )
+    # one zero column after the real items absorbs the exclusion padding
+    final_t = np.zeros((dim, n_items + 1), dtype=np.float32)
+    final_t[:, :n_items] = item_final.T
+    inits = [
+        _const("item_S", np.ascontiguousarray(item_S, dtype=np.float32)),
+        _const("item_final_t", final_t),
+        _const("item_inv_sqrt_deg", np.ascontiguousarray(item_inv_sqrt_deg, dtype=np.float32)),
+        _const("inv_k1", np.array(1.0 / (num_layers + 1), dtype=np.float32)),
+        _const("eps", np.array(1e-12, dtype=np.float32)),
+        _const("neg", np.array(NEG, dtype=np.float32)),
+        _const("ax1", np.array([1], dtype=np.int64)),
+        _const("ax2", np.array([2], dtype=np.int64)),
+        _const("zero_f", np.array(0.0, dtype=np.float32)),
+        _const("zero1", np.array([0], dtype=np.int64)),
+        _const("n_items", np.array([n_items], dtype=np.int64)),
+    ]
+    nodes = [
+        helper.make_node("ReduceSum", ["hist_w", "ax1"], ["d_u"], keepdims=1),
+        helper.make_node("Max", ["d_u", "eps"], ["d_u_pos"]),
+        helper.make_node("Sqrt", ["d_u_pos"], ["sqrt_d_u"]),
+        helper.make_node("Gather", ["item_inv_sqrt_deg", "hist_idx"], ["inv_sqrt_d_i"], axis=0),
+        helper.make_node("Mul", ["hist_w", "inv_sqrt_d_i"], ["w_di"]),
+        helper.make_node("Div", ["w_di", "sqrt_d_u"], ["coef"]),
+        helper.make_node("Unsqueeze", ["coef", "ax1"], ["coef3"]),
+        helper.make_node("Gather", ["item_S", "hist_idx"], ["S_h"], axis=0),
+        helper.make_node("MatMul", ["coef3", "S_h"], ["agg3"]),
+        helper.make_node("Squeeze", ["agg3", "ax1"], ["agg"]),
+        helper.make_node("Add", ["e0", "agg"], ["e_sum"]),
+        helper.make_node("Mul", ["e_sum", "inv_k1"], ["user_emb"]),
+        helper.make_node("MatMul", ["user_emb", "item_final_t"], ["scores_all"]),
+        helper.make_node("Shape", ["excl_idx"], ["excl_shape"]),
+        helper.make_node("Expand", ["neg", "excl_shape"], ["neg_upd"]),
+        helper.make_node(
+            "ScatterElements", ["scores_all", "excl_idx", "neg_upd"], ["scores_masked"], axis=1
+        ),
+        helper.make_node("Slice", ["scores_masked", "zero1", "n_items", "ax1"], ["scores_items"]),
+        helper.make_node(
+            "TopK", ["scores_items", "k"], ["scores", "indices"], axis=1, largest=1, sorted=1
+        ),
+        # explanation: per top item, the history slot whose fold-in term adds most to its score
+        helper.make_node("Gather", ["item_final_t", "indices"], ["top_t"], axis=1),
+        helper.make_node("Transpose", ["top_t"], ["top_bdk"], perm=[1, 0, 2]),
+        helper.make_node("MatMul", ["S_h", "top_bdk"], ["s_dot"]),
+        helper.make_node("Unsqueeze", ["coef", "ax2"], ["coef_l1"]),
+        helper.make_node("Mul", ["s_dot", "coef_l1"], ["contrib"]),
+        helper.make_node("Greater", ["hist_w", "zero_f"], ["real_slot"]),
+        helper.make_node("Unsqueeze", ["real_slot", "ax2"], ["real_slot3"]),
+        helper.make_node("Where", ["real_slot3", "contrib", "neg"], ["contrib_real"]),
+        helper.make_node("ArgMax", ["contrib_real"], ["because_slot"], axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "recsys_foldin_scorer",
+        inputs=[
+            helper.make_tensor_value_info("e0", TensorProto.FLOAT, ["B", dim]),
+            helper.make_tensor_value_info("hist_idx", TensorProto.INT64, ["B", "L"]),
+            helper.make_tensor_value_info("hist_w", TensorProto.FLOAT, ["B", "L"]),
+            helper.make_tensor_value_info("excl_idx", TensorProto.INT64, ["B", "E"]),
+            helper.make_tensor_value_info("k", TensorProto.INT64, [1]),
+        ],
+        outputs=[
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["B", "K"]),
+            helper.make_tensor_value_info("indices", TensorProto.INT64, ["B", "K"]),
+            helper.make_tensor_value_info("user_emb", TensorProto.FLOAT, ["B", dim]),
+            helper.make_tensor_value_info("because_slot", TensorProto.INT64, ["B", "K"]),
+        ],
+        initializer=inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="recsys.export",
+    )
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    return model
+
+
+def build_feature_projection(weight: np.ndarray, bias: np.ndarray) -> onnx.ModelProto:
+    """``x [B, F] -> x @ weight + bias`` : the layer-0 embedding of a user from features."""
+    n_feat, dim = weight.shape
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "W"], ["xw"]),
+            helper.make_node("Add", ["xw", "b"], ["e0"]),
+        ],
+        "recsys_user_feature_projection",
+        inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", n_feat])],
+        outputs=[helper.make_tensor_value_info("e0", TensorProto.FLOAT, ["B", dim])],
+        initializer=[
+            _const("W", np.ascontiguousarray(weight, dtype=np.float32)),
+            _const("b", np.ascontiguousarray(bias, dtype=np.float32)),
+        ],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="recsys.export"
+    )
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    return model

@@ -1,0 +1,501 @@
+"""One loaded bundle: onnxruntime sessions, id maps, histories, fallbacks. No torch.
+
+The engine is used from the server's event loop only (one thread), so its live
+state (histories changed by events) needs no lock; a hot reload builds a new
+engine off-loop and swaps the reference, and a request keeps the engine it
+started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+
+from recsys.artifacts import manifest_sha256
+from recsys.data.schema import EVENT_TYPES
+from recsys.errors import InputError
+from recsys.export.bundle import (
+    ALL_TYPES_MASK,
+    TYPE_BITS,
+    BundleData,
+    read_bundle,
+)
+from recsys.logs import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass
+class LiveUser:
+    """A user's history after live events: item index -> [weight, type bits]."""
+
+    items: dict[int, list[float]]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        idx = np.fromiter(self.items.keys(), dtype=np.int64, count=len(self.items))
+        vals = np.array(list(self.items.values()), dtype=np.float64).reshape(-1, 2)
+        return idx, vals[:, 0].astype(np.float32), vals[:, 1].astype(np.int64)
+
+
+LONG_HISTORY = 512
+"""History length above which a request is scored alone instead of padded into a batch."""
+LONG_EXCLUSION = 4096
+
+
+@dataclass
+class Prepared:
+    user_id: str
+    source: str
+    e0: np.ndarray
+    h_idx: np.ndarray
+    h_w: np.ndarray
+    excl: np.ndarray
+    k: int
+
+
+class Batcher:
+    """Natural batching: requests that arrive while a batch is scoring go in the next one.
+
+    One worker thread runs onnxruntime (which releases the GIL), so the event loop
+    keeps parsing HTTP meanwhile, and under load one pass over the item table
+    serves many users. A lone request is scored at once, without waiting.
+    """
+
+    def __init__(self, engine: Engine, max_batch: int = 64, inline: bool = False) -> None:
+        self.engine = engine
+        self.inline = inline
+        self.max_batch = max_batch
+        self.pending: list[tuple[Prepared, asyncio.Future[tuple[np.ndarray, ...]]]] = []
+        self.busy = False
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
+        self.batches = 0
+        self.batched_requests = 0
+
+    async def submit(self, p: Prepared) -> tuple[np.ndarray, ...]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[np.ndarray, ...]] = loop.create_future()
+        self.pending.append((p, fut))
+        if not self.busy:
+            self._start(loop)
+        return await fut
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.busy = True
+        if self.inline:
+            loop.call_soon(self._run_inline)
+            return
+        batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch :]
+        self.batches += 1
+        self.batched_requests += len(batch)
+        job = loop.run_in_executor(self.pool, self.engine.run_many, [p for p, _ in batch])
+        job.add_done_callback(lambda f: self._done(loop, batch, f))
+
+    def _run_inline(self) -> None:
+        # scheduled with call_soon: requests parsed in this loop iteration join the batch
+        batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch :]
+        self.batches += 1
+        self.batched_requests += len(batch)
+        try:
+            results = self.engine.run_many([p for p, _ in batch])
+        except Exception as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+        else:
+            for (_, fut), res in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(res)
+        self.busy = False
+        if self.pending:
+            self._start(asyncio.get_running_loop())
+
+    def _done(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batch: list[tuple[Prepared, asyncio.Future[tuple[np.ndarray, ...]]]],
+        job: asyncio.Future[list[tuple[np.ndarray, ...]]],
+    ) -> None:
+        self.busy = False
+        exc = job.exception()
+        for r, (_, fut) in enumerate(batch):
+            if fut.done():  # the client went away
+                continue
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(job.result()[r])
+        if self.pending:
+            self._start(loop)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)
+
+
+@dataclass
+class Query:
+    k: int = 20
+    exclude_seen_mask: int = ALL_TYPES_MASK
+    include_categories: list[str] = field(default_factory=list)
+    exclude_categories: list[str] = field(default_factory=list)
+    exclude_items: list[str] = field(default_factory=list)
+    features: dict[str, Any] | None = None
+    segment: str | None = None
+
+
+def seen_mask(spec: str) -> int:
+    """``all`` | ``none`` | comma list of event types -> bitmask of history types to exclude."""
+    spec = spec.strip().lower()
+    if spec in {"", "all"}:
+        return ALL_TYPES_MASK
+    if spec == "none":
+        return 0
+    mask = 0
+    for part in spec.split(","):
+        t = part.strip()
+        if t not in TYPE_BITS:
+            raise InputError(
+                f"exclude_seen: unknown event type {t!r}; "
+                f"use all, none or some of {list(EVENT_TYPES)}"
+            )
+        mask |= TYPE_BITS[t]
+    return mask
+
+
+def _session(model: bytes, threads: int) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    # one request = one small matmul: extra threads only add contention on a shared CPU
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+class Engine:
+    def __init__(
+        self, data: BundleData, ort_threads: int = 1, score_in_thread: bool = True
+    ) -> None:
+        self.uri = data.uri
+        self.meta = data.meta
+        self.version = data.meta.version
+        self.manifest = data.manifest
+        self.manifest_sha = manifest_sha256(data.uri)
+        self.sess = _session(data.scorer_onnx, ort_threads)
+        self.proj_sess = (
+            _session(data.projection_onnx, ort_threads) if data.projection_onnx else None
+        )
+        self.feature_spec = None
+        if data.feature_spec_json is not None:
+            from recsys.graph.features import FeatureSpec
+
+            self.feature_spec = FeatureSpec.from_json(data.feature_spec_json)
+        users = data.users.sort_values("user_idx")
+        self.user_ids = users["user_id"].astype(str).to_numpy(dtype=object)
+        self.user_index = {u: i for i, u in enumerate(self.user_ids)}
+        self.user_segment = users["segment"].astype(str).to_numpy(dtype=object)
+        items = data.items.sort_values("item_idx")
+        self.item_ids = items["item_id"].astype(str).to_numpy(dtype=object)
+        self.item_index = {it: i for i, it in enumerate(self.item_ids)}
+        self.n_items = len(self.item_ids)
+        cats = (
+            items["category"].astype("string").fillna("").to_numpy(dtype=object)
+            if "category" in items
+            else np.full(self.n_items, "", dtype=object)
+        )
+        self.item_category = cats
+        self.category_items = {
+            str(c): np.flatnonzero(cats == c).astype(np.int64) for c in pd.unique(cats)
+        }
+        h = data.histories.sort_values(["user_idx", "item_idx"], kind="stable")
+        counts = np.bincount(h["user_idx"].to_numpy(), minlength=len(self.user_ids))
+        self.indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.h_item = h["item_idx"].to_numpy(dtype=np.int64)
+        self.h_w = h["weight"].to_numpy(dtype=np.float32)
+        self.h_types = h["types"].to_numpy(dtype=np.int64)
+        self.user_e0 = data.user_e0
+        self.item_S = data.item_S
+        self.item_final = data.item_final
+        self.item_inv_sqrt_deg = data.item_inv_sqrt_deg
+        norms = np.linalg.norm(self.item_final, axis=1, keepdims=True)
+        self.item_unit = (self.item_final / np.maximum(norms, 1e-12)).astype(np.float32)
+        pop = data.popularity
+        glob = pop[pop["segment"] == ""].sort_values("rank")
+        self.pop_global = glob["item_idx"].to_numpy(dtype=np.int64)
+        self.pop_global_score = np.zeros(self.n_items, dtype=np.float64)
+        self.pop_global_score[self.pop_global] = glob["score"].to_numpy(dtype=np.float64)
+        self.pop_segment_score: dict[str, dict[int, float]] = {
+            str(sg): dict(zip(g["item_idx"].tolist(), g["score"].tolist(), strict=True))
+            for sg, g in pop[pop["segment"] != ""].groupby("segment")
+        }
+        self.pop_segment = {
+            str(s): g.sort_values("rank")["item_idx"].to_numpy(dtype=np.int64)
+            for s, g in pop[pop["segment"] != ""].groupby("segment")
+        }
+        self.live: dict[str, LiveUser] = {}
+        self.served = np.zeros(self.n_items, dtype=bool)
+        self.n_served = 0
+        """Items recommended at least once by this engine (the coverage metric)."""
+        self.dim = self.meta.embedding_dim
+        self._zero_e0 = np.zeros((1, self.dim), dtype=np.float32)
+        self._pad = np.array([self.n_items], dtype=np.int64)
+        self.batcher = Batcher(self, inline=not score_in_thread)
+
+    # ---------- histories and events ----------
+
+    def history(self, user_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        live = self.live.get(user_id)
+        if live is not None:
+            return live.arrays()
+        u = self.user_index.get(user_id)
+        if u is None:
+            return None
+        a, b = self.indptr[u], self.indptr[u + 1]
+        return self.h_item[a:b], self.h_w[a:b], self.h_types[a:b]
+
+    def apply_event(self, user_id: str, item_id: str, event_type: str, value: float | None) -> bool:
+        """Fold one event into the user's history; False when the product is unknown."""
+        j = self.item_index.get(item_id)
+        if j is None:
+            return False
+        live = self.live.get(user_id)
+        if live is None:
+            live = LiveUser(items={})
+            u = self.user_index.get(user_id)
+            if u is not None:
+                a, b = self.indptr[u], self.indptr[u + 1]
+                for it, w, ty in zip(
+                    self.h_item[a:b].tolist(), self.h_w[a:b].tolist(), self.h_types[a:b].tolist(),
+                    strict=True,
+                ):
+                    live.items[it] = [w, float(ty)]
+            self.live[user_id] = live
+        cur = live.items.get(j)
+        w0, ty0 = (cur[0], int(cur[1])) if cur else (0.0, 0)
+        w1 = self.meta.weights.add_event(w0, event_type, value)
+        live.items[j] = [w1, float(ty0 | TYPE_BITS[event_type])]
+        return True
+
+    # ---------- scoring ----------
+
+    def _excluded(
+        self, q: Query, hist: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    ) -> np.ndarray:
+        parts = [self._pad]
+        if hist is not None and q.exclude_seen_mask and len(hist[0]):
+            h_idx, _, h_types = hist
+            parts.append(h_idx[(h_types & q.exclude_seen_mask) != 0])
+        if q.include_categories:
+            keep = np.zeros(self.n_items, dtype=bool)
+            for c in q.include_categories:
+                if c in self.category_items:
+                    keep[self.category_items[c]] = True
+            parts.append(np.flatnonzero(~keep))
+        for c in q.exclude_categories:
+            if c in self.category_items:
+                parts.append(self.category_items[c])
+        if q.exclude_items:
+            ex = [self.item_index[i] for i in q.exclude_items if i in self.item_index]
+            parts.append(np.array(ex, dtype=np.int64))
+        return np.concatenate(parts).astype(np.int64, copy=False)
+
+    def project_features(self, features: dict[str, Any]) -> np.ndarray | None:
+        if self.proj_sess is None or self.feature_spec is None:
+            return None
+        known = set(self.feature_spec.user_raw_columns)
+        unknown = sorted(set(features) - known)
+        if unknown:
+            raise InputError(f"features: unknown feature(s) {unknown}; known: {sorted(known)}")
+        x = self.feature_spec.encode_users(pd.DataFrame([features]))
+        (e0,) = self.proj_sess.run(None, {"x": x.astype(np.float32)})
+        out: np.ndarray = e0[0]
+        return out
+
+    def prepare(self, user_id: str, q: Query) -> Prepared | dict[str, Any]:
+        """Inputs of the scorer for one request (on the loop: reads the live histories),
+        or the finished answer when the user falls back to popularity."""
+        k = min(q.k, self.n_items)
+        hist = self.history(user_id)
+        u = self.user_index.get(user_id)
+        source = "history"
+        e0: np.ndarray | None = None
+        if u is not None:
+            e0 = self.user_e0[u]
+        elif q.features:
+            e0 = self.project_features(q.features)
+            source = "features" if hist is None else "history+features"
+        if hist is None and e0 is None:
+            return self._popular(user_id, q, k)
+        if e0 is None:
+            e0 = self._zero_e0[0]
+            source = "events"
+        excl = self._excluded(q, hist)
+        if hist is None:
+            h_idx, h_w = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        else:
+            h_idx, h_w = hist[0], hist[1]
+        return Prepared(user_id, source, e0, h_idx, h_w, excl, k)
+
+    def run_many(self, batch: list[Prepared]) -> list[tuple[np.ndarray, ...]]:
+        """Score a batch, keeping padding bounded: a request with a long history or a long
+        exclusion list is scored on its own, so one heavy user cannot make every other
+        request in the batch pay (and allocate) for its length."""
+        light = [j for j, p in enumerate(batch)
+                 if len(p.h_idx) <= LONG_HISTORY and len(p.excl) <= LONG_EXCLUSION]
+        out: list[tuple[np.ndarray, ...] | None] = [None] * len(batch)
+        if light:
+            for j, res in zip(light, self.run_batch([batch[j] for j in light]), strict=True):
+                out[j] = res
+        for j, p in enumerate(batch):
+            if out[j] is None:
+                out[j] = self.run_batch([p])[0]
+        return [r for r in out if r is not None]
+
+    def run_batch(self, batch: list[Prepared]) -> list[tuple[np.ndarray, ...]]:
+        """One onnxruntime call for several requests (safe off the loop: reads no live state)."""
+        n = len(batch)
+        width = max(max(len(p.h_idx) for p in batch), 1)
+        e_width = max(len(p.excl) for p in batch)
+        e0 = np.empty((n, self.dim), dtype=np.float32)
+        h_idx = np.zeros((n, width), dtype=np.int64)
+        h_w = np.zeros((n, width), dtype=np.float32)
+        excl = np.full((n, e_width), self.n_items, dtype=np.int64)
+        for r, p in enumerate(batch):
+            e0[r] = p.e0
+            h_idx[r, : len(p.h_idx)] = p.h_idx
+            h_w[r, : len(p.h_w)] = p.h_w
+            excl[r, : len(p.excl)] = p.excl
+        k = max(p.k for p in batch)
+        scores, idx, slot = self.sess.run(
+            ["scores", "indices", "because_slot"],
+            {"e0": e0, "hist_idx": h_idx, "hist_w": h_w, "excl_idx": excl,
+             "k": np.array([k], dtype=np.int64)},
+        )
+        out: list[tuple[np.ndarray, ...]] = []
+        for r, p in enumerate(batch):
+            sr, ir, br = scores[r, : p.k], idx[r, : p.k], slot[r, : p.k]
+            keep = np.isfinite(sr)
+            out.append((sr[keep], ir[keep], br[keep]))
+        return out
+
+    def finish(self, p: Prepared, result: tuple[np.ndarray, ...]) -> dict[str, Any]:
+        scores, idx, slot = result
+        ids = self.item_ids
+        if len(p.h_idx):
+            because = [
+                {"item_id": ids[b], "reason": f"because you interacted with {ids[b]}"}
+                for b in p.h_idx[slot].tolist()
+            ]
+        else:
+            because = [{"reason": "because it matches your profile"}] * len(idx)
+        items = [
+            {"item_id": ids[j], "score": sc, "because": b}
+            for j, sc, b in zip(idx.tolist(), scores.tolist(), because, strict=True)
+        ]
+        return {"user_id": p.user_id, "model_version": self.version, "source": p.source,
+                "items": items, "_idx": idx}
+
+    def recommend(self, user_id: str, q: Query) -> dict[str, Any]:
+        """Synchronous top-k (smoke test, tools); the server uses :meth:`recommend_async`."""
+        p = self.prepare(user_id, q)
+        if isinstance(p, dict):
+            return p
+        return self.finish(p, self.run_batch([p])[0])
+
+    async def recommend_async(self, user_id: str, q: Query) -> dict[str, Any]:
+        p = self.prepare(user_id, q)
+        if isinstance(p, dict):
+            return p
+        return self.finish(p, await self.batcher.submit(p))
+
+    def _popular(self, user_id: str, q: Query, k: int) -> dict[str, Any]:
+        segment = q.segment
+        if segment is None and q.features and self.meta.segment_feature:
+            v = q.features.get(self.meta.segment_feature)
+            segment = str(v) if v is not None else None
+        order, source, reason = self.pop_global, "global_popularity", "popular right now"
+        if segment is not None and segment in self.pop_segment:
+            order, source = self.pop_segment[segment], "segment_popularity"
+            reason = f"popular in segment {segment}"
+        ex_idx = self._excluded(q, None)
+        if len(ex_idx) == 1:  # only the padding: no filter
+            picked = order[:k]
+            excl = np.zeros(0, dtype=bool)
+        else:
+            excl = np.zeros(self.n_items + 1, dtype=bool)
+            excl[ex_idx] = True
+            picked = order[~excl[order]][:k]
+        if len(picked) < k and order is not self.pop_global:
+            # a small segment list runs out: top up from the global ranking
+            rest = self.pop_global[~excl[self.pop_global]] if len(excl) else self.pop_global
+            rest = rest[~np.isin(rest, picked)]
+            picked = np.concatenate([picked, rest[: k - len(picked)]])
+        seg_scores = self.pop_segment_score.get(segment or "", {}) if order is not self.pop_global \
+            else {}
+        # the popularity score (summed edge weight, in the segment when it came from there)
+        scores = [
+            seg_scores.get(j, float(self.pop_global_score[j])) for j in picked.tolist()
+        ]
+        items = [
+            {"item_id": self.item_ids[j], "score": sc, "because": {"reason": reason}}
+            for j, sc in zip(picked.tolist(), scores, strict=True)
+        ]
+        return {"user_id": user_id, "model_version": self.version, "source": source,
+                "items": items, "_idx": picked}
+
+    def similar(self, item_id: str, k: int) -> dict[str, Any]:
+        j = self.item_index.get(item_id)
+        if j is None:
+            raise KeyError(item_id)
+        sims = self.item_unit @ self.item_unit[j]
+        sims[j] = -np.inf
+        k = min(k, self.n_items - 1)
+        top = np.argpartition(-sims, k - 1)[:k] if k > 0 else np.zeros(0, np.int64)
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return {
+            "item_id": item_id,
+            "model_version": self.version,
+            "items": [{"item_id": self.item_ids[t], "score": float(sims[t])} for t in top.tolist()],
+        }
+
+    def smoke(self) -> float:
+        """One real query (a training user if any, else a cold one); returns seconds taken."""
+        t0 = time.perf_counter()
+        user = str(self.user_ids[0]) if len(self.user_ids) else "__smoke__"
+        for _ in range(3):  # the first run allocates; warm the arena too
+            out = self.recommend(user, Query(k=min(10, self.n_items)))
+        if self.n_items and not out["items"] and out["source"] == "history":
+            raise InputError(f"{self.uri}: smoke query returned no items")
+        if self.n_items > 1:
+            self.similar(str(self.item_ids[0]), 1)
+        return time.perf_counter() - t0
+
+
+def load_engine(
+    uri: str, ort_threads: int = 1, verify: bool = True, score_in_thread: bool = True
+) -> Engine:
+    """Read, verify (checksums), build sessions and smoke-test the bundle at ``uri``."""
+    t0 = time.perf_counter()
+    data = read_bundle(uri, verify=verify)
+    try:
+        engine = Engine(data, ort_threads=ort_threads, score_in_thread=score_in_thread)
+    except InputError:
+        raise
+    except Exception as exc:  # onnxruntime or parquet errors: the bundle is unusable
+        raise InputError(f"{uri}: cannot load bundle: {exc}") from None
+    smoke_s = engine.smoke()
+    log.info(
+        "bundle %s loaded from %s in %.2fs (smoke %.1f ms, %d users, %d items)",
+        engine.version, uri, time.perf_counter() - t0, smoke_s * 1e3, len(engine.user_ids),
+        engine.n_items,
+    )
+    return engine
+
+
+__all__ = ["Engine", "LiveUser", "Query", "load_engine", "seen_mask"]
