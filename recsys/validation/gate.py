@@ -1,0 +1,289 @@
+"""The data-quality gate (gate 1 of DESIGN.md): ``recsys validate --lake L --date D``.
+
+It reads the events partition of ``D`` and the users/items snapshots of that
+day as written (no casting), checks the schema on Arrow, runs the GX suites
+per table and the cross-partition checks, and publishes a report artifact
+(``result.json`` + Data Docs) even when checks fail, because the report is
+what a person reads. Then it raises :class:`~recsys.errors.GateFailed` listing
+each failed check, or returns the :class:`GateResult`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pyarrow as pa
+from tqdm import tqdm
+
+from recsys.artifacts import InputRef, write_artifact
+from recsys.data.lake import (
+    latest_partition_on_or_before,
+    partition_files,
+    partition_uri,
+    read_partition,
+)
+from recsys.data.schema import EVENTS, ITEMS, KEYS, USERS
+from recsys.errors import GateFailed, InputError
+from recsys.logs import get_logger
+from recsys.storage import get_fs, join, sha256_file
+from recsys.validation import cross
+from recsys.validation.config import ValidationConfig
+from recsys.validation.results import CheckResult, GateResult
+from recsys.validation.schema_check import check_schema
+
+if TYPE_CHECKING:
+    # great-expectations takes seconds to import: only once the inputs have been read,
+    # so a missing or corrupt partition is reported at once
+    from recsys.validation.gx_runner import GxRunner
+    from recsys.validation.suites import Spec
+
+__all__ = ["GateResult", "ValidationConfig", "default_report_uri", "run_gate"]
+
+log = get_logger(__name__)
+REPORT_KIND = "validation_report"
+
+
+def default_report_uri(lake: str, day: dt.date) -> str:
+    return join(lake, "reports", "validation", f"dt={day.isoformat()}")
+
+
+@dataclass
+class _Part:
+    """One partition as read: its table, the day it is from, and which columns are usable."""
+
+    table: str
+    day: dt.date
+    data: pa.Table
+    files: list[str]
+    usable: set[str]
+    sha256: str
+    """Content hash of the partition's files (the manifest's input hash)."""
+
+
+def _load(lake: str, table: str, day: dt.date) -> tuple[pa.Table, list[str]]:
+    files = partition_files(lake, table, day)  # InputError when missing or without files
+    data = read_partition(lake, table, day)  # InputError naming a corrupt file
+    if data.num_rows == 0:
+        raise InputError(f"{', '.join(files)}: empty {table} partition (0 rows)")
+    return data, files
+
+
+def _snapshot_day(lake: str, table: str, day: dt.date) -> dt.date:
+    found = latest_partition_on_or_before(lake, table, day)
+    if found is None:
+        raise InputError(
+            f"{join(lake, table)}: no {table} partition on or before {day.isoformat()}"
+        )
+    return found
+
+
+def _skipped(spec: Spec, missing: set[str]) -> CheckResult:
+    return CheckResult(
+        name=spec.name, table=spec.table, column=spec.column, rule=spec.rule,
+        observed="n/a", passed=True, skipped=True,
+        note=f"skipped: column(s) {', '.join(sorted(missing))} failed the schema check",
+        expectation=spec.expectation.expectation_type,
+    )  # fmt: skip
+
+
+def _to_pandas(part: _Part) -> pd.DataFrame:
+    """The usable columns as pandas, repeated strings (ids, event types) as categoricals.
+
+    Conditional checks filter the whole frame; on category codes that is much
+    cheaper than on Arrow-backed strings. The table's own key stays a string
+    column: it is meant to be unique, and a categorical with a million
+    categories costs ~5x the memory of the strings themselves.
+    """
+    data = part.data.select(sorted(part.usable))
+    cols = {}
+    for name in data.column_names:
+        col = data.column(name)
+        if name != KEYS[part.table] and (
+            pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+        ):
+            col = col.dictionary_encode()
+        cols[name] = col
+    return pa.table(cols).to_pandas()
+
+
+def _run_table(gx_run: GxRunner, part: _Part, specs: list[Spec]) -> list[CheckResult]:
+    runnable = [s for s in specs if set(s.needs) <= part.usable]
+    df = _to_pandas(part) if part.usable else pd.DataFrame()
+    ran = {c.name: c for c in gx_run.run(part.table, df, runnable, "gx", part.sha256)}
+    return [
+        ran[s.name] if s.name in ran else _skipped(s, set(s.needs) - part.usable) for s in specs
+    ]
+
+
+def _cross_checks(
+    gx_run: GxRunner, lake: str, ev: _Part, users: _Part, items: _Part, cfg: ValidationConfig
+) -> list[CheckResult]:
+    from recsys.validation.suites import metric_spec
+
+    figures: list[cross.Metric | CheckResult] = []
+    for col, dim, tol in (
+        ("user_id", users, cfg.max_unknown_user_rate),
+        ("item_id", items, cfg.max_unknown_item_rate),
+    ):
+        rule = f"share of {col} not in {dim.table} dt={dim.day.isoformat()} <= {tol:g}"
+        if col in ev.usable and col in dim.usable:
+            known = dim.data.column(col).combine_chunks()
+            figures.append(cross.unknown_ids(ev.data, col, known, dim.table, dim.day, tol, cfg))
+        else:
+            figures.append(_cross_skip(f"events.{col}.known_in_{dim.table}", col, rule))
+    if set(cross.DUP_KEY) <= ev.usable:
+        figures.append(cross.duplicate_rate(ev.data, cfg))
+    else:
+        figures.append(_cross_skip("events.*.duplicate_rate", "*", "duplicate rate"))
+    history = cross.read_history(lake, ev.day, cfg)
+    figures.append(cross.volume(ev.data.num_rows, history, cfg))
+    if "event_type" in ev.usable:
+        figures.append(cross.mix_drift(ev.data.column("event_type"), history, cfg))
+    metrics = [f for f in figures if isinstance(f, cross.Metric)]
+    specs = [
+        metric_spec(m.name, m.table, m.column, m.rule, m.metric, m.low, m.high) for m in metrics
+    ]
+    df = pd.DataFrame({m.metric: [m.value] for m in metrics})
+    ran = {c.name: c for c in gx_run.run("cross_partition", df, specs, "cross")}
+    out: list[CheckResult] = []
+    for f in figures:
+        if isinstance(f, CheckResult):
+            out.append(f)
+        else:  # GX gives the verdict; the observed text carries the context it lacks
+            out.append(ran[f.name].model_copy(update={"observed": f.observed}))
+    return out
+
+
+def _cross_skip(name: str, column: str, rule: str) -> CheckResult:
+    return CheckResult(
+        name=name, table=EVENTS, column=column, rule=rule, observed="n/a", passed=True,
+        skipped=True, note="skipped: a column it needs failed the schema check", stage="cross",
+    )  # fmt: skip
+
+
+def _content_hash(files: list[str]) -> str:
+    h = hashlib.sha256()
+    for uri in files:
+        fs, path = get_fs(uri)
+        h.update(f"{uri.rsplit('/', 1)[-1]}:{sha256_file(fs, path)}\n".encode())
+    return h.hexdigest()
+
+
+def _publish(
+    uri: str, result: GateResult, parts: list[_Part], docs: Path | None, cfg: ValidationConfig
+) -> None:
+    config = cfg.model_dump(mode="json")
+    with write_artifact(uri, REPORT_KIND) as draft:
+        fs, root = get_fs(draft.uri)
+        with fs.open(f"{root}/result.json", "w") as f:
+            f.write(result.to_json(config))
+        if docs is not None:
+            for local in sorted(p for p in docs.rglob("*") if p.is_file()):
+                target = f"{root}/data_docs/{local.relative_to(docs).as_posix()}"
+                fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+                fs.put_file(str(local), target)
+        draft.inputs = {
+            p.table: InputRef(uri=partition_uri(result.lake, p.table, p.day), sha256=p.sha256)
+            for p in parts
+        }
+        draft.counts = {
+            **{f"rows_{k}": v for k, v in result.counts.items()},
+            "checks": len(result.checks),
+            "failed": len(result.failed),
+        }
+        draft.config = config
+        draft.extra = {"date": result.day.isoformat(), "passed": result.passed}
+
+
+class _Stages:
+    """A progress bar over the gate's stages that also logs how long each took."""
+
+    def __init__(self, day: dt.date) -> None:
+        self.bar = tqdm(total=9, desc=f"validate {day.isoformat()}", unit="stage", disable=None)
+        self.last = time.perf_counter()
+        self.took: dict[str, float] = {}
+
+    def done(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.took[stage] = round(now - self.last, 2)
+        self.last = now
+        self.bar.update()
+
+    def close(self) -> None:
+        self.bar.close()
+        log.info("validation stages (s): %s", self.took)
+
+
+def run_gate(
+    lake: str, day: dt.date, report: str | None, config: ValidationConfig | None = None
+) -> GateResult:
+    """Validate ``day``'s partitions of ``lake``; publish the report; raise GateFailed on failure.
+
+    Raises :class:`InputError` (exit 2) when a partition is missing, empty or
+    unreadable, naming it, and :class:`GateFailed` (exit 1) after writing the
+    report when any check fails.
+    """
+    cfg = config or ValidationConfig()
+    report_uri = report or default_report_uri(lake, day)
+    steps = _Stages(day)
+    parts: list[_Part] = []
+    checks: list[CheckResult] = []
+    for table, part_day in (
+        (EVENTS, day),
+        (USERS, _snapshot_day(lake, USERS, day)),
+        (ITEMS, _snapshot_day(lake, ITEMS, day)),
+    ):
+        data, files = _load(lake, table, part_day)
+        found, usable = check_schema(table, data.schema, files[0] if len(files) == 1 else table)
+        checks += found
+        parts.append(_Part(table, part_day, data, files, usable, _content_hash(files)))
+        steps.done(f"read {table}")
+    from recsys.validation import suites
+    from recsys.validation.gx_runner import GxRunner
+
+    ev, users, items = parts
+    _, end = suites.day_bounds(day)
+    cutoff = end
+    if cfg.max_future_skew_hours is not None:
+        cutoff = min(end, dt.datetime.now(dt.UTC) + dt.timedelta(hours=cfg.max_future_skew_hours))
+    notes = []
+    for p in (users, items):
+        if p.day != day:
+            notes.append(f"{p.table}: no partition for {day}, used the snapshot dt={p.day}")
+    with tempfile.TemporaryDirectory(prefix="recsys-gx-") as tmp:
+        docs = Path(tmp) / "docs" if cfg.data_docs else None
+        gx_run = GxRunner(docs, f"dt={day.isoformat()}", cfg.examples)
+        steps.done("start great-expectations")
+        checks += _run_table(gx_run, ev, suites.events_specs(cfg, day, cutoff))
+        steps.done("events suite")
+        checks += _run_table(gx_run, users, suites.users_specs(cfg, day))
+        checks += _run_table(gx_run, items, suites.items_specs(cfg, day))
+        steps.done("users and items suites")
+        checks += _cross_checks(gx_run, lake, ev, users, items, cfg)
+        steps.done("cross-partition checks")
+        notes += [f"{c.name}: {c.note}" for c in checks if c.skipped and c.note]
+        result = GateResult(
+            lake=lake,
+            day=day,
+            checks=checks,
+            counts={p.table: p.data.num_rows for p in parts},
+            notes=notes,
+            report=report_uri,
+        )
+        if docs is not None and not (docs / "index.html").is_file():
+            docs = None  # GX wrote no site (nothing ran); the report still has result.json
+        _publish(report_uri, result, parts, docs, cfg)
+        steps.done("report")
+    steps.close()
+    result.timings = steps.took
+    log.info("validation %s: %d checks, %d failed", day, len(checks), len(result.failed))
+    if not result.passed:
+        raise GateFailed("validation", result.failure_lines(), report=report_uri)
+    return result
