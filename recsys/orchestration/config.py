@@ -1,0 +1,108 @@
+"""Typed configuration of the orchestrated pipeline.
+
+Read at task run time (never at DAG parse time) from the file named by
+``RECSYS_RETRAIN_CONFIG`` (JSON, YAML or TOML), with the lake and registry
+taken from :class:`recsys.config.Settings` unless the file sets them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, Field, PositiveInt
+
+from recsys.config import Settings, load_config
+
+CONFIG_ENV = "RECSYS_RETRAIN_CONFIG"
+
+
+class AzureMLConfig(BaseModel):
+    """Where and how the training command job runs on Azure ML."""
+
+    conn_id: str = "azureml_default"
+    """Airflow connection: login/password = service principal, extras = subscription_id,
+    resource_group, workspace_name, tenant_id (or managed_identity_client_id /
+    workload_identity_tenant_id for a managed or workload identity)."""
+    compute: str = "gpu-cluster"
+    environment: str = "azureml:recsys-train:1"
+    """A registered environment (``azureml:name:version``) or, with ``image`` set, ignored."""
+    image: str | None = None
+    """Training image (``<acr>.azurecr.io/recsys-train:TAG``); builds an inline environment."""
+    datastore: str = "lake"
+    """The Azure ML datastore registered on the lake's ADLS container."""
+    datastore_root: str | None = None
+    """The lake URI prefix the datastore points at (``abfs://lake@acct.dfs.core.windows.net``);
+    ``None`` means the lake URI's container root."""
+    instance_count: PositiveInt = 1
+    process_count_per_instance: PositiveInt = 1
+    """GPUs per node: DDP launches this many training processes on each instance."""
+    instance_type: str | None = None
+    shm_size: str = "16g"
+    experiment_name: str = "recsys-retrain"
+    train_command: str = (
+        "recsys train --graph ${{inputs.graph}} --out ${{outputs.model}} --device cuda"
+    )
+    """``--config`` is appended when the run has a training config (see ``build_command_job``)."""
+    poll_interval_s: float = Field(30.0, gt=0)
+    timeout_s: PositiveInt = 6 * 3600
+    deferrable: bool = True
+
+
+class DeployConfig(BaseModel):
+    backend: Literal["local", "aks"] = "local"
+    serve_url: str | None = None
+    """Live endpoint to smoke-test (``http://127.0.0.1:8000``); ``None`` skips the live check."""
+    readiness_timeout_s: float = Field(60.0, gt=0)
+    smoke_user: str | None = None
+    """User id for the smoke query; default: the first user of the graph snapshot."""
+    api_key: str | None = None
+
+
+class SensorConfig(BaseModel):
+    poke_interval_s: float = Field(60.0, gt=0)
+    timeout_s: PositiveInt = 12 * 3600
+
+
+class RetrainConfig(BaseModel):
+    lake: str | None = None
+    """Lake URI; ``None``: ``RECSYS_LAKE``."""
+    registry: str | None = None
+    """Registry URI; ``None``: ``RECSYS_REGISTRY``."""
+    validation_config: str | None = None
+    graph_config: str | None = None
+    train_config: str | None = None
+    model_gate_config: str | None = None
+    """File of the model gate (popularity and production margins)."""
+    export_config: str | None = None
+    train_device: str = "cpu"
+    """``--device`` of local training: ``cpu`` or ``cuda``."""
+    evaluation: Literal["recorded", "full"] = "recorded"
+    """``recorded``: the holdout metrics training measured (model and popularity);
+    ``full``: ``recsys evaluate`` (every baseline, MF-BPR retrained: about twice the cost)."""
+    event_log: str = "./serving-events"
+    """The server's durable JSONL event log: its file, or the folder of it and its rotations."""
+    azureml: AzureMLConfig = AzureMLConfig()
+    deploy: DeployConfig = DeployConfig()
+    sensor: SensorConfig = SensorConfig()
+
+    def resolved_lake(self) -> str:
+        return self.lake or Settings().lake
+
+    def resolved_registry(self) -> str:
+        return self.registry or Settings().registry
+
+
+SERVE_URL_ENV = "RECSYS_SERVE_URL"
+
+
+def load_retrain_config(path: str | None = None) -> RetrainConfig:
+    """The pipeline config: ``path``, else ``$RECSYS_RETRAIN_CONFIG``, else the defaults.
+
+    ``$RECSYS_SERVE_URL`` names the live endpoint to smoke-test when the file does not.
+    """
+    cfg = load_config(path or os.environ.get(CONFIG_ENV) or None, RetrainConfig)
+    if cfg.deploy.serve_url is None and os.environ.get(SERVE_URL_ENV):
+        deploy = cfg.deploy.model_copy(update={"serve_url": os.environ[SERVE_URL_ENV]})
+        cfg = cfg.model_copy(update={"deploy": deploy})
+    return cfg

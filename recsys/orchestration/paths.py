@@ -1,0 +1,100 @@
+"""The one place where artifact URIs are derived from a run's day.
+
+Every task of the retrain DAG asks :func:`run_paths` for its inputs and outputs,
+so a rerun for the same logical date writes to the same places (overwriting,
+never duplicating) and no task reads the wall clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from recsys.storage import join
+
+SUCCESS = "_SUCCESS"
+
+
+class RunPaths(BaseModel):
+    """Every URI a retrain run for ``day`` reads or writes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    day: dt.date
+    lake: str
+    registry: str
+    events: str
+    """The day's events partition (the sensor waits for it)."""
+    events_marker: str
+    """``_SUCCESS`` in the partition: written last, so its presence means complete."""
+    validation_report: str
+    graph: str
+    model: str
+    model_report: str
+    bundle: str
+    deploy_report: str
+
+
+def day_of(
+    logical_date: dt.date | dt.datetime | str, as_of: str | dt.date | None = None
+) -> dt.date:
+    """The data day a run works on: the ``as_of`` override, else the logical date (UTC).
+
+    The retrain DAG uses a data-interval timetable, so the logical date of the
+    run that starts just after midnight is the day that has just ended.
+    """
+    if as_of:
+        return as_of if isinstance(as_of, dt.date) else dt.date.fromisoformat(str(as_of)[:10])
+    if isinstance(logical_date, dt.datetime):
+        if logical_date.tzinfo is not None:
+            logical_date = logical_date.astimezone(dt.UTC)
+        return logical_date.date()
+    if isinstance(logical_date, dt.date):
+        return logical_date
+    return dt.date.fromisoformat(logical_date[:10])
+
+
+def run_paths(day: dt.date, lake: str, registry: str) -> RunPaths:
+    """Artifact URIs of the run for ``day``; the layout matches the library's defaults."""
+    d = day.isoformat()
+    events = join(lake, "events", f"dt={d}")
+    return RunPaths(
+        day=day,
+        lake=lake,
+        registry=registry,
+        events=events,
+        events_marker=join(events, SUCCESS),
+        validation_report=join(lake, "reports", "validation", f"dt={d}"),
+        graph=join(lake, "graphs", f"as_of={d}"),
+        model=join(lake, "models", f"as_of={d}"),
+        model_report=join(lake, "reports", "model", f"dt={d}"),
+        bundle=join(lake, "bundles", f"as_of={d}"),
+        deploy_report=join(lake, "reports", "deploy", f"dt={d}"),
+    )
+
+
+def bundle_version(day: dt.date, bundle_manifest_sha256: str) -> str:
+    """Registry version of a bundle: its day plus a content hash.
+
+    Content-addressed, so the same bundle always gets the same version and a
+    rerun that rebuilds an identical bundle does not look like a new model.
+    """
+    return f"{day:%Y%m%d}-{bundle_manifest_sha256[:12]}"
+
+
+def azureml_job_name(day: dt.date, run_id: str, try_number: int) -> str:
+    """A job name unique per task try (Azure ML refuses to reuse one) yet reproducible."""
+    digest = hashlib.sha256(f"{run_id}|{try_number}".encode()).hexdigest()[:10]
+    return f"recsys-train-{day:%Y%m%d}-{digest}"
+
+
+def as_dict(paths: RunPaths) -> dict[str, Any]:
+    """JSON-safe form for XCom."""
+    return paths.model_dump(mode="json")
+
+
+def from_dict(data: dict[str, Any]) -> RunPaths:
+    return RunPaths.model_validate(data)

@@ -1,0 +1,319 @@
+"""The real retrain DAG, run with ``dag.test()`` on a small synthetic lake.
+
+One module-scoped Airflow metadata DB (SQLite, migrated once) and one lake;
+the scenarios run in order: a good day through every gate to a deployed
+bundle answered over HTTP by a real server; a rerun of the same day
+(overwrites in place); two backfill days (point-in-time snapshots); an
+export-gate refusal; a corrupted day that stops at the validation gate; and
+an event posted to the server reaching the lake through the compaction DAG.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY = dt.date(2026, 11, 27)
+API_KEY = "e2e-key"
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Migrated Airflow DB, a synthetic lake, the pipeline config and a live server."""
+    base = tmp_path_factory.mktemp("e2e")
+    lake, registry = base / "lake", base / "registry"
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+    )
+    synth = f"synth --out {lake} --users 300 --items 80 --days 8 --end-date {DAY} --seed 3"
+    subprocess.run([sys.executable, "-m", "recsys.cli", *synth.split()], check=True)
+    port = _free_port()
+    train_cfg = base / "train.json"
+    train_cfg.write_text(
+        json.dumps(
+            {
+                "epochs": 5,
+                "embedding_dim": 16,
+                "eval_every": 5,
+                "progress": False,
+                "tracking": {"enabled": False},
+            }
+        )
+    )
+    cfg = base / "retrain.json"
+    cfg.write_text(
+        json.dumps(
+            {
+                "lake": str(lake),
+                "registry": str(registry),
+                "train_config": str(train_cfg),
+                "event_log": str(base / "events.jsonl"),
+                "deploy": {"serve_url": f"http://127.0.0.1:{port}", "readiness_timeout_s": 60},
+            }
+        )
+    )
+    os.environ["RECSYS_RETRAIN_CONFIG"] = str(cfg)
+    serve = f"serve --registry {registry} --port {port} --event-log {base / 'events.jsonl'}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "recsys.cli", *serve.split(), "--reload-interval", "0.2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "RECSYS_API_KEY": API_KEY},
+    )
+    try:
+        yield {"lake": lake, "registry": registry, "url": f"http://127.0.0.1:{port}", "base": base}
+    finally:
+        server.terminate()
+        server.wait(10)
+        os.environ.pop("RECSYS_RETRAIN_CONFIG", None)
+
+
+@pytest.fixture(scope="module")
+def dag() -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag.dags["recsys_retrain"]
+
+
+def _run(dag: Any, day: dt.date, **conf: Any) -> dict[str, str]:
+    """Run the DAG for ``day``; the state of every task."""
+    dr = dag.test(
+        logical_date=dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC),
+        run_conf=conf or None,
+    )
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        tis = session.scalars(
+            select(TaskInstance).where(
+                TaskInstance.dag_id == dag.dag_id, TaskInstance.run_id == dr.run_id
+            )
+        ).all()
+        return {ti.task_id: str(ti.state) for ti in tis}
+
+
+def _manifest(uri: Path) -> str:
+    return (uri / "manifest.json").read_text()
+
+
+def _get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return dict(json.loads(resp.read()))
+
+
+def _xcom(dag: Any, task_id: str, key: str = "return_value") -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        row = session.scalars(
+            select(XComModel)
+            .where(
+                XComModel.dag_id == dag.dag_id, XComModel.task_id == task_id, XComModel.key == key
+            )
+            .order_by(XComModel.timestamp.desc())
+        ).first()
+        assert row is not None, (task_id, key)
+        value = row.value
+    if isinstance(value, str | bytes):
+        try:
+            return json.loads(value)
+        except ValueError:  # a plain string
+            return value.decode() if isinstance(value, bytes) else value
+    return value
+
+
+ARTIFACTS = ("graphs/as_of={d}", "models/as_of={d}", "bundles/as_of={d}")
+
+
+def test_good_day_goes_through_every_gate_to_a_served_bundle(env: dict[str, Any], dag: Any) -> None:
+    states = _run(dag, DAY)
+    expected = {t: "success" for t in dag.task_ids}
+    expected["train_azureml"] = "skipped"
+    assert states == expected
+    bundle = _xcom(dag, "export")
+    entry = json.loads((env["registry"] / "production.json").read_text())["current"]
+    assert entry["version"] == bundle["version"]
+    deployed = _xcom(dag, "deploy")
+    assert deployed["smoke"] == "passed" and deployed["version"] == bundle["version"]
+    record = json.loads((env["lake"] / f"reports/deploy/dt={DAY}/deployment.json").read_text())
+    assert record["version"] == bundle["version"] and record["model_gate_forced"] is False
+    # a real HTTP query to the live server answers from that bundle's model version
+    user = _xcom(dag, "plan")  # any graph user will do; the smoke test used the first one
+    from recsys.graph.snapshot import load_id_maps
+
+    users, _ = load_id_maps(user["graph"])
+    reply = _get(f"{env['url']}/v1/recommendations/{users[-1]}")
+    assert reply["model_version"] == bundle["version"] and reply["items"]
+    assert _xcom(dag, "validate", "recsys_validation_report_url").startswith("file://")
+    env["first"] = {a: _manifest(env["lake"] / a.format(d=DAY)) for a in ARTIFACTS}
+
+
+def test_rerun_of_the_same_day_overwrites_in_place(env: dict[str, Any], dag: Any) -> None:
+    assert "first" in env, "needs the good-day run"
+    states = _run(dag, DAY, deploy=False)
+    assert states["export"] == "success" and states["deploy"] == "skipped"
+    env["again"] = {a: _manifest(env["lake"] / a.format(d=DAY)) for a in ARTIFACTS}
+    # same paths, nothing duplicated, no staging left behind
+    for kind in ("graphs", "models", "bundles"):
+        assert sorted(p.name for p in (env["lake"] / kind).iterdir()) == [f"as_of={DAY}"]
+    # the input side is fully deterministic: same events, same graph snapshot
+    assert env["again"]["graphs/as_of={d}"] == env["first"]["graphs/as_of={d}"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="training is not bit-reproducible on CPU (weights differ ~1e-7 between runs) and "
+    "records wall-clock seconds in metrics.json/history.json: issue of the training area",
+)
+def test_rerun_gives_equal_model_and_bundle_manifests(env: dict[str, Any]) -> None:
+    assert env["again"] == env["first"]
+
+
+def test_backfill_days_get_point_in_time_snapshots(env: dict[str, Any], dag: Any) -> None:
+    """Two earlier days (graph only: training is marked done) next to the good day's snapshot."""
+    days = [DAY - dt.timedelta(days=2), DAY - dt.timedelta(days=1)]
+    for day in days:
+        dag.test(
+            logical_date=dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC),
+            mark_success_pattern=r"^(train_local|train_azureml|evaluate_gate|export|deploy)$",
+        )
+    snaps = [days[0], days[1], DAY]
+    manifests = [
+        json.loads(_manifest(env["lake"] / f"graphs/as_of={d.isoformat()}")) for d in snaps
+    ]
+    assert len({json.dumps(m["inputs"], sort_keys=True) for m in manifests}) == 3
+    read = [m["counts"]["events_read"] for m in manifests]
+    assert read[0] < read[1] < read[2]  # each day sees only the events up to its own date
+    assert all(
+        f"events/dt={(d + dt.timedelta(days=1)).isoformat()}" not in m["inputs"]
+        for d, m in zip(snaps, manifests, strict=True)
+    )
+
+
+def test_export_gate_failure_stops_before_publishing(env: dict[str, Any]) -> None:
+    """The export step of the DAG with an impossible latency budget: refused, nothing changes."""
+    from recsys.errors import GateFailed
+    from recsys.orchestration import tasks
+    from recsys.orchestration.config import load_retrain_config
+
+    strict = env["base"] / "export.json"
+    strict.write_text(json.dumps({"latency_p99_ms": 1e-6}))
+    cfg = load_retrain_config().model_copy(update={"export_config": str(strict)})
+    paths = tasks.plan(DAY, None, cfg)
+    bundle_before = _manifest(env["lake"] / f"bundles/as_of={DAY}")
+    pointer_before = (env["registry"] / "production.json").read_bytes()
+    with pytest.raises(GateFailed, match="latency"):
+        tasks.export(paths, cfg)
+    assert _manifest(env["lake"] / f"bundles/as_of={DAY}") == bundle_before
+    assert (env["registry"] / "production.json").read_bytes() == pointer_before
+
+
+def test_corrupted_partition_stops_at_the_validation_gate(
+    env: dict[str, Any], dag: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from recsys.data.lake import read_partition, write_partition
+
+    bad_day = DAY + dt.timedelta(days=1)
+    lake = str(env["lake"])
+    good = read_partition(lake, "events", DAY)
+    types = pc.if_else(pc.equal(pa.array(range(good.num_rows)), 0), "teleport", good["event_type"])
+    for table in ("users", "items"):
+        write_partition(lake, table, bad_day, read_partition(lake, table, DAY))
+    ts = pc.add(good["ts"], pa.scalar(dt.timedelta(days=1)))
+    bad = good.set_column(good.schema.get_field_index("event_type"), "event_type", types)
+    bad = bad.set_column(bad.schema.get_field_index("ts"), "ts", ts)
+    write_partition(lake, "events", bad_day, bad)
+    before = (
+        (env["registry"] / "production.json").read_bytes()
+        if (env["registry"] / "production.json").exists()
+        else None
+    )
+
+    states = _run(dag, bad_day)
+    assert states["validate"] == "failed"
+    for downstream in ("build_graph", "train_local", "evaluate_gate", "export", "deploy"):
+        assert states[downstream] in {"upstream_failed", "skipped"}, (downstream, states)
+    out = capfd.readouterr()
+    assert "validation gate failed" in out.out + out.err
+    assert "teleport" in out.out + out.err or "event_type" in out.out + out.err
+    d = bad_day.isoformat()
+    assert (env["lake"] / "reports" / "validation" / f"dt={d}" / "manifest.json").exists()
+    for written in (
+        f"graphs/as_of={d}",
+        f"models/as_of={d}",
+        f"bundles/as_of={d}",
+        f"reports/model/dt={d}",
+    ):
+        assert not (env["lake"] / written).exists(), written
+    after = (
+        (env["registry"] / "production.json").read_bytes()
+        if (env["registry"] / "production.json").exists()
+        else None
+    )
+    assert after == before  # production untouched: the last good bundle keeps serving
+
+
+def test_served_events_reach_the_lake_through_compaction(env: dict[str, Any]) -> None:
+    """Serving -> durable log -> compaction DAG -> the day's partition, once, even on rerun."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from recsys.data.lake import read_partition
+
+    lake = str(env["lake"])
+    known = read_partition(lake, "events", DAY).slice(0, 1).to_pylist()[0]
+    ts = dt.datetime.combine(DAY, dt.time(23, 59), tzinfo=dt.UTC).isoformat()
+    body = json.dumps(
+        {
+            "user_id": known["user_id"],
+            "item_id": known["item_id"],
+            "event_type": "purchase",
+            "ts": ts,
+        }
+    ).encode()
+    req = urllib.request.Request(
+        f"{env['url']}/v1/events",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "X-API-Key": API_KEY},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        (event_id,) = json.loads(resp.read())["event_ids"]
+
+    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["recsys_events_compaction"]
+    before = read_partition(lake, "events", DAY).num_rows
+    for _ in range(2):  # the rerun must not double the event
+        dr = dag.test(logical_date=dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC))
+        assert str(dr.state) == "success"
+        ids = read_partition(lake, "events", DAY).column("event_id").to_pylist()
+        assert len(ids) == before + 1 and ids.count(event_id) == 1

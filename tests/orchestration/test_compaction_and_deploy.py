@@ -1,0 +1,149 @@
+"""Event-log compaction (no event lost or doubled); the deploy gate: publish, smoke, rollback."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from recsys.artifacts import write_artifact
+from recsys.data.lake import read_partition, write_partition
+from recsys.data.schema import EVENTS, EVENTS_SCHEMA
+from recsys.errors import GateFailed, InputError
+from recsys.orchestration.compaction import compact_events
+from recsys.orchestration.config import DeployConfig
+from recsys.orchestration.deploy import deploy_bundle, get_backend, smoke_test
+from recsys.serving import registry
+
+DAY = dt.date(2026, 11, 27)
+
+
+def _event(i: int, day: dt.date, hour: int = 12) -> dict[str, Any]:
+    ts = dt.datetime.combine(day, dt.time(hour, i % 60), tzinfo=dt.UTC)
+    return {
+        "event_id": f"e{i}",
+        "user_id": f"u{i % 3}",
+        "item_id": f"i{i % 5}",
+        "event_type": "rating" if i % 4 == 0 else "click",
+        "value": 4.0 if i % 4 == 0 else None,
+        "ts": ts.isoformat(),
+        "received_at": "x",
+    }
+
+
+def test_compaction_is_idempotent_and_loses_nothing(tmp_path: Path) -> None:
+    lake, logdir = str(tmp_path / "lake"), tmp_path / "serving-events"
+    logdir.mkdir()
+    # the partition already holds batch-loaded events, one of which the server also logged
+    existing = [_event(i, DAY, 1) for i in range(3)]
+    rows = {
+        k: [dict(e, ts=dt.datetime.fromisoformat(e["ts"]))[k] for e in existing]
+        for k in EVENTS_SCHEMA.names
+    }
+    import pyarrow as pa
+
+    write_partition(lake, EVENTS, DAY, pa.table(rows, schema=EVENTS_SCHEMA))
+    logged = [_event(2, DAY, 1)] + [_event(i, DAY) for i in range(10, 20)]
+    logged += [_event(12, DAY)]  # a client retry logged twice
+    logged += [_event(i, DAY + dt.timedelta(days=1)) for i in range(30, 33)]  # next day
+    lines = [json.dumps(e) for e in logged]
+    (logdir / "events.jsonl.1").write_text("\n".join(lines[:6]) + "\n")
+    (logdir / "events.jsonl").write_text("\n".join(lines[6:]) + "\n" + '{"event_id": "torn')
+
+    first = compact_events(str(logdir), lake, DAY)
+    ids = read_partition(lake, EVENTS, DAY).column("event_id").to_pylist()
+    want = {f"e{i}" for i in [0, 1, 2, *range(10, 20)]}
+    assert sorted(ids) == sorted(want)  # each exactly once, nothing from the next day
+    assert (first.total, first.already_in_lake, first.added, first.bad_lines) == (13, 3, 10, 1)
+
+    before = read_partition(lake, EVENTS, DAY)
+    second = compact_events(str(logdir), lake, DAY)  # a rerun changes nothing
+    assert second.total == 13 and second.added == 0
+    assert read_partition(lake, EVENTS, DAY).equals(before)
+
+    (logdir / "events.jsonl").open("a").write("\n" + json.dumps(_event(40, DAY, 23)) + "\n")
+    late = compact_events(str(logdir), lake, DAY)  # a late event joins on the next rerun
+    assert (late.total, late.added) == (14, 1)
+
+
+def _bundle(root: Path, version: str) -> str:
+    uri = str(root / f"bundle-{version}")
+    with write_artifact(uri, "bundle") as draft:
+        Path(draft.path("bundle.json")).write_text(json.dumps({"version": version}))
+        draft.config = {"version": version}
+    return uri
+
+
+class _Stub(BaseHTTPRequestHandler):
+    version = "v0"
+    items: ClassVar[list[Any]] = [{"item_id": "i1"}]
+
+    def do_GET(self) -> None:
+        body = (
+            b"{}"
+            if self.path == "/readyz"
+            else json.dumps({"model_version": _Stub.version, "items": _Stub.items}).encode()
+        )
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def stub_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_smoke_test_waits_for_the_new_version(stub_server: str) -> None:
+    _Stub.version, _Stub.items = "v2", [{"item_id": "i1"}]
+    assert smoke_test(stub_server, "u1", "v2", timeout_s=5)["model_version"] == "v2"
+    with pytest.raises(GateFailed, match="not serving v3"):
+        smoke_test(stub_server, "u1", "v3", timeout_s=0.3, poll_s=0.05)
+    _Stub.items = []
+    with pytest.raises(GateFailed, match="recommended nothing"):
+        smoke_test(stub_server, "u1", "v2", timeout_s=1)
+    with pytest.raises(GateFailed, match=r"ConnectionRefused|URLError|refused"):
+        smoke_test("http://127.0.0.1:9", "u1", "v2", timeout_s=0.2, poll_s=0.05)
+
+
+def test_deploy_rolls_back_when_the_smoke_test_fails(tmp_path: Path) -> None:
+    reg = str(tmp_path / "registry")
+    backend = get_backend("local", reg, DeployConfig())
+    v1, v2 = _bundle(tmp_path, "v1"), _bundle(tmp_path, "v2")
+
+    def bad_smoke(version: str) -> None:
+        raise GateFailed("deploy", [f"smoke: {version} answered HTTP 500"])
+
+    # the very first deploy fails: the pointer is withdrawn, nothing half-good stays live
+    with pytest.raises(GateFailed, match="rolled back to nothing"):
+        deploy_bundle(backend, v1, "v1", bad_smoke)
+    assert registry.current(reg) is None
+
+    ok = deploy_bundle(backend, v1, "v1", lambda v: None)
+    assert (ok.smoke, ok.previous_version, registry.current(reg).version) == ("passed", None, "v1")
+    with pytest.raises(GateFailed, match="HTTP 500") as failed:
+        deploy_bundle(backend, v2, "v2", bad_smoke)
+    assert "rolled back to v1" in str(failed.value)
+    assert registry.current(reg).version == "v1"  # the last good bundle keeps serving
+
+    skipped = deploy_bundle(backend, v2, "v2", None)
+    assert skipped.smoke == "skipped" and registry.current(reg).version == "v2"
+
+
+def test_unknown_and_pending_backends_are_named(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="unknown deploy backend 'k8s'"):
+        get_backend("k8s", str(tmp_path), DeployConfig())
