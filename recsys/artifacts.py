@@ -77,7 +77,9 @@ def write_artifact(final_uri: str, kind: str) -> Iterator[ArtifactDraft]:
         yield draft
         fs, root = get_fs(staged)
         files = {
-            rel: FileEntry(sha256=sha256_file(fs, f"{root}/{rel}"), bytes=int(fs.size(f"{root}/{rel}")))
+            rel: FileEntry(
+                sha256=sha256_file(fs, f"{root}/{rel}"), bytes=int(fs.size(f"{root}/{rel}"))
+            )
             for rel in list_files(fs, root)
             if rel != MANIFEST
         }

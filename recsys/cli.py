@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -49,7 +49,9 @@ def synth(
     users: Annotated[int, typer.Option(help="Users at the end of the period")] = 2000,
     items: Annotated[int, typer.Option(help="Products at the end of the period")] = 500,
     days: Annotated[int, typer.Option(help="Number of daily partitions")] = 5,
-    end_date: Annotated[str, typer.Option("--end-date", help="Last day, YYYY-MM-DD")] = "2026-11-27",
+    end_date: Annotated[
+        str, typer.Option("--end-date", help="Last day, YYYY-MM-DD")
+    ] = "2026-11-27",
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same lake")] = 1,
     events_per_user_day: Annotated[
         float, typer.Option(help="Mean events per active user and day")
@@ -78,24 +80,24 @@ def import_events_cmd(
     user_col: Annotated[str, typer.Option("--user-col")] = "user_id",
     item_col: Annotated[str, typer.Option("--item-col")] = "item_id",
     time_col: Annotated[str, typer.Option("--time-col")] = "ts",
-    type_col: Annotated[Optional[str], typer.Option("--type-col")] = None,  # noqa: UP045
-    value_col: Annotated[Optional[str], typer.Option("--value-col")] = None,  # noqa: UP045
-    event_id_col: Annotated[Optional[str], typer.Option("--event-id-col")] = None,  # noqa: UP045
+    type_col: Annotated[str | None, typer.Option("--type-col")] = None,
+    value_col: Annotated[str | None, typer.Option("--value-col")] = None,
+    event_id_col: Annotated[str | None, typer.Option("--event-id-col")] = None,
     default_type: Annotated[str, typer.Option("--default-type")] = "purchase",
     type_map: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option("--type-map", help="Map source event types, e.g. 'buy=purchase,pv=view'"),
     ] = None,
-    users_file: Annotated[Optional[str], typer.Option("--users", help="User features file")] = None,  # noqa: UP045
+    users_file: Annotated[str | None, typer.Option("--users", help="User features file")] = None,
     users_id_col: Annotated[str, typer.Option("--users-id-col")] = "user_id",
     users_cols: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option("--users-cols", help="Mapping lake=source, e.g. 'age=Age,country=cc'"),
     ] = None,
-    items_file: Annotated[Optional[str], typer.Option("--items", help="Product features file")] = None,  # noqa: UP045
+    items_file: Annotated[str | None, typer.Option("--items", help="Product features file")] = None,
     items_id_col: Annotated[str, typer.Option("--items-id-col")] = "item_id",
     items_cols: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option("--items-cols", help="Mapping lake=source, e.g. 'category=cat,price=Price'"),
     ] = None,
 ) -> None:
@@ -115,8 +117,12 @@ def import_events_cmd(
             default_type=default_type,
             type_map=type_map,
         ),
-        users=FeatureColumns(file=users_file, id_col=users_id_col, mapping=users_cols) if users_file else None,
-        items=FeatureColumns(file=items_file, id_col=items_id_col, mapping=items_cols) if items_file else None,
+        users=FeatureColumns(file=users_file, id_col=users_id_col, mapping=users_cols)
+        if users_file
+        else None,
+        items=FeatureColumns(file=items_file, id_col=items_id_col, mapping=items_cols)
+        if items_file
+        else None,
     )
     typer.echo(summary)
 
@@ -140,10 +146,10 @@ def validate(
     lake: LakeOpt = "./lake",
     date: DateArg = "",
     report: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option("--report", help="Report folder (default: <lake>/reports/validation/dt=DATE)"),
     ] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="Gate thresholds file")] = None,  # noqa: UP045
+    config: Annotated[Path | None, typer.Option("--config", help="Gate thresholds file")] = None,
 ) -> None:
     """Run the data-quality gate on one day's partitions; exit 1 if a check fails."""
     from recsys.config import load_config
@@ -161,16 +167,16 @@ def build_graph(
     lake: LakeOpt = "./lake",
     as_of: Annotated[str, typer.Option("--as-of", help="Snapshot date, YYYY-MM-DD")] = "",
     window_days: Annotated[
-        Optional[int],  # noqa: UP045
+        int | None,
         typer.Option("--window-days", help="Days of events to use (default from config: 365)"),
     ] = None,
     out: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option("--out", help="Snapshot URI (default: <lake>/graphs/as_of=DATE)"),
     ] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="GraphConfig file")] = None,  # noqa: UP045
+    config: Annotated[Path | None, typer.Option("--config", help="GraphConfig file")] = None,
 ) -> None:
-    """Build the point-in-time weighted graph snapshot with node features; exit 1 if its gate fails."""
+    """Build the point-in-time weighted graph snapshot with node features (exit 1: gate failed)."""
     from recsys.config import load_config
     from recsys.data.lake import parse_date
     from recsys.graph.config import GraphConfig
@@ -190,24 +196,26 @@ def build_graph(
 @app.command()
 def serve(
     bundle: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option("--bundle", help="Bundle URI to serve (written by `recsys export`)"),
     ] = None,
     registry: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option("--registry", help="Registry URI: serve and hot-reload its production.json"),
     ] = None,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
     event_log: Annotated[
         str,
-        typer.Option("--event-log", help="Event log: folder of dt=YYYY-MM-DD JSONL files, or a "
-                     "single .jsonl file"),
+        typer.Option(
+            "--event-log",
+            help="Event log: folder of dt=YYYY-MM-DD JSONL files, or a single .jsonl file",
+        ),
     ] = "./serving-events",
     reload_interval: Annotated[
         float, typer.Option("--reload-interval", help="Seconds between registry checks")
     ] = 2.0,
-    config: Annotated[Optional[Path], typer.Option("--config", help="ServeConfig file")] = None,  # noqa: UP045
+    config: Annotated[Path | None, typer.Option("--config", help="ServeConfig file")] = None,
 ) -> None:
     """Serve recommendations over HTTP (FastAPI + onnxruntime; no torch). Key: RECSYS_API_KEY."""
     from recsys.config import Settings, load_config
@@ -234,10 +242,10 @@ def export(
     out: Annotated[str, typer.Option("--out", help="Bundle URI to write")],
     k: Annotated[int, typer.Option("--k", help="Top-K checked by the export gate")] = 100,
     version: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option("--version", help="Model version named by the server (default: from hashes)"),
     ] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="ExportConfig file")] = None,  # noqa: UP045
+    config: Annotated[Path | None, typer.Option("--config", help="ExportConfig file")] = None,
 ) -> None:
     """Export a trained model to an ONNX serving bundle; exit 1 if the export gate fails."""
     from recsys.config import load_config
@@ -251,7 +259,7 @@ def export(
 def publish_cmd(
     bundle: Annotated[str, typer.Option("--bundle", help="Bundle URI to make production")],
     registry: Annotated[str, typer.Option("--registry", help="Registry URI")] = "./registry",
-    version: Annotated[Optional[str], typer.Option("--version")] = None,  # noqa: UP045
+    version: Annotated[str | None, typer.Option("--version")] = None,
 ) -> None:
     """Point the registry's production.json at a bundle (servers hot-reload it)."""
     from recsys.serving.registry import publish
@@ -275,7 +283,7 @@ def rollback_cmd(
 def train(
     graph: Annotated[str, typer.Option("--graph", help="Graph snapshot URI")],
     out: Annotated[str, typer.Option("--out", help="Model artifact URI to write")],
-    config: Annotated[Optional[Path], typer.Option("--config", help="TrainConfig file")] = None,  # noqa: UP045
+    config: Annotated[Path | None, typer.Option("--config", help="TrainConfig file")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
 ) -> None:
     """Train the GNN (feature-aware LightGCN, BPR) on a graph snapshot; resumes if interrupted."""

@@ -7,7 +7,11 @@ import os
 
 _CONTEXT_VARS = {
     "run_id": ("RECSYS_RUN_ID", "AIRFLOW_CTX_DAG_RUN_ID"),
-    "logical_date": ("RECSYS_LOGICAL_DATE", "AIRFLOW_CTX_LOGICAL_DATE", "AIRFLOW_CTX_EXECUTION_DATE"),
+    "logical_date": (
+        "RECSYS_LOGICAL_DATE",
+        "AIRFLOW_CTX_LOGICAL_DATE",
+        "AIRFLOW_CTX_EXECUTION_DATE",
+    ),
 }
 
 
@@ -32,7 +36,9 @@ class _ContextFilter(logging.Filter):
 def setup_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler()
     handler.addFilter(_ContextFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(ctx)s] %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(ctx)s] %(message)s")
+    )
     root = logging.getLogger("recsys")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
