@@ -1,0 +1,206 @@
+"""Feature-aware LightGCN.
+
+Notation: ``U`` users, ``I`` items, ``N = U + I`` nodes (users first),
+``d`` the embedding size, ``K`` the number of propagation layers, ``Â`` the
+normalised adjacency ``[N, N]`` (:mod:`recsys.models.adjacency`).
+
+Layer 0 (``[N, d]``)::
+
+    e0_u = E_user[u] + W_u x_u + b_u        x_u: user features [Fu] (if any)
+    e0_i = E_item[i] + W_i x_i + b_i        x_i: item features [Fi] (if any)
+
+so a user or product unseen in training still gets ``W x + b`` from its
+features alone. Propagation and readout::
+
+    e^(k+1) = Â e^(k)                       k = 0..K-1, each [N, d]
+    e       = (e^(0) + ... + e^(K)) / (K+1)
+    score(u, i) = <e_u, e_i>
+
+``K = 0`` is matrix factorisation. With the symmetric normalisation the final
+user embedding factors exactly (the serving fold-in)::
+
+    e_u = ( e0_u + sum_{i in N(u)} w_ui / sqrt(d_u d_i) * S_i ) / (K+1)
+    S_i = sum_{k=0}^{K-1} e_i^(k)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from recsys.models.adjacency import NormalizedAdjacency
+from recsys.models.propagation import spmm
+
+
+class FeatureLightGCN(nn.Module):
+    """LightGCN whose layer-0 embedding adds a linear projection of node features.
+
+    Parameters: ``user_embedding.weight`` ``[U, d]``, ``item_embedding.weight``
+    ``[I, d]``, and when features are given ``user_proj`` (``Fu -> d``) and
+    ``item_proj`` (``Fi -> d``). Features are persistent buffers
+    (``user_features`` ``[U, Fu]``, ``item_features`` ``[I, Fi]``) so a saved
+    ``state_dict`` is the whole model.
+    """
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        embedding_dim: int = 64,
+        num_layers: int = 3,
+        user_features: Tensor | None = None,
+        item_features: Tensor | None = None,
+        init_std: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if num_layers < 0:
+            raise ValueError("num_layers must be >= 0")
+        self.num_users = num_users
+        self.num_items = num_items
+        self.embedding_dim = embedding_dim
+        self.num_layers = num_layers
+        self.user_embedding = nn.Embedding(num_users, embedding_dim)
+        self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        nn.init.normal_(self.user_embedding.weight, std=init_std)
+        nn.init.normal_(self.item_embedding.weight, std=init_std)
+        self.user_proj: nn.Linear | None = None
+        self.item_proj: nn.Linear | None = None
+        self.user_features: Tensor | None
+        self.item_features: Tensor | None
+        if user_features is not None and user_features.shape[1] > 0:
+            if user_features.shape[0] != num_users:
+                raise ValueError("user_features must have one row per user")
+            self.register_buffer("user_features", user_features.float().clone())
+            self.user_proj = nn.Linear(user_features.shape[1], embedding_dim)
+            self._init_proj(self.user_proj)
+        else:
+            self.register_buffer("user_features", None)
+        if item_features is not None and item_features.shape[1] > 0:
+            if item_features.shape[0] != num_items:
+                raise ValueError("item_features must have one row per item")
+            self.register_buffer("item_features", item_features.float().clone())
+            self.item_proj = nn.Linear(item_features.shape[1], embedding_dim)
+            self._init_proj(self.item_proj)
+        else:
+            self.register_buffer("item_features", None)
+
+    @staticmethod
+    def _init_proj(lin: nn.Linear) -> None:
+        # small init: the id embeddings dominate at first, features are learned in
+        nn.init.xavier_uniform_(lin.weight, gain=0.1)
+        nn.init.zeros_(lin.bias)
+
+    @property
+    def user_feature_dim(self) -> int:
+        return 0 if self.user_features is None else int(self.user_features.shape[1])
+
+    @property
+    def item_feature_dim(self) -> int:
+        return 0 if self.item_features is None else int(self.item_features.shape[1])
+
+    def project_user_features(self, x: Tensor) -> Tensor:
+        """Feature part of layer 0 for users: ``[B, Fu] -> [B, d]`` (zeros without features)."""
+        if self.user_proj is None:
+            return x.new_zeros(x.shape[0], self.embedding_dim)
+        out: Tensor = self.user_proj(x)
+        return out
+
+    def project_item_features(self, x: Tensor) -> Tensor:
+        """Feature part of layer 0 for items: ``[B, Fi] -> [B, d]`` (zeros without features)."""
+        if self.item_proj is None:
+            return x.new_zeros(x.shape[0], self.embedding_dim)
+        out: Tensor = self.item_proj(x)
+        return out
+
+    def user_layer0(self, users: Tensor) -> Tensor:
+        """Layer-0 embeddings of some users ``[B] -> [B, d]``."""
+        e: Tensor = self.user_embedding(users)
+        if self.user_features is not None:
+            e = e + self.project_user_features(self.user_features[users])
+        return e
+
+    def item_layer0(self, items: Tensor) -> Tensor:
+        """Layer-0 embeddings of some items ``[B] -> [B, d]``."""
+        e: Tensor = self.item_embedding(items)
+        if self.item_features is not None:
+            e = e + self.project_item_features(self.item_features[items])
+        return e
+
+    def layer0(self) -> tuple[Tensor, Tensor]:
+        """Layer-0 embeddings of all users ``[U, d]`` and all items ``[I, d]``."""
+        eu: Tensor = self.user_embedding.weight
+        ei: Tensor = self.item_embedding.weight
+        if self.user_features is not None:
+            eu = eu + self.project_user_features(self.user_features)
+        if self.item_features is not None:
+            ei = ei + self.project_item_features(self.item_features)
+        return eu, ei
+
+    def node_layer0(self, nodes: Tensor) -> Tensor:
+        """Layer-0 embeddings of graph nodes (users ``< U``, then items) ``[n] -> [n, d]``."""
+        is_user = nodes < self.num_users
+        out = torch.empty(
+            nodes.shape[0], self.embedding_dim, device=nodes.device,
+            dtype=self.user_embedding.weight.dtype,
+        )
+        out = out.index_put((is_user.nonzero().squeeze(1),), self.user_layer0(nodes[is_user]))
+        items = nodes[~is_user] - self.num_users
+        return out.index_put(((~is_user).nonzero().squeeze(1),), self.item_layer0(items))
+
+    def propagate(
+        self, x0: Tensor, matrix: Tensor, transpose: Tensor | None = None
+    ) -> list[Tensor]:
+        """``[x0, A x0, ..., A^K x0]`` for layer 0 ``x0`` ``[n, d]`` and sparse ``A`` ``[n, n]``.
+
+        ``transpose`` is ``A``'s transpose; ``None`` declares ``A`` symmetric.
+        """
+        out = [x0]
+        for _ in range(self.num_layers):
+            out.append(spmm(matrix, out[-1], transpose))
+        return out
+
+    def layers(self, adj: NormalizedAdjacency) -> list[Tensor]:
+        """Embeddings of every node at layers ``0..K``: ``K+1`` tensors ``[U+I, d]``."""
+        if adj.num_users != self.num_users or adj.num_items != self.num_items:
+            raise ValueError(
+                f"adjacency is for {adj.num_users} users x {adj.num_items} items, "
+                f"model for {self.num_users} x {self.num_items}"
+            )
+        eu, ei = self.layer0()
+        return self.propagate(torch.cat([eu, ei]), adj.matrix, adj.transpose)
+
+    def forward(self, adj: NormalizedAdjacency) -> tuple[Tensor, Tensor]:
+        """Final embeddings (mean of layers): users ``[U, d]``, items ``[I, d]``."""
+        layers = self.layers(adj)
+        final = self.readout(layers)
+        return final[: self.num_users], final[self.num_users :]
+
+    def item_layer_sums(self, adj: NormalizedAdjacency) -> Tensor:
+        """``S_i = sum_{k=0}^{K-1} e_i^(k)`` for every item ``[I, d]`` (zeros when ``K = 0``).
+
+        With the user's layer 0 and the degrees in ``adj`` this is all the exact
+        fold-in needs (see the module docstring).
+        """
+        layers = self.layers(adj)
+        items = [x[self.num_users :] for x in layers[: self.num_layers]]
+        if not items:
+            return torch.zeros_like(layers[0][self.num_users :])
+        total = items[0]
+        for x in items[1:]:
+            total = total + x
+        return total
+
+    @staticmethod
+    def readout(layers: list[Tensor]) -> Tensor:
+        """Mean of the layer embeddings ``(K+1) x [n, d] -> [n, d]``."""
+        if len(layers) == 1:
+            return layers[0]
+        total = layers[0]
+        for x in layers[1:]:
+            total = total + x
+        return total / len(layers)
+
+    @staticmethod
+    def score(user_emb: Tensor, item_emb: Tensor) -> Tensor:
+        """Dot-product scores ``[B, d] x [I, d] -> [B, I]``."""
+        return user_emb @ item_emb.T

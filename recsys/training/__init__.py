@@ -1,0 +1,1 @@
+"""Training of the GNN: data, sampling, the BPR loop, checkpoints, tracking, artifacts."""

@@ -1,0 +1,117 @@
+"""Training configuration: one pydantic model, every default documented.
+
+The defaults are the recipe measured on Gowalla (benchmarks/RESULTS.md): large
+batches with one full-graph propagation per step, several negatives per
+positive, a high Adam learning rate with cosine decay, and validation every few
+epochs. They suit general graphs too: nothing in them is Gowalla-specific.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrackingConfig(BaseModel):
+    """MLflow tracking."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    """Log params, per-epoch metrics and the artifact files to MLflow."""
+    uri: str | None = None
+    """Tracking URI; ``None``: ``MLFLOW_TRACKING_URI`` if set, else a local store ``./mlruns``."""
+    experiment: str = "recsys"
+    """MLflow experiment name."""
+
+
+class TrainConfig(BaseModel):
+    """How to train :class:`recsys.models.FeatureLightGCN` with BPR."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # model
+    embedding_dim: int = Field(64, ge=1)
+    """Size ``d`` of every embedding."""
+    num_layers: int = Field(3, ge=0)
+    """Propagation layers ``K``; 0 is MF-BPR."""
+    norm: Literal["sym", "mean"] = "sym"
+    """Adjacency normalisation; ``sym`` is the one serving's exact fold-in needs."""
+    init: Literal["normal", "spectral"] = "spectral"
+    """Id-embedding init: ``normal(0, init_std)``, or ``spectral``: the top singular
+    vectors of the normalised interaction matrix (see :mod:`recsys.training.init`),
+    scaled to std ``init_std``; BPR then needs far fewer epochs."""
+    init_std: float = Field(0.1, gt=0)
+    """Std of the id embeddings at init."""
+
+    # optimisation
+    epochs: int = Field(30, ge=1)
+    """Epochs to train (one epoch = as many positives as training edges); the cosine
+    schedule spans them, early stopping may end sooner."""
+    batch_size: int = Field(16384, ge=1)
+    """Positives per step; each step costs one full-graph propagation, so large is fast.
+    Capped so that an epoch has at least ``min_steps_per_epoch`` steps (small graphs)."""
+    min_steps_per_epoch: int = Field(8, ge=1)
+    negatives: int = Field(4, ge=1)
+    """Negatives per positive; the BPR loss is averaged over them."""
+    hard_negative_candidates: int = Field(8, ge=1)
+    """Candidates drawn per negative, keeping the highest-scoring one (1 = uniform)."""
+    items_per_hard_candidate: int = Field(500, ge=1)
+    """Caps the candidates at ``n_items // items_per_hard_candidate`` (at least 1): in a small
+    catalogue the hardest of many draws is too often a positive the user has not shown yet."""
+    lr: float = Field(1e-2, gt=0)
+    """Adam learning rate (peak)."""
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    """``cosine`` decays the rate to ``lr_min_ratio * lr`` at ``epochs``."""
+    lr_min_ratio: float = Field(0.05, ge=0, le=1)
+    warmup_epochs: int = Field(0, ge=0)
+    """Linear warm-up epochs."""
+    l2: float = Field(1e-4, ge=0)
+    """Weight of ``0.5 * (|e0_u|^2 + |e0_pos|^2 + mean_j |e0_neg_j|^2)`` averaged over the batch."""
+    feature_loss_weight: float = Field(0.5, ge=0)
+    """Weight of the BPR losses on features alone (cold-start path); used only with features."""
+
+    # validation and early stopping (never on the test/holdout data)
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    """Share of each user's distinct training items held out for validation."""
+    eval_every: int = Field(3, ge=1)
+    """Validate every this many epochs (and at the last epoch)."""
+    eval_max_users: int | None = Field(10000, ge=1)
+    """Validate on at most this many users (a fixed random subset), for speed."""
+    eval_k: int = Field(20, ge=1)
+    """Cutoff of the validation metric."""
+    select_metric: str = "recall@20"
+    """Validation metric that selects the checkpoint and drives early stopping."""
+    patience: int = Field(4, ge=1)
+    """Stop after this many validations without improvement."""
+
+    # graph scale
+    mode: Literal["auto", "full", "sampled"] = "auto"
+    """``full``: exact propagation over the whole graph per step; ``sampled``:
+    neighbour-sampled subgraphs per mini-batch; ``auto``: full while the
+    adjacency has at most ``full_graph_max_edges`` interactions."""
+    full_graph_max_edges: int = Field(50_000_000, ge=1)
+    fanouts: list[int] = Field(default_factory=lambda: [15, 10, 5])
+    """Neighbours sampled per node at each hop (sampled mode); the last is reused."""
+    sampled_batch_size: int = Field(2048, ge=1)
+    """Positives per step in sampled mode."""
+
+    # reproducibility and runtime
+    seed: int = 0
+    """Seed of every random draw; same seed, same metrics on CPU."""
+    threads: int | None = Field(None, ge=1)
+    """CPU threads for torch; ``None``: ``RECSYS_TORCH_THREADS`` or all cores."""
+    checkpoint_every: int = Field(3, ge=1)
+    """Save a resumable checkpoint every this many epochs (when a folder is given)."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    def resolved_threads(self) -> int | None:
+        if self.threads is not None:
+            return self.threads
+        env = os.environ.get("RECSYS_TORCH_THREADS")
+        return int(env) if env else None

@@ -1,0 +1,61 @@
+"""Validation during training through the product's evaluator (full ranking, train masked)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from recsys.evaluation.ranking import evaluate_topk, interactions_csr, topk_full_ranking
+
+
+class RankingEvaluator:
+    """Recall/NDCG@K of embeddings on held-out pairs, ranking every item.
+
+    ``known_*`` are the interactions to mask (the ones the model trained on);
+    ``max_users`` evaluates a fixed random subset of the users with held-out
+    items, which keeps frequent validation cheap on large graphs.
+    """
+
+    def __init__(
+        self,
+        known_user: np.ndarray,
+        known_item: np.ndarray,
+        heldout_user: np.ndarray,
+        heldout_item: np.ndarray,
+        n_users: int,
+        n_items: int,
+        ks: tuple[int, ...] = (20,),
+        max_users: int | None = None,
+        seed: int = 0,
+        batch_size: int = 2048,
+    ) -> None:
+        self.train_csr = interactions_csr(known_user, known_item, n_users, n_items)
+        self.test_csr = interactions_csr(heldout_user, heldout_item, n_users, n_items)
+        users = np.flatnonzero(np.diff(self.test_csr.indptr) > 0)
+        if max_users is not None and users.size > max_users:
+            rng = np.random.default_rng(seed)
+            users = np.sort(rng.choice(users, size=max_users, replace=False))
+        self.users = users
+        self.ks = ks
+        self.n_items = n_items
+        self.batch_size = batch_size
+
+    @property
+    def empty(self) -> bool:
+        return self.users.size == 0
+
+    @torch.no_grad()
+    def evaluate(self, user_emb: Tensor, item_emb: Tensor) -> dict[str, float]:
+        """Metrics keyed like ``recall@20``, ``ndcg@20`` (see :func:`evaluate_topk`)."""
+        if self.empty:
+            return {}
+        item_t = item_emb.T.contiguous()
+
+        def score(users: np.ndarray) -> np.ndarray:
+            idx = torch.from_numpy(users).to(user_emb.device)
+            out: np.ndarray = (user_emb[idx] @ item_t).float().cpu().numpy()
+            return out
+
+        topk = topk_full_ranking(score, self.users, self.train_csr, max(self.ks), self.batch_size)
+        return evaluate_topk(topk, self.users, self.test_csr, self.ks, n_items=self.n_items)

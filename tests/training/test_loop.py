@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from recsys.evaluation.baselines import Popularity
+from recsys.evaluation.ranking import evaluate_topk, interactions_csr, topk_full_ranking
+from recsys.training.config import TrackingConfig, TrainConfig
+from recsys.training.evaluator import RankingEvaluator
+from recsys.training.loop import adjacency_for, train
+
+from .planted import Planted, planted
+
+
+def cfg(**kw: object) -> TrainConfig:
+    # random init and uniform negatives: the comparisons below measure what propagation
+    # adds over MF, not what the spectral start (itself a graph filter) adds
+    base: dict[str, object] = dict(
+        init="normal", hard_negative_candidates=1,
+        embedding_dim=32, num_layers=2, epochs=40, batch_size=1024, negatives=4, lr=0.01,
+        eval_every=5, patience=3, val_fraction=0.1, progress=False, threads=1,
+        tracking=TrackingConfig(enabled=False),
+    )
+    base.update(kw)
+    return TrainConfig.model_validate(base)
+
+
+def test_recall(p: Planted, ue: torch.Tensor, ie: torch.Tensor) -> float:
+    ev = RankingEvaluator(p.data.train_user, p.data.train_item, p.test_user, p.test_item,
+                          p.data.n_users, p.data.n_items, ks=(10,))
+    return ev.evaluate(ue, ie)["recall@10"]
+
+
+test_recall.__test__ = False  # type: ignore[attr-defined]
+
+
+def popularity_recall(p: Planted, users: np.ndarray | None = None) -> float:
+    d = p.data
+    train = interactions_csr(d.train_user, d.train_item, d.n_users, d.n_items)
+    test = interactions_csr(p.test_user, p.test_item, d.n_users, d.n_items)
+    pop = Popularity()
+    pop.fit(train)
+    if users is None:
+        users = np.flatnonzero(np.diff(test.indptr) > 0)
+    topk = topk_full_ranking(pop.score, users, train, 10)
+    return evaluate_topk(topk, users, test, (10,))["recall@10"]
+
+
+def final(p: Planted, c: TrainConfig) -> float:
+    result = train(p.data, c)
+    adj = adjacency_for(p.data, c)
+    with torch.no_grad():
+        ue, ie = result.model(adj)
+    return test_recall(p, ue, ie)
+
+
+def test_gnn_beats_popularity_and_mf_on_planted_clusters() -> None:
+    p = planted(n_users=500, n_items=300, per_user=8, seed=1)  # sparse: propagation helps
+    pop = popularity_recall(p)
+    gnn = final(p, cfg())
+    mf = final(p, cfg(num_layers=0))
+    print(f"gnn={gnn:.3f} mf={mf:.3f} pop={pop:.3f}")
+    assert gnn > 1.5 * pop, (gnn, mf, pop)
+    assert gnn > mf + 0.03, (gnn, mf, pop)
+
+
+def test_default_config_beats_popularity_and_mf() -> None:
+    p = planted(n_users=500, n_items=300, per_user=6, seed=1)
+    defaults = dict(progress=False, threads=1, tracking=TrackingConfig(enabled=False))
+    gnn = final(p, TrainConfig.model_validate(defaults))
+    mf = final(p, TrainConfig.model_validate({**defaults, "num_layers": 0}))
+    pop = popularity_recall(p)
+    print(f"defaults: gnn={gnn:.3f} mf={mf:.3f} pop={pop:.3f}")
+    assert gnn > 1.4 * pop and gnn > mf, (gnn, mf, pop)
+
+
+def test_feature_path_recommends_for_users_without_interactions() -> None:
+    p = planted(n_users=500, n_items=300, per_user=8, n_cold=80, features=True, seed=2)
+    result = train(p.data, cfg())
+    model = result.model
+    adj = adjacency_for(p.data, cfg())
+    with torch.no_grad():
+        _, ie = model(adj)
+        # what serving computes for a new user: layer 0 from features alone, no history
+        assert model.user_features is not None
+        ue = model.project_user_features(model.user_features)
+    cold = p.cold_users
+    d = p.data
+    train_csr = interactions_csr(d.train_user, d.train_item, d.n_users, d.n_items)
+    test_csr = interactions_csr(p.test_user, p.test_item, d.n_users, d.n_items)
+    item_t = ie.T
+
+    def score(users: np.ndarray) -> np.ndarray:
+        out: np.ndarray = (ue[torch.from_numpy(users)] @ item_t).numpy()
+        return out
+
+    feat = evaluate_topk(topk_full_ranking(score, cold, train_csr, 10), cold, test_csr, (10,))
+    pop = popularity_recall(p, cold)
+    print(f"cold: features={feat['recall@10']:.3f} pop={pop:.3f}")
+    assert feat["recall@10"] > 1.5 * pop, (feat, pop)
+    # and those users' id embeddings were never trained: they stay zero
+    assert torch.count_nonzero(model.user_embedding.weight[torch.from_numpy(cold)]) == 0
+
+
+def test_same_seed_same_metrics_on_cpu() -> None:
+    p = planted(n_users=200, n_items=120, seed=3)
+    c = cfg(epochs=6, eval_every=2, hard_negative_candidates=2, items_per_hard_candidate=1)
+    a, b = train(p.data, c), train(p.data, c)
+    strip = [{k: v for k, v in r.items() if k != "elapsed_s"} for r in a.history]
+    assert strip == [{k: v for k, v in r.items() if k != "elapsed_s"} for r in b.history]
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k]), k
+    other = train(p.data, cfg(epochs=6, eval_every=2, hard_negative_candidates=2,
+                              items_per_hard_candidate=1, seed=1))
+    assert other.history[-1]["loss"] != a.history[-1]["loss"]
+
+
+def test_checkpoint_resume_equals_uninterrupted_run(tmp_path: object) -> None:
+    p = planted(n_users=200, n_items=120, features=True, seed=4)
+    c = cfg(epochs=6, eval_every=2, checkpoint_every=1)
+    whole = train(p.data, c)
+    folder = str(tmp_path)
+    first = train(p.data, c, checkpoint_dir=folder, max_epochs=3)
+    assert first.epochs_run == 3
+    # the checkpoint holds tensors and plain values only
+    state = torch.load(f"{folder}/checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 3 and "optimizer" in state and "generator" in state
+    resumed = train(p.data, c, checkpoint_dir=folder)
+    assert resumed.epochs_run == 6
+    strip = [{k: v for k, v in r.items() if k != "elapsed_s"} for r in whole.history]
+    assert strip == [{k: v for k, v in r.items() if k != "elapsed_s"} for r in resumed.history]
+    for k, v in whole.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+def test_sampled_mode_learns_the_clusters() -> None:
+    p = planted(n_users=400, n_items=240, per_user=8, seed=5)
+    gnn = final(p, cfg(mode="sampled", fanouts=[8, 4], sampled_batch_size=512, epochs=20))
+    assert gnn > 1.5 * popularity_recall(p)
+
+
+def test_early_stopping_uses_validation_only() -> None:
+    p = planted(n_users=200, n_items=120, seed=6)
+    result = train(p.data, cfg(epochs=200, eval_every=1, patience=2, lr=0.05, val_fraction=0.3))
+    assert result.stopped_early and result.epochs_run < 200
+    assert result.best_epoch <= result.epochs_run
+    assert all(not k.startswith("test") for r in result.history for k in r)
+    assert result.best_val["recall@20"] == max(
+        r["val_recall@20"] for r in result.history if "val_recall@20" in r
+    )
+
+
+@pytest.mark.parametrize("bad", [dict(batch_size=0), dict(norm="max"), dict(unknown=1)])
+def test_config_rejects_bad_values(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        cfg(**bad)
