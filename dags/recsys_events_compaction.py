@@ -6,6 +6,10 @@ Moves the inference server's durable event log (JSONL, fsynced before each
 to training. Idempotent: the day's partition is rebuilt as the union of what it
 holds and the log's events of that day, deduplicated by `event_id`; a rerun
 (for late events) overwrites the day and never loses or doubles an event.
+Users the day's `users` snapshot does not know yet (served events of new
+users) are added to it with null features, so the data gate of the next
+retrain accepts their events; unknown products are not invented: the
+catalogue owns `items`, and the gate's `max_unknown_item_rate` bounds them.
 
 The run for logical date D (starting just after midnight UTC of D+1) compacts
 day D; `recsys_retrain` for D waits for that partition.

@@ -29,8 +29,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from recsys.artifacts import InputRef, Manifest, read_manifest, verify_artifact, write_artifact
-from recsys.data.schema import EVENT_TYPES
+from recsys.data.schema import EVENT_TYPES, RATING_MAX
 from recsys.errors import InputError
+from recsys.graph.config import WeightConfig
+from recsys.graph.weights import saturate
 from recsys.logs import get_logger
 from recsys.storage import join, read_bytes
 
@@ -45,45 +47,33 @@ POPULARITY_PER_SEGMENT = 500
 """Items kept per segment in the popularity table (the global list keeps every item)."""
 
 
-class WeightRules(BaseModel):
-    """How an event changes an edge weight at serving time.
+class WeightRules(WeightConfig):
+    """How an event changes an edge weight at serving time: the graph's own rules.
 
-    Mirrors the graph's weight (``saturate(sum type_weight * decay)``): an event
-    arriving now has decay 1, so the new weight is
-    ``saturate(unsaturate(w) + type_weight)``; a training user's weights are
-    the graph's own, so the fold-in reproduces their trained embedding.
+    The fields and their defaults are the graph's :class:`WeightConfig` (the
+    export copies the snapshot's into ``bundle.json``), so serving can never
+    weigh an event differently from training. The graph's weight is
+    ``saturate(sum type_weight * decay)``; an event arriving now has decay 1,
+    so the new weight is ``saturate(unsaturate(w) + type_weight)``, and a
+    training user's weights are the graph's own, so the fold-in reproduces
+    their trained embedding.
     """
 
+    # bundle.json written by other versions may carry fields this one does not know
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    type_weights: dict[str, float] = Field(
-        default_factory=lambda: {
-            "view": 1.0,
-            "click": 2.0,
-            "add_to_cart": 4.0,
-            "purchase": 8.0,
-            "rating": 8.0,
-        }
-    )
-    rating_default: float = 3.0
-    saturation: str = "log1p"
-    saturation_c: float = 8.0
-    min_weight: float = 1e-6
+    @classmethod
+    def from_config(cls, cfg: WeightConfig) -> WeightRules:
+        return cls.model_validate(cfg.model_dump())
 
     def event_weight(self, event_type: str, value: float | None) -> float:
         w = self.type_weights[event_type]
         if event_type == "rating":
-            w *= (value if value is not None else self.rating_default) / 5.0
+            w *= (value if value is not None else self.rating_default) / RATING_MAX
         return float(w)
 
     def saturate(self, raw: float) -> float:
-        if self.saturation == "log1p":
-            out = float(np.log1p(raw))
-        elif self.saturation == "hyperbolic":
-            out = raw / (raw + self.saturation_c)
-        else:
-            out = raw
-        return max(out, self.min_weight)
+        return float(saturate(np.array([raw]), self)[0])
 
     def unsaturate(self, w: float) -> float:
         if self.saturation == "log1p":

@@ -5,6 +5,17 @@ it already holds and the log's events of that day, deduplicated by
 ``event_id`` and sorted, then swapped in whole. Running it twice, or after more
 events arrived late, never loses or doubles an event. The log is only read:
 rotating or deleting old log files stays the server operator's decision.
+
+Served events may come from users the day's ``users`` snapshot has never seen
+(someone who signed up after the dimension load, or a cold-start visitor): the
+server accepts them, so the lake must too, or the validation gate's
+referential check would refuse the next retrain. Compaction therefore adds
+those user ids, with null features, to the day's ``users`` snapshot. Products
+are different: the catalogue is the only source of what a product is, and an
+event naming a product it does not know is a client or catalogue error (the
+server keeps it in the log and ignores it for scoring), so unknown item ids
+stay out of ``items`` and the gate's ``max_unknown_item_rate`` decides whether
+their share is tolerable.
 """
 
 from __future__ import annotations
@@ -16,8 +27,14 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys.data.lake import conform, partition_uri, read_partition, write_partition
-from recsys.data.schema import EVENTS, EVENTS_SCHEMA
+from recsys.data.lake import (
+    conform,
+    latest_partition_on_or_before,
+    partition_uri,
+    read_partition,
+    write_partition,
+)
+from recsys.data.schema import EVENTS, EVENTS_SCHEMA, USERS
 from recsys.logs import get_logger
 from recsys.storage import exists, get_fs
 
@@ -34,12 +51,14 @@ class CompactionResult:
     added: int
     total: int
     bad_lines: int
+    new_users: int = 0
+    """Users of the logged events added (features null) to the day's users snapshot."""
 
     def describe(self) -> str:
         return (
             f"{self.partition}: {self.total} events ({self.already_in_lake} already there, "
             f"{self.added} added from {self.from_log} logged that day, "
-            f"{self.bad_lines} unreadable line(s))"
+            f"{self.bad_lines} unreadable line(s)); {self.new_users} new user(s)"
         )
 
 
@@ -119,9 +138,13 @@ def compact_events(event_log: str, lake: str, day: dt.date) -> CompactionResult:
     existing = _dedupe(existing)
     merged = _dedupe(pa.concat_tables([existing, logged]))
     merged = merged.sort_by([("ts", "ascending"), ("event_id", "ascending")])
+    new_users = 0
     if merged.num_rows == 0:
         log.info("compaction %s: no events for %s, nothing written", event_log, day)
     else:
+        # users first: a crash between the two writes then leaves harmless extra users,
+        # never events the gate would refuse for naming unknown users
+        new_users = add_unknown_users(lake, day, logged.column("user_id"))
         write_partition(lake, EVENTS, day, merged)
     result = CompactionResult(
         day=day,
@@ -131,6 +154,42 @@ def compact_events(event_log: str, lake: str, day: dt.date) -> CompactionResult:
         added=merged.num_rows - existing.num_rows,
         total=merged.num_rows,
         bad_lines=bad,
+        new_users=new_users,
     )
     log.info("compaction: %s", result.describe())
     return result
+
+
+def add_unknown_users(lake: str, day: dt.date, user_ids: pa.ChunkedArray | pa.Array) -> int:
+    """Add the ``user_ids`` missing from ``day``'s users snapshot to it, features null.
+
+    The snapshot the gate reads for ``day`` (the latest on or before it) is
+    rewritten whole as ``users/dt=day``, with its own columns, so features the
+    contract leaves open survive; nothing is written when every id is known,
+    which makes a rerun a no-op. Without any users snapshot there is nothing
+    to extend: the dimension load owns that table, and the gate reports it
+    missing. A later load of ``users/dt=day`` replaces the partition; rerunning
+    the compaction afterwards adds the served users again.
+    """
+    base_day = latest_partition_on_or_before(lake, USERS, day)
+    if base_day is None:
+        log.warning("compaction: no users snapshot on or before %s: new users not recorded", day)
+        return 0
+    users = read_partition(lake, USERS, base_day)
+    key = users.schema.field("user_id").type
+    wanted = pc.unique(pc.drop_null(user_ids)).cast(key)
+    known = pc.unique(pc.drop_null(users.column("user_id"))).cast(key)
+    new = pc.filter(wanted, pc.invert(pc.is_in(wanted, value_set=known)))
+    if len(new) == 0:
+        return 0
+    new = pc.take(new, pc.sort_indices(new))
+    rows = pa.table(
+        [new if f.name == "user_id" else pa.nulls(len(new), f.type) for f in users.schema],
+        schema=users.schema.remove_metadata(),
+    )
+    write_partition(lake, USERS, day, pa.concat_tables([users.cast(rows.schema), rows]))
+    log.info(
+        "compaction: %d new user(s) added to users dt=%s (from the snapshot of dt=%s)",
+        len(new), day, base_day,
+    )  # fmt: skip
+    return len(new)

@@ -3,6 +3,13 @@
 Every task of the retrain DAG asks :func:`run_paths` for its inputs and outputs,
 so a rerun for the same logical date writes to the same places (overwriting,
 never duplicating) and no task reads the wall clock.
+
+Bundles are the exception to "a rerun overwrites": the registry pins the
+manifest hash of the bundle it serves, so a bundle folder must never change
+once written. Each bundle lives under its version (:func:`bundle_uri`), which
+is derived from the day and the model's content hash: the same model lands in
+the same folder, a different model in a new one, and every version the
+registry's history names stays on disk for a rollback.
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ class RunPaths(BaseModel):
     graph: str
     model: str
     model_report: str
-    bundle: str
+    bundles: str
+    """Parent of the immutable, versioned bundle folders (see :func:`bundle_uri`)."""
     deploy_report: str
 
 
@@ -71,18 +79,25 @@ def run_paths(day: dt.date, lake: str, registry: str) -> RunPaths:
         graph=join(lake, "graphs", f"as_of={d}"),
         model=join(lake, "models", f"as_of={d}"),
         model_report=join(lake, "reports", "model", f"dt={d}"),
-        bundle=join(lake, "bundles", f"as_of={d}"),
+        bundles=join(lake, "bundles"),
         deploy_report=join(lake, "reports", "deploy", f"dt={d}"),
     )
 
 
-def bundle_version(day: dt.date, bundle_manifest_sha256: str) -> str:
-    """Registry version of a bundle: its day plus a content hash.
+def bundle_version(day: dt.date, model_manifest_sha256: str) -> str:
+    """Registry version of a bundle: its day plus the content hash of the model it serves.
 
-    Content-addressed, so the same bundle always gets the same version and a
-    rerun that rebuilds an identical bundle does not look like a new model.
+    Keyed by the model rather than the bundle: the model is known before the
+    export runs, so the export writes straight into its version's folder, and
+    the same model always gets the same version, so a rerun that exports it
+    again does not look like a new model.
     """
-    return f"{day:%Y%m%d}-{bundle_manifest_sha256[:12]}"
+    return f"{day:%Y%m%d}-{model_manifest_sha256[:12]}"
+
+
+def bundle_uri(paths: RunPaths, version: str) -> str:
+    """Folder of bundle ``version``: ``<lake>/bundles/<version>``, written once, never replaced."""
+    return join(paths.bundles, version)
 
 
 def azureml_job_name(day: dt.date, run_id: str, try_number: int) -> str:

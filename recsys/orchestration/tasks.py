@@ -380,25 +380,45 @@ def write_model_report(
 
 
 def export(paths_d: dict[str, Any], config: RetrainConfig | None = None) -> dict[str, Any]:
-    """ONNX bundle; gate 4 (parity with torch, latency) runs inside ``recsys export``."""
-    from recsys.orchestration.paths import bundle_version
+    """The ONNX bundle, in its version's folder; gate 4 (parity, latency) runs in ``recsys export``.
+
+    A version's folder is written once. When a rerun trained the very same
+    model (same version) whose bundle is already published, the gate runs again
+    on a throw-away export and the published folder is kept as it is: the
+    registry may be serving it, pinned by its manifest hash, and nothing
+    guarantees a second export is byte-identical (a changed export config or
+    exporter would rewrite the served files under the server).
+    """
+    from recsys.orchestration.paths import bundle_uri, bundle_version
 
     cfg = config or load_retrain_config()
     p = from_dict(paths_d)
     version = bundle_version(p.day, manifest_sha256(p.model))
-    run_cli(
-        [
-            "export",
-            "--model",
-            p.model,
-            "--out",
-            p.bundle,
-            "--version",
-            version,
-            *_config_arg(cfg.export_config),
-        ]
-    )
-    return {"bundle": p.bundle, "version": version, "sha256": manifest_sha256(p.bundle)}
+    out = bundle_uri(p, version)
+    args = ["export", "--model", p.model, "--version", version, *_config_arg(cfg.export_config)]
+    reused = _published_bundle(out)
+    if reused:
+        with tempfile.TemporaryDirectory(prefix="recsys-export-") as tmp:
+            run_cli([*args, "--out", str(Path(tmp) / version)])
+        log.info("bundle %s is already published at %s: kept unchanged", version, out)
+    else:
+        run_cli([*args, "--out", out])
+    return {"bundle": out, "version": version, "sha256": manifest_sha256(out), "reused": reused}
+
+
+def _published_bundle(uri: str) -> bool:
+    """Whether a complete, intact bundle is at ``uri`` (a damaged one may be replaced)."""
+    from recsys.artifacts import MANIFEST, verify_artifact
+    from recsys.storage import exists, join
+
+    if not exists(join(uri, MANIFEST)):
+        return False
+    try:
+        verify_artifact(uri)
+    except InputError as exc:
+        log.warning("bundle %s is damaged (%s): exporting it again", uri, exc)
+        return False
+    return True
 
 
 def smoke_user(paths_d: dict[str, Any], config: RetrainConfig) -> str:
@@ -498,6 +518,7 @@ def compact(
         "added": result.added,
         "total": result.total,
         "bad_lines": result.bad_lines,
+        "new_users": result.new_users,
     }
 
 

@@ -97,6 +97,17 @@ def rollback(registry: str) -> RegistryEntry:
     if old is None or not old.history:
         raise InputError(f"{registry}: nothing to roll back to")
     target = old.history[-1]
+    # Bundle folders are immutable (one per version), so the target must still be there
+    # exactly as published; refusing here beats naming a bundle every server would refuse.
+    try:
+        same = manifest_sha256(target.bundle_uri) == target.manifest_sha256
+    except (InputError, OSError):  # the folder or its manifest is gone
+        same = False
+    if not same:
+        raise InputError(
+            f"{registry}: cannot roll back to {target.version}: {target.bundle_uri} is gone or "
+            "no longer the bundle that was published"
+        )
     _write(registry, Pointer(current=target, history=old.history[:-1]))
     log.info("registry %s: rolled back from %s to %s", registry, old.current.version,
              target.version)

@@ -40,10 +40,16 @@ class ValidationConfig(BaseModel):
         ge=0,
         le=1,
         description="Share of events whose user_id is not in that day's users table "
-        "(brand-new users not yet in the snapshot)",
+        "(brand-new users not yet in the snapshot; the events compaction adds the users of "
+        "served events to the snapshot, so those never count)",
     )
     max_unknown_item_rate: float = Field(
-        0.01, ge=0, le=1, description="Same for item_id against the items table"
+        0.01,
+        ge=0,
+        le=1,
+        description="Same for item_id against the items table. Served events naming a "
+        "product the catalogue does not know count here: the compaction does not invent "
+        "catalogue rows, so a share above this is a catalogue or client error to fix",
     )
     max_duplicate_rate: float = Field(
         0.001,

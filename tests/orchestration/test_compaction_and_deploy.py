@@ -10,11 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pyarrow.compute as pc
 import pytest
 
 from recsys.artifacts import write_artifact
 from recsys.data.lake import read_partition, write_partition
-from recsys.data.schema import EVENTS, EVENTS_SCHEMA
+from recsys.data.schema import EVENTS, EVENTS_SCHEMA, USERS
 from recsys.errors import GateFailed, InputError
 from recsys.orchestration.compaction import compact_events
 from recsys.orchestration.config import DeployConfig
@@ -147,3 +148,54 @@ def test_deploy_rolls_back_when_the_smoke_test_fails(tmp_path: Path) -> None:
 def test_unknown_and_pending_backends_are_named(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unknown deploy backend 'k8s'"):
         get_backend("k8s", str(tmp_path), DeployConfig())
+
+
+def test_served_events_of_new_users_pass_the_strict_data_gate(tmp_path: Path) -> None:
+    """New users of served events join the day's users snapshot; unknown products do not."""
+    from recsys.data.synth import SynthConfig, generate
+    from recsys.validation.config import ValidationConfig
+    from recsys.validation.gate import run_gate
+
+    lake, log_file = str(tmp_path / "lake"), tmp_path / "events.jsonl"
+    generate(SynthConfig(users=200, items=60, days=3, end_date=DAY, seed=5), lake)
+    users_before = read_partition(lake, USERS, DAY)
+    known_item = read_partition(lake, "items", DAY).column("item_id")[0].as_py()
+    known_user = users_before.column("user_id")[0].as_py()
+    served = [
+        dict(_event(i, DAY, 20), user_id=f"brand-new-{i % 2}", item_id=known_item)
+        for i in range(100, 104)
+    ]
+    served.append(dict(_event(104, DAY, 21), user_id=known_user, item_id="not-in-catalogue"))
+    log_file.write_text("".join(json.dumps(e) + "\n" for e in served))
+    # strict on users (every served user must be known after compaction), tolerant of
+    # the one unknown product the catalogue has not listed
+    strict = ValidationConfig(max_unknown_user_rate=0.0, data_docs=False)
+
+    first = compact_events(str(log_file), lake, DAY)
+    assert first.new_users == 2 and first.added == 5
+    users = read_partition(lake, USERS, DAY)
+    assert users.num_rows == users_before.num_rows + 2
+    new = users.filter(pc.starts_with(users.column("user_id"), "brand-new")).to_pylist()
+    assert [u["user_id"] for u in new] == ["brand-new-0", "brand-new-1"]
+    assert all(v is None for u in new for k, v in u.items() if k != "user_id")
+    assert "not-in-catalogue" not in read_partition(lake, "items", DAY).column("item_id")
+    run_gate(lake, DAY, str(tmp_path / "report"), strict)
+
+    again = compact_events(str(log_file), lake, DAY)  # a rerun adds nobody twice
+    assert again.new_users == 0 and read_partition(lake, USERS, DAY).equals(users)
+
+
+def test_new_users_extend_the_latest_snapshot_when_the_day_has_none(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    lake, log_file = str(tmp_path / "lake"), tmp_path / "events.jsonl"
+    earlier = pa.table({"user_id": ["u0", "u1"], "age": [30.0, None], "tier": ["gold", None]})
+    write_partition(lake, USERS, DAY - dt.timedelta(days=2), earlier)
+    log_file.write_text(json.dumps(_event(7, DAY)) + "\n")  # user u1 (known) ...
+    log_file.open("a").write(json.dumps(dict(_event(8, DAY), user_id="u9")) + "\n")  # ... and u9
+
+    assert compact_events(str(log_file), lake, DAY).new_users == 1
+    users = read_partition(lake, USERS, DAY)
+    assert users.column_names == ["user_id", "age", "tier"]  # open features survive
+    assert users.to_pylist()[-1] == {"user_id": "u9", "age": None, "tier": None}
+    assert read_partition(lake, USERS, DAY - dt.timedelta(days=2)).equals(earlier)

@@ -1,0 +1,27 @@
+"""A throw-away AIRFLOW_HOME for the tests that run Airflow (tests/dags, tests/orchestration).
+
+Their conftest files import this module, so the environment is set before
+anything imports Airflow; settings already in the environment (a developer's
+own AIRFLOW_HOME, say) win over these defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_home = Path(tempfile.gettempdir()) / f"recsys-airflow-tests-{os.getpid()}"
+os.environ.setdefault("AIRFLOW_HOME", str(_home))
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_home}/airflow.db")
+_home.mkdir(parents=True, exist_ok=True)
+
+
+def pytest_unconfigure(config: object) -> None:
+    if os.environ.get("AIRFLOW_HOME") == str(_home):  # ours, not a developer's home
+        shutil.rmtree(_home, ignore_errors=True)
