@@ -285,8 +285,15 @@ def train(
     out: Annotated[str, typer.Option("--out", help="Model artifact URI to write")],
     config: Annotated[Path | None, typer.Option("--config", help="TrainConfig file")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
+    checkpoint: Annotated[
+        str | None,
+        typer.Option("--checkpoint", help="Resumable checkpoint URI (default: <out>.checkpoint)"),
+    ] = None,
 ) -> None:
-    """Train the GNN (feature-aware LightGCN, BPR) on a graph snapshot; resumes if interrupted."""
+    """Train the GNN (feature-aware LightGCN, BPR) on a graph snapshot; resumes if interrupted.
+
+    Under ``torchrun --nproc_per_node N`` it trains data-parallel (gloo on CPU, NCCL on CUDA).
+    """
     import json
 
     from recsys.config import load_config
@@ -296,7 +303,7 @@ def train(
 
     if device not in {"cpu", "cuda"} and not device.startswith("cuda:"):
         raise InputError(f"--device must be cpu or cuda, got {device!r}")
-    summary = train_on_snapshot(graph, out, load_config(config, TrainConfig), device)
+    summary = train_on_snapshot(graph, out, load_config(config, TrainConfig), device, checkpoint)
     typer.echo(json.dumps(summary, indent=2, default=float))
 
 

@@ -248,8 +248,11 @@ def export_from_model(
         segment_feature=cfg.segment_feature if tables.user_segments is not None else None,
         data_cutoff=cutoff,
     )
+    # latency is wall-clock and differs on every run: it stays in the result (CLI summary,
+    # task log) and out of the manifest, so re-exporting the same model gives the same bundle
+    recorded = {k: v for k, v in result.metrics.items() if not k.startswith("latency_")}
     write_bundle(
-        tables, out_uri, meta, inputs=inputs, metrics=result.metrics,
+        tables, out_uri, meta, inputs=inputs, metrics=recorded,
         lineage={"graph_uri": getattr(snapshot, "uri", None), "gate": cfg.model_dump()},
     )
     return ExportResult(uri=out_uri, version=version, metrics=result.metrics)
@@ -258,6 +261,7 @@ def export_from_model(
 def _weight_rules(snapshot: Any) -> Any:
     """The graph's edge-weight rules (so live events weigh like training events)."""
     from recsys.export.bundle import WeightRules
+    from recsys.graph.config import WeightConfig
 
     uri = getattr(snapshot, "uri", None)
     if uri:
@@ -266,10 +270,10 @@ def _weight_rules(snapshot: Any) -> Any:
 
             weights = read_manifest(uri).config.get("weights")
             if isinstance(weights, dict):
-                return WeightRules.model_validate(weights)
+                return WeightRules.from_config(WeightConfig.model_validate(weights))
         except Exception as exc:  # a snapshot without the rules falls back to the defaults
             log.warning("graph %s: no weight rules in its manifest (%s); using defaults", uri, exc)
-    return WeightRules()
+    return WeightRules.from_config(WeightConfig())
 
 
 def _edge_types(graph_uri: str) -> np.ndarray | None:

@@ -63,9 +63,19 @@ def build_command_job(
 ) -> Any:
     """A validated ``azure.ai.ml`` command job: training image, GPU cluster, lake in, model out.
 
-    ``process_count_per_instance`` > 1 (or ``instance_count`` > 1) runs the
-    command under Azure ML's PyTorch launcher, which starts one process per GPU
-    with the ``torch.distributed`` environment (RANK, WORLD_SIZE, MASTER_ADDR) set for DDP.
+    Output: the model's *parent* folder is mounted read-write (output
+    ``models``), and ``${{outputs.model}}`` in ``cfg.train_command`` becomes
+    ``${{outputs.models}}/<model folder>``. So the staging folder the artifact
+    is written to before its rename, and the resumable checkpoint
+    (``--checkpoint <model>.checkpoint``), are all inside the mount: a retried
+    job finds the checkpoint in the lake and continues, and the publishing
+    rename never crosses the mount point.
+
+    DDP: with ``process_count_per_instance * instance_count`` > 1 the training
+    runs under ``torchrun`` (one launcher per node: Azure ML's PyTorch
+    distribution with one process per instance sets ``NODE_RANK`` and
+    ``MASTER_ADDR``/``MASTER_PORT``; torchrun starts one worker per GPU and
+    tears the whole job down when any worker fails).
     """
     from azure.ai.ml import Input, Output, PyTorchDistribution, command
     from azure.ai.ml.constants import AssetTypes, InputOutputModes
@@ -73,7 +83,23 @@ def build_command_job(
 
     environment: Any = Environment(image=cfg.image) if cfg.image else cfg.environment
     env_vars = {"RECSYS_LOGICAL_DATE": day.isoformat(), "RECSYS_RUN_ID": name}
-    train_command = cfg.train_command
+    model_root, _, leaf = model_uri.rstrip("/").rpartition("/")
+    if not model_root or not leaf:
+        raise InputError(f"{model_uri}: the model must be a folder inside the lake")
+    model_out = f"${{{{outputs.models}}}}/{leaf}"
+    train_command = cfg.train_command.replace("${{outputs.model}}", model_out)
+    train_command = f"{train_command} --checkpoint {model_out}.checkpoint"
+    nproc, nodes = cfg.process_count_per_instance, cfg.instance_count
+    if nproc * nodes > 1:
+        if nodes == 1:
+            launcher = f"torchrun --standalone --nproc_per_node {nproc}"
+        else:
+            launcher = (
+                f"torchrun --nnodes {nodes} --nproc_per_node {nproc} --node_rank $NODE_RANK "
+                "--master_addr $MASTER_ADDR --master_port $MASTER_PORT"
+            )
+        # --no-python: the training command is the `recsys` console script, not a .py file
+        train_command = f"{launcher} --no-python {train_command}"
     if train_config:
         # The CLI reads its TrainConfig from a file: ship it in the job spec, write it first.
         env_vars["RECSYS_TRAIN_CONFIG_JSON"] = json.dumps(train_config, sort_keys=True)
@@ -96,13 +122,14 @@ def build_command_job(
             )
         },
         outputs={
-            "model": Output(
+            "models": Output(
                 type=AssetTypes.URI_FOLDER,
-                path=datastore_uri(model_uri, cfg),
+                path=datastore_uri(model_root, cfg),
                 mode=InputOutputModes.RW_MOUNT,
             )
         },
-        distribution=PyTorchDistribution(process_count_per_instance=cfg.process_count_per_instance),
+        # one torchrun per node; it starts the per-GPU workers itself
+        distribution=PyTorchDistribution(process_count_per_instance=1),
         instance_count=cfg.instance_count,
         instance_type=cfg.instance_type,
         shm_size=cfg.shm_size,

@@ -43,7 +43,9 @@ class AzureMLConfig(BaseModel):
     train_command: str = (
         "recsys train --graph ${{inputs.graph}} --out ${{outputs.model}} --device cuda"
     )
-    """``--config`` is appended when the run has a training config (see ``build_command_job``)."""
+    """``${{outputs.model}}`` stands for the model folder inside the mounted ``outputs.models``;
+    ``--checkpoint`` (and ``--config`` when the run has a training config) are appended and the
+    whole runs under ``torchrun`` for DDP (see ``build_command_job``)."""
     poll_interval_s: float = Field(30.0, gt=0)
     timeout_s: PositiveInt = 6 * 3600
     deferrable: bool = True

@@ -25,7 +25,8 @@ class AzureMLCommandJobOperator(BaseOperator):
     """Train on Azure ML: the graph snapshot in, the model folder out, both in the lake.
 
     :param graph_uri: graph snapshot folder in the lake (mounted read-only as ``inputs.graph``).
-    :param model_uri: model folder in the lake (mounted read-write as ``outputs.model``).
+    :param model_uri: model folder in the lake (its parent folder is mounted read-write as
+        ``outputs.models``, so the checkpoint beside it survives a retried job).
     :param day: the run's data day (``YYYY-MM-DD``), for the job name and tags.
     :param epochs: overrides the training config's epochs when set.
     :param azureml: job settings; ``None`` reads them from the pipeline config at run time.

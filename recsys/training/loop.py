@@ -35,6 +35,7 @@ from recsys.models.lightgcn import FeatureLightGCN
 from recsys.training.checkpoint import load_checkpoint, save_checkpoint
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData, split_validation
+from recsys.training.ddp import Distributed
 from recsys.training.evaluator import RankingEvaluator
 from recsys.training.init import spectral_embeddings
 from recsys.training.sampling import NegativeSampler, NeighborSampler, PositiveSampler
@@ -143,6 +144,19 @@ class _Batches:
         return int(self.user.numel())
 
 
+def _rows(x: Tensor, index: Tensor) -> Tensor:
+    """``x[index]`` for a 2-D ``x`` and any-shaped ``index``: ``[*index.shape, d]``.
+
+    Not ``x[index]``: the backward of advanced indexing on CPU is
+    ``index_put_(accumulate=True)``, which accumulates rows hit more than once
+    (a popular item in a batch) with parallel atomic adds, so the summation
+    order, and the weights' last bits, change from run to run whenever torch
+    uses several threads. ``index_select``'s backward (``index_add_``) adds in
+    a fixed order on CPU, at no measurable cost.
+    """
+    return x.index_select(0, index.reshape(-1)).view(*index.shape, x.shape[-1])
+
+
 def _select_hard(
     user_emb: Tensor, cand_emb: Tensor, cand: Tensor, n: int, m: int
 ) -> tuple[Tensor, Tensor]:
@@ -210,6 +224,7 @@ def train(
     tracker: Tracker | None = None,
     on_eval: OnEval | None = None,
     max_epochs: int | None = None,
+    dist: Distributed | None = None,
 ) -> TrainResult:
     """Train a :class:`FeatureLightGCN` on ``data`` with BPR; see the module docstring.
 
@@ -217,8 +232,14 @@ def train(
     ``cfg.checkpoint_every`` epochs; with ``resume`` an existing one there is
     continued. ``max_epochs`` stops this call early without changing the
     schedule (to test resumption).
+
+    ``dist`` (from :func:`recsys.training.ddp.init_distributed`) makes this one
+    rank of a data-parallel job: it trains on its slice of every batch and the
+    gradients are averaged over the ranks; only rank 0 validates (and decides
+    early stopping for all), keeps the best state and writes checkpoints.
     """
     cfg = cfg or TrainConfig()
+    ctx = dist or Distributed()
     tracker = tracker or Tracker()
     dev = torch.device(device)
     threads = cfg.resolved_threads()
@@ -246,6 +267,10 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator(device=dev)
     gen.manual_seed(cfg.seed)
+    # under DDP ``gen`` draws the epoch order, the same on every rank so that their slices
+    # are disjoint; negatives and neighbour samples come from a generator of the rank's own,
+    # reseeded from (seed, rank, epoch) so a resumed job draws what the uninterrupted one would
+    neg_gen = torch.Generator(device=dev) if ctx.enabled else gen
 
     history: list[dict[str, float]] = []
     start_epoch = 0
@@ -294,30 +319,46 @@ def train(
     t0 = time.perf_counter()
     monitor_seconds = 0.0
     bar = tqdm(range(start_epoch, last_epoch), desc="train", unit="epoch",
-               disable=not cfg.progress, initial=start_epoch, total=last_epoch)
+               disable=not (cfg.progress and ctx.is_main), initial=start_epoch, total=last_epoch)
     epoch = start_epoch
     for epoch in bar:
         model.train()
         for g in optimizer.param_groups:
             g["lr"] = cfg.lr * lr_factor(cfg, epoch)
         order = batches.pos.epoch(gen)
+        if ctx.enabled:
+            seq = np.random.SeedSequence([cfg.seed, ctx.rank, epoch])
+            neg_gen.manual_seed(int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1)))
         loss_sum, steps = 0.0, 0
         parts_sum: dict[str, float] = {}
         for s in range(0, order.numel(), bs):
             idx = order[s : s + bs]
+            share = 1.0
+            if ctx.enabled:
+                batch_n = idx.numel()
+                idx = idx.tensor_split(ctx.world_size)[ctx.rank]
+                # this rank's part of the batch mean, so the averaged gradient is the batch's
+                share = idx.numel() / batch_n
+                if idx.numel() == 0:  # a last batch smaller than the world: still all-reduce
+                    optimizer.zero_grad(set_to_none=True)
+                    ctx.all_reduce_gradients(model.parameters())
+                    optimizer.step()
+                    steps += 1
+                    continue
             u, p = batches.user[idx], batches.item[idx]
-            cand = batches.neg.sample(u, n * m, gen)
+            cand = batches.neg.sample(u, n * m, neg_gen)
             if mode == "full":
                 users_final, items_final = model(adj)
-                eu, ep, ecand = users_final[u], items_final[p], items_final[cand]
+                eu, ep = _rows(users_final, u), _rows(items_final, p)
+                ecand = _rows(items_final, cand)
             else:
                 assert nsampler is not None
                 nu = data.n_users
                 seeds = torch.cat([u, p + nu, cand.reshape(-1) + nu])
-                sub = nsampler.sample(seeds, fanouts, gen)
+                sub = nsampler.sample(seeds, fanouts, neg_gen)
                 x0 = model.node_layer0(sub.nodes)
                 final = model.readout(model.propagate(x0, sub.matrix, sub.transpose))
-                emb = final[sub.seed_index]
+                emb = _rows(final, sub.seed_index)
                 b = u.numel()
                 eu, ep = emb[:b], emb[b : 2 * b]
                 ecand = emb[2 * b :].view(b, n * m, -1)
@@ -327,12 +368,22 @@ def train(
                 neg, en = cand, ecand
             loss, parts = _loss(model, cfg, u, p, neg, eu, ep, en)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
+            if ctx.enabled:
+                (loss * (share * ctx.world_size)).backward()  # type: ignore[no-untyped-call]
+                ctx.all_reduce_gradients(model.parameters())
+                loss_sum += float(loss.detach()) * share
+                parts = {k: v * share for k, v in parts.items()}
+            else:
+                loss.backward()  # type: ignore[no-untyped-call]
+                loss_sum += float(loss.detach())
             optimizer.step()
-            loss_sum += float(loss.detach())
             for k, v in parts.items():
                 parts_sum[k] = parts_sum.get(k, 0.0) + v
             steps += 1
+        if ctx.enabled:  # the batch losses, not this rank's slices'
+            keys = sorted(parts_sum)
+            total = ctx.sum([loss_sum, *(parts_sum[k] for k in keys)], dev)
+            loss_sum, parts_sum = total[0], dict(zip(keys, total[1:], strict=True))
         row: dict[str, float] = {
             "epoch": epoch + 1,
             "loss": loss_sum / max(steps, 1),
@@ -340,7 +391,7 @@ def train(
         }
         row.update({k: v / max(steps, 1) for k, v in parts_sum.items()})
         done = epoch + 1 == cfg.epochs  # the schedule's end, not a max_epochs pause
-        if not evaluator.empty and ((epoch + 1) % cfg.eval_every == 0 or done):
+        if ctx.is_main and not evaluator.empty and ((epoch + 1) % cfg.eval_every == 0 or done):
             model.eval()
             with torch.no_grad():
                 ue, ie = model(adj)
@@ -359,6 +410,7 @@ def train(
                 monitor_seconds += time.perf_counter() - tm
             if bad_evals >= cfg.patience:
                 stopped_early = True
+        stopped_early = ctx.broadcast_flag(stopped_early, dev)
         row.setdefault("elapsed_s", elapsed_before + time.perf_counter() - t0 - monitor_seconds)
         history.append(row)
         tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
@@ -366,7 +418,8 @@ def train(
                          if k in row})
         log.debug("epoch %s", json.dumps(row))
         pause = epoch + 1 == last_epoch
-        if checkpoint_dir and ((epoch + 1) % cfg.checkpoint_every == 0 or pause or stopped_early):
+        save = (epoch + 1) % cfg.checkpoint_every == 0 or pause or stopped_early
+        if checkpoint_dir and ctx.is_main and save:
             save_checkpoint(checkpoint_dir, {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),

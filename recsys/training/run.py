@@ -1,8 +1,8 @@
 """``recsys train`` and ``recsys evaluate`` on a graph snapshot.
 
-Training writes resumable checkpoints next to the output (``<out>.checkpoint``,
-removed once the artifact is published), so a retried task continues where
-the failed one stopped.
+Training writes resumable checkpoints next to the output (``<out>.checkpoint``
+unless told where, removed once the artifact is published), so a retried task
+continues where the failed one stopped.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from recsys.storage import exists, get_fs
 from recsys.training.artifact import load_model, write_model_artifact
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
+from recsys.training.ddp import Distributed, init_distributed, shutdown
 from recsys.training.evaluator import RankingEvaluator
 from recsys.training.loop import adjacency_for, train
 from recsys.training.tracking import start_tracking
@@ -77,26 +78,71 @@ def baseline_metrics(
     return out
 
 
+TIMING_KEYS = frozenset({"elapsed_s"})
+"""History entries that measure wall-clock time rather than the model."""
+
+
+def reproducible_history(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    """``history`` without wall-clock entries: what the artifact records."""
+    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in history]
+
+
 def train_on_snapshot(
-    graph_uri: str, out_uri: str, cfg: TrainConfig, device: str = "cpu"
+    graph_uri: str,
+    out_uri: str,
+    cfg: TrainConfig,
+    device: str = "cpu",
+    checkpoint_uri: str | None = None,
 ) -> dict[str, Any]:
-    """Train on a graph snapshot and publish the model artifact at ``out_uri``."""
+    """Train on a graph snapshot and publish the model artifact at ``out_uri``.
+
+    Under ``torchrun`` this is one rank of a data-parallel job
+    (:mod:`recsys.training.ddp`): every rank trains, rank 0 alone evaluates,
+    tracks, checkpoints and publishes while the others wait for it.
+    ``checkpoint_uri`` defaults to ``<out>.checkpoint``.
+    """
+    ctx = init_distributed(device)
+    try:
+        ckpt = checkpoint_uri or out_uri.rstrip("/") + ".checkpoint"
+        if ctx.is_main:
+            summary = _train_and_publish(graph_uri, out_uri, cfg, ctx.device(device), ckpt, ctx)
+        else:
+            from recsys.graph.snapshot import load_snapshot
+
+            data = InteractionData.from_snapshot(load_snapshot(graph_uri))
+            train(data, cfg, device=ctx.device(device), checkpoint_dir=ckpt, dist=ctx)
+            summary = {"uri": out_uri, "rank": ctx.rank}
+        ctx.barrier()  # the job ends when rank 0 has published
+        return summary
+    finally:
+        shutdown(ctx)
+
+
+def _train_and_publish(
+    graph_uri: str, out_uri: str, cfg: TrainConfig, device: str, ckpt: str, ctx: Distributed
+) -> dict[str, Any]:
     from recsys.evaluation.report import render_model_report
     from recsys.graph.snapshot import load_snapshot
 
     snapshot = load_snapshot(graph_uri)
     data = InteractionData.from_snapshot(snapshot)
-    ckpt = out_uri.rstrip("/") + ".checkpoint"
     with start_tracking(cfg.tracking, run_name=f"train {Path(out_uri).name}") as tracker:
-        tracker.set_tags({"graph_uri": graph_uri, "out_uri": out_uri})
-        result = train(data, cfg, device=device, checkpoint_dir=ckpt, tracker=tracker)
+        tracker.set_tags({"graph_uri": graph_uri, "out_uri": out_uri,
+                          "world_size": str(ctx.world_size)})
+        result = train(data, cfg, device=device, checkpoint_dir=ckpt, tracker=tracker, dist=ctx)
         evaluator = holdout_evaluator(snapshot)
         holdout = model_metrics(result.model, data, cfg, evaluator)
         baselines = baseline_metrics(snapshot, evaluator, ("popularity",))
+        # wall-clock time and the MLflow run id go to MLflow and the log, never into the
+        # artifact: its manifest must be a function of (graph, config, seed) alone, so a
+        # rerun of the same day publishes the same bytes
+        tracker.log_metrics({"train_seconds": result.train_seconds}, step=result.epochs_run)
+        log.info("trained %d epochs in %.1f s (mlflow run %s)", result.epochs_run,
+                 result.train_seconds, tracker.run_id)
+        history = reproducible_history(result.history)
         metrics: dict[str, Any] = {
             "best_epoch": result.best_epoch,
             "epochs_run": result.epochs_run,
-            "train_seconds": round(result.train_seconds, 2),
             "mode": result.mode,
             "validation": result.best_val,
             "holdout": holdout,
@@ -107,7 +153,7 @@ def train_on_snapshot(
         report = render_model_report(
             f"Model {out_uri}",
             {"gnn": holdout, **baselines} if holdout else {"gnn (validation)": result.best_val},
-            result.history,
+            history,
             notes={
                 "graph": graph_uri,
                 "architecture": f"FeatureLightGCN K={cfg.num_layers} d={cfg.embedding_dim} "
@@ -118,9 +164,8 @@ def train_on_snapshot(
             },
         )
         sha = write_model_artifact(
-            out_uri, result.model, cfg, graph_uri, result.history, metrics, report,
-            info={"best_epoch": result.best_epoch, "mode": result.mode,
-                  "mlflow_run_id": tracker.run_id},
+            out_uri, result.model, cfg, graph_uri, history, metrics, report,
+            info={"best_epoch": result.best_epoch, "mode": result.mode},
         )
         if cfg.tracking.enabled:
             with tempfile.TemporaryDirectory() as tmp:
@@ -131,7 +176,8 @@ def train_on_snapshot(
         fs, path = get_fs(ckpt)
         fs.rm(path, recursive=True)
     log.info("model published at %s (manifest sha256 %s)", out_uri, sha[:12])
-    return {"uri": out_uri, "manifest_sha256": sha, **metrics}
+    return {"uri": out_uri, "manifest_sha256": sha, **metrics,
+            "train_seconds": round(result.train_seconds, 2), "mlflow_run_id": tracker.run_id}
 
 
 def evaluate_on_snapshot(model_uri: str, graph_uri: str, device: str = "cpu") -> dict[str, Any]:

@@ -122,17 +122,36 @@ def test_command_job_is_built_and_validated_by_azure_ai_ml() -> None:
     graph = job.inputs["graph"]
     assert (graph.type, graph.mode) == ("uri_folder", "ro_mount")
     assert graph.path == "azureml://datastores/lake/paths/graphs/as_of=2026-11-27/"
-    model = job.outputs["model"]
-    assert (model.type, model.mode) == ("uri_folder", "rw_mount")
-    assert model.path == "azureml://datastores/lake/paths/models/as_of=2026-11-27/"
+    # the models folder is the mount: the model, its staging sibling and its checkpoint are in it
+    models = job.outputs["models"]
+    assert (models.type, models.mode) == ("uri_folder", "rw_mount")
+    assert models.path == "azureml://datastores/lake/paths/models/"
     assert isinstance(job.distribution, PyTorchDistribution)
-    assert job.distribution.process_count_per_instance == 4
+    assert job.distribution.process_count_per_instance == 1  # one torchrun per node
     assert job.resources.instance_count == 2
-    assert "${{inputs.graph}}" in job.command and "${{outputs.model}}" in job.command
-    assert job.command.endswith("--device cuda --config recsys_train.json")
+    train = job.command.split(" && ", 1)[1]
+    assert train.startswith(
+        "torchrun --nnodes 2 --nproc_per_node 4 --node_rank $NODE_RANK "
+        "--master_addr $MASTER_ADDR --master_port $MASTER_PORT --no-python recsys train "
+    )
+    assert "--graph ${{inputs.graph}}" in train
+    assert "--out ${{outputs.models}}/as_of=2026-11-27 " in train
+    assert "--checkpoint ${{outputs.models}}/as_of=2026-11-27.checkpoint " in train
+    assert "${{outputs.model}}" not in train
+    assert job.command.endswith("--device cuda --checkpoint ${{outputs.models}}/as_of=2026-11-27"
+                                ".checkpoint --config recsys_train.json")
     assert json.loads(job.environment_variables["RECSYS_TRAIN_CONFIG_JSON"])["epochs"] == 3
     rest = job._to_job()._to_rest_object()  # what jobs.create_or_update sends
     assert rest.properties.compute_id.endswith("gpu-a100")
+
+
+def test_single_gpu_runs_without_torchrun_and_one_node_standalone() -> None:
+    one = CFG.model_copy(update={"instance_count": 1, "process_count_per_instance": 1})
+    job = build_command_job(one, graph_uri=PATHS.graph, model_uri=PATHS.model, name="n", day=DAY)
+    assert job.command.startswith("recsys train ") and "torchrun" not in job.command
+    four = one.model_copy(update={"process_count_per_instance": 4})
+    job = build_command_job(four, graph_uri=PATHS.graph, model_uri=PATHS.model, name="n", day=DAY)
+    assert job.command.startswith("torchrun --standalone --nproc_per_node 4 --no-python recsys ")
 
 
 def test_registered_environment_and_invalid_jobs() -> None:

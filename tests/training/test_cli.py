@@ -71,3 +71,30 @@ def test_train_rejects_bad_device_and_missing_graph(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["train", "--graph", str(tmp_path / "nope"), "--out",
                                  str(tmp_path / "m"), "--device", "tpu"])
     assert r.exit_code != 0
+
+
+def test_train_resumes_from_the_checkpoint_uri_it_is_given(graph: str, tmp_path: Path) -> None:
+    """``--checkpoint`` (the Azure ML job puts it inside its output mount) is where it resumes."""
+    from recsys.graph.snapshot import load_snapshot
+    from recsys.training.config import TrainConfig
+    from recsys.training.data import InteractionData
+    from recsys.training.loop import train
+
+    doc = {"epochs": 4, "eval_every": 2, "embedding_dim": 8, "batch_size": 256,
+           "checkpoint_every": 1, "progress": False, "tracking": {"enabled": False}}
+    cfg_file = tmp_path / "train.json"
+    cfg_file.write_text(json.dumps(doc))
+    ck = str(tmp_path / "mount" / "model.checkpoint")
+    # a started run, with another seed so that resuming from it is visible in the history
+    started = train(InteractionData.from_snapshot(load_snapshot(graph)),
+                    TrainConfig.model_validate({**doc, "seed": 1}), checkpoint_dir=ck,
+                    max_epochs=2)
+    out = tmp_path / "mount" / "model"
+    r = CliRunner().invoke(app, ["train", "--graph", graph, "--out", str(out), "--config",
+                                 str(cfg_file), "--checkpoint", ck])
+    assert r.exit_code == 0, r.output
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 4
+    assert history[:2] == [{k: v for k, v in row.items() if k != "elapsed_s"}
+                           for row in started.history]
+    assert not Path(ck).exists() and not Path(str(out) + ".checkpoint").exists()
