@@ -11,7 +11,8 @@ client process (asyncio + aiohttp, keep-alive connections):
   for ``--duration`` seconds: client-side p50/p99 latency, throughput, errors;
 - ``event_to_visible``: POST a purchase of the user's current top item, then GET
   until the item has left the list (it is now seen): time from the POST to that GET's
-  answer;
+  answer; next to it, ``disk_write_fdatasync``: the same append + fdatasync without the
+  server (the floor of a durable POST on this disk);
 - ``swap``: the registry is pointed at the second bundle during a load run: failed
   requests (must be 0) and the versions answered.
 Server, load generator and everything else share the same CPUs: say so with the numbers.
@@ -193,6 +194,31 @@ def _cpu_seconds(pid: int) -> float:
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _disk_fdatasync(folder: Path, n: int) -> dict[str, Any]:
+    """The disk alone: append one event-sized line and fdatasync it, ``n`` times (5 ms apart,
+    like the event-to-visible loop), in the folder of the server's event log."""
+    line = json.dumps({"event_id": "0" * 32, "user_id": "u12345", "item_id": "i12345",
+                       "event_type": "purchase", "value": None,
+                       "ts": "2026-11-28T10:00:00.000000+00:00",
+                       "received_at": "2026-11-28T10:00:00.000000+00:00",
+                       "model_version": "v1", "known_item": True}).encode() + b"\n"
+    path = folder / "disk_probe.jsonl"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    lat = []
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            os.write(fd, line)
+            os.fdatasync(fd)
+            lat.append(time.perf_counter() - t0)
+            time.sleep(0.005)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return {"writes": n, "p50_ms": round(_pct(lat, 50), 3), "p99_ms": round(_pct(lat, 99), 3),
+            "max_ms": round(_pct(lat, 100), 3)}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -289,8 +315,15 @@ def main() -> None:
             cpu = _cpu_seconds(server.pid) - cpu0
             r["server_cpu_ms_per_req"] = round(1e3 * cpu / max(r["requests"], 1), 3)
             print(json.dumps({"bench": "load", **r, "loadavg": os.getloadavg()[0]}), flush=True)
+        cpu0 = _cpu_seconds(server.pid)
         r = _result(_client(url, args.users, "--mode", "event", "--n", str(args.events)))
-        print(json.dumps({"bench": "event_to_visible", **r}), flush=True)
+        r["server_cpu_ms_per_get_post_get"] = round(
+            1e3 * (_cpu_seconds(server.pid) - cpu0) / max(args.events, 1), 3)
+        print(json.dumps({"bench": "event_to_visible", **r, "loadavg": os.getloadavg()[0]}),
+              flush=True)
+        # the same durable write without the server, for comparison: the disk's own latency
+        print(json.dumps({"bench": "disk_write_fdatasync", **_disk_fdatasync(work, args.events),
+                          "loadavg": os.getloadavg()[0]}), flush=True)
         # bundle swap during load: publish v2 early in a long run; no request may fail
         swap_dur = max(args.duration * 3, 15.0)
         with ThreadPoolExecutor(1) as pool:

@@ -9,7 +9,7 @@ Scorer inputs (``B`` users, ``L`` history slots, ``E`` exclusion slots):
 - ``hist_idx`` int64 ``[B, L]``, ``hist_w`` float32 ``[B, L]``: history items and
   edge weights, padded with weight 0 (any valid index);
 - ``excl_idx`` int64 ``[B, E]``: item indices to mask, padded with ``I`` (a dummy
-  column that is dropped before top-K), so ``E >= 1`` always;
+  column, always masked: the graph appends one ``I`` slot per row itself);
 - ``k`` int64 ``[1]``.
 
 Outputs: ``scores`` ``[B, k]``, ``indices`` ``[B, k]`` (masked items score -inf),
@@ -65,6 +65,7 @@ def build_scorer(
         _const("ax2", np.array([2], dtype=np.int64)),
         _const("zero_f", np.array(0.0, dtype=np.float32)),
         _const("zero1", np.array([0], dtype=np.int64)),
+        _const("one1", np.array([1], dtype=np.int64)),
         _const("n_items", np.array([n_items], dtype=np.int64)),
     ]
     nodes = [
@@ -81,18 +82,29 @@ def build_scorer(
         helper.make_node("Add", ["e0", "agg"], ["e_sum"]),
         helper.make_node("Mul", ["e_sum", "inv_k1"], ["user_emb"]),
         helper.make_node("MatMul", ["user_emb", "item_final_t"], ["scores_all"]),
-        helper.make_node("Shape", ["excl_idx"], ["excl_shape"]),
+        # the dummy column is always masked (one extra exclusion slot per row), so TopK can
+        # run on the masked scores in place instead of on a sliced copy: with k <= I and
+        # ties broken towards the lower index, the -inf dummy column is never returned
+        helper.make_node("Shape", ["excl_idx"], ["excl_shape0"]),
+        helper.make_node("Gather", ["excl_shape0", "zero1"], ["b_dim"], axis=0),
+        helper.make_node("Concat", ["b_dim", "one1"], ["pad_shape"], axis=0),
+        helper.make_node("Expand", ["n_items", "pad_shape"], ["pad_col"]),
+        helper.make_node("Concat", ["excl_idx", "pad_col"], ["excl_all"], axis=1),
+        helper.make_node("Shape", ["excl_all"], ["excl_shape"]),
         helper.make_node("Expand", ["neg", "excl_shape"], ["neg_upd"]),
         helper.make_node(
-            "ScatterElements", ["scores_all", "excl_idx", "neg_upd"], ["scores_masked"], axis=1
+            "ScatterElements", ["scores_all", "excl_all", "neg_upd"], ["scores_masked"], axis=1
         ),
-        helper.make_node("Slice", ["scores_masked", "zero1", "n_items", "ax1"], ["scores_items"]),
         helper.make_node(
-            "TopK", ["scores_items", "k"], ["scores", "indices"], axis=1, largest=1, sorted=1
+            "TopK", ["scores_masked", "k"], ["scores", "indices"], axis=1, largest=1, sorted=1
         ),
-        # explanation: per top item, the history slot whose fold-in term adds most to its score
-        helper.make_node("Gather", ["item_final_t", "indices"], ["top_t"], axis=1),
-        helper.make_node("Transpose", ["top_t"], ["top_bdk"], perm=[1, 0, 2]),
+        # explanation: per top item, the history slot whose fold-in term adds most to its score.
+        # The top items' rows are gathered from a row-major copy of the table (a Transpose of an
+        # initialiser, folded once when the session is created): gathering columns of
+        # item_final_t cost more than the whole scoring matmul at batch 16 (profiled)
+        helper.make_node("Transpose", ["item_final_t"], ["item_final_rows"], perm=[1, 0]),
+        helper.make_node("Gather", ["item_final_rows", "indices"], ["top_bkd"], axis=0),
+        helper.make_node("Transpose", ["top_bkd"], ["top_bdk"], perm=[0, 2, 1]),
         helper.make_node("MatMul", ["S_h", "top_bdk"], ["s_dot"]),
         helper.make_node("Unsqueeze", ["coef", "ax2"], ["coef_l1"]),
         helper.make_node("Mul", ["s_dot", "coef_l1"], ["contrib"]),

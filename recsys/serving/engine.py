@@ -9,7 +9,9 @@ started with.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,13 +65,20 @@ class Prepared:
 class Batcher:
     """Natural batching: requests that arrive while a batch is scoring go in the next one.
 
-    One worker thread runs onnxruntime (which releases the GIL), so the event loop
-    keeps parsing HTTP meanwhile, and under load one pass over the item table
-    serves many users. A lone request is scored at once, without waiting.
+    Under load one pass over the item table serves many users; a lone request is
+    scored at once, without waiting. ``inline`` (the server's default) scores on the
+    event loop, scheduled with ``call_soon`` so that every request parsed in the same
+    loop iteration joins the batch, and requests that arrive while it scores wait in
+    the socket buffers and form the next one; otherwise one worker thread runs
+    onnxruntime (which releases the GIL) while the loop keeps parsing HTTP, at the
+    price of two thread hand-offs per batch.
     """
 
     def __init__(self, engine: Engine, max_batch: int = 64, inline: bool = False) -> None:
-        self.engine = engine
+        # a weak reference: no engine <-> batcher cycle, so a dropped engine is freed by
+        # reference counting even when the server has frozen it out of the cyclic GC
+        # (an in-flight request holds its engine, which keeps this reference alive)
+        self._engine = weakref.ref(engine)
         self.inline = inline
         self.max_batch = max_batch
         self.pending: list[tuple[Prepared, asyncio.Future[tuple[np.ndarray, ...]]]] = []
@@ -85,6 +94,13 @@ class Batcher:
         if not self.busy:
             self._start(loop)
         return await fut
+
+    @property
+    def engine(self) -> Engine:
+        e = self._engine()
+        if e is None:
+            raise RuntimeError("the engine of this batcher is gone")
+        return e
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.busy = True
@@ -242,6 +258,9 @@ class Engine:
         self.served = np.zeros(self.n_items, dtype=bool)
         self.n_served = 0
         """Items recommended at least once by this engine (the coverage metric)."""
+        # each item id as a JSON string, for the hand-built response body (see finish_json)
+        self.item_id_json = [json.dumps(i) for i in self.item_ids.tolist()]
+        self.version_json = json.dumps(self.version)
         self.dim = self.meta.embedding_dim
         self._zero_e0 = np.zeros((1, self.dim), dtype=np.float32)
         self._pad = np.array([self.n_items], dtype=np.int64)
@@ -400,6 +419,41 @@ class Engine:
         ]
         return {"user_id": p.user_id, "model_version": self.version, "source": p.source,
                 "items": items, "_idx": idx}
+
+    def finish_json(self, p: Prepared, result: tuple[np.ndarray, ...]) -> bytes:
+        """The JSON body of :meth:`finish`'s answer (without ``_idx``), byte for byte what
+        ``json.dumps(..., separators=(",", ":"))`` writes, built from per-item JSON strings
+        made once at load: a quarter of the cost of building dicts and encoding them
+        (JSON string escaping is per character, so an escaped id can be spliced into the
+        escaped reason; a float is written with ``repr``, as ``json`` does)."""
+        scores, idx, slot = result
+        ij = self.item_id_json
+        if len(p.h_idx):
+            items = [
+                f'{{"item_id":{ij[j]},"score":{sc!r},"because":{{"item_id":{ij[b]},'
+                f'"reason":"because you interacted with {ij[b][1:-1]}"}}}}'
+                for j, sc, b in zip(idx.tolist(), scores.tolist(), p.h_idx[slot].tolist(),
+                                    strict=True)
+            ]
+        else:
+            items = [
+                f'{{"item_id":{ij[j]},"score":{sc!r},'
+                '"because":{"reason":"because it matches your profile"}}'
+                for j, sc in zip(idx.tolist(), scores.tolist(), strict=True)
+            ]
+        return (
+            f'{{"user_id":{json.dumps(p.user_id)},"model_version":{self.version_json},'
+            f'"source":{json.dumps(p.source)},"items":[{",".join(items)}]}}'
+        ).encode()
+
+    async def recommend_body(self, user_id: str, q: Query) -> tuple[bytes, str, np.ndarray]:
+        """The server's path: (JSON body, source, recommended item indices)."""
+        p = self.prepare(user_id, q)
+        if isinstance(p, dict):
+            idx = p.pop("_idx")
+            return json.dumps(p, separators=(",", ":")).encode(), str(p["source"]), idx
+        result = await self.batcher.submit(p)
+        return self.finish_json(p, result), p.source, result[1]
 
     def recommend(self, user_id: str, q: Query) -> dict[str, Any]:
         """Synchronous top-k (smoke test, tools); the server uses :meth:`recommend_async`."""

@@ -26,6 +26,27 @@ def test_live_event_weight_matches_the_graph_rule() -> None:
     assert WeightRules(saturation="none").add_event(3.0, "view", None) == pytest.approx(4.0)
 
 
+def test_serving_rules_are_the_graph_config() -> None:
+    """One set of defaults, and a custom graph config weighs live events as the graph does."""
+    from recsys.graph.config import WeightConfig
+    from recsys.graph.weights import edge_weight
+
+    assert WeightRules().model_dump() == WeightConfig().model_dump()
+    cfg = WeightConfig(
+        type_weights={"view": 0.5, "click": 1.5, "add_to_cart": 3.0, "purchase": 10.0,
+                      "rating": 6.0},
+        saturation="hyperbolic", saturation_c=5.0, rating_default=4.0,
+    )  # fmt: skip
+    rules = WeightRules.from_config(cfg)
+    events = [("view", None), ("rating", None), ("purchase", None), ("rating", 2.0)]
+    w = 0.0
+    for i, (kind, value) in enumerate(events, start=1):
+        w = rules.add_event(w, kind, value)
+        done = events[:i]
+        want = edge_weight([k for k, _ in done], [v for _, v in done], [0.0] * i, cfg)
+        assert w == pytest.approx(want)  # live events have age 0: no decay
+
+
 def test_seen_mask() -> None:
     assert seen_mask("all") == ALL_TYPES_MASK and seen_mask("") == ALL_TYPES_MASK
     assert seen_mask("none") == 0

@@ -1,0 +1,49 @@
+"""The hand-built recommendation body equals json.dumps of the dict answer, byte for byte."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+from srv_helpers import make_bundle
+
+from recsys.serving.engine import Query, load_engine
+
+
+def test_finish_json_equals_json_dumps(tmp_path: Path) -> None:
+    engine = load_engine(make_bundle(str(tmp_path / "b"), "v1", seed=5, n_items=300))
+    # ids that need escaping: quotes, backslashes, control and non-ASCII characters
+    odd = ['q"uote', "back\\slash", "tab\tnew\nline", "caf\u00e9 \u2603", "\U0001f600"]
+    ids = engine.item_ids.copy()
+    ids[: len(odd)] = odd
+    engine.item_ids = ids
+    engine.item_id_json = [json.dumps(i) for i in ids.tolist()]
+    engine.item_index = {it: i for i, it in enumerate(ids.tolist())}
+    engine.apply_event("u1", odd[0], "purchase", None)
+    engine.apply_event('new "user"', odd[3], "view", None)
+    cases = [("u1", Query(k=10)), ("u2", Query(k=7, exclude_seen_mask=0)),
+             ('new "user"', Query(k=5)), ("cold", Query(k=4, features={"age": 30})),
+             ("nobody", Query(k=3))]
+    for user, q in cases:
+        want = engine.recommend(user, q)
+        want_idx = want.pop("_idx")
+        body, source, idx = asyncio.run(engine.recommend_body(user, q))
+        assert body == json.dumps(want, separators=(",", ":")).encode()
+        assert source == want["source"]
+        assert np.array_equal(idx, want_idx)
+    # every odd id both as a recommended item and as the "because" item
+    p = engine.prepare("u1", Query(k=5))
+    assert not isinstance(p, dict)
+    p.h_idx = np.arange(len(odd), dtype=np.int64)
+    result = (np.linspace(1.0, 0.1, len(odd)).astype(np.float32),
+              np.arange(len(odd), dtype=np.int64)[::-1].copy(),
+              np.arange(len(odd), dtype=np.int64))
+    want = engine.finish(p, result)
+    want.pop("_idx")
+    assert engine.finish_json(p, result) == json.dumps(want, separators=(",", ":")).encode()
+    p.h_idx = p.h_idx[:0]  # no history: the profile explanation
+    want = engine.finish(p, result)
+    want.pop("_idx")
+    assert engine.finish_json(p, result) == json.dumps(want, separators=(",", ":")).encode()
