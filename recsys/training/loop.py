@@ -350,7 +350,15 @@ def train(
             if mode == "full":
                 users_final, items_final = model(adj)
                 eu, ep = _rows(users_final, u), _rows(items_final, p)
-                ecand = _rows(items_final, cand)
+                if m > 1:
+                    # score all n*m candidates without autograd; only the chosen
+                    # negatives enter the graph (same loss and gradients, far less
+                    # backward work than gathering every candidate with grad)
+                    with torch.no_grad():
+                        neg, _ = _select_hard(eu, _rows(items_final.detach(), cand), cand, n, m)
+                    ecand = _rows(items_final, neg)
+                else:
+                    ecand = _rows(items_final, cand)
             else:
                 assert nsampler is not None
                 nu = data.n_users
@@ -362,7 +370,9 @@ def train(
                 b = u.numel()
                 eu, ep = emb[:b], emb[b : 2 * b]
                 ecand = emb[2 * b :].view(b, n * m, -1)
-            if m > 1:
+            if mode == "full":
+                neg, en = (neg, ecand) if m > 1 else (cand, ecand)
+            elif m > 1:
                 neg, en = _select_hard(eu, ecand, cand, n, m)
             else:
                 neg, en = cand, ecand
