@@ -121,6 +121,42 @@ def _per_group_max(values: np.ndarray, order: np.ndarray, starts: np.ndarray) ->
     return out
 
 
+def _dimension_columns(
+    ids: np.ndarray,
+    table: pd.DataFrame | None,
+    key: str,
+    ref_day: dt.date,
+    numeric: tuple[str, ...],
+    categorical: tuple[str, ...],
+    dates: dict[str, str],
+) -> dict[str, np.ndarray]:
+    """Columns of a dimension table aligned to ``ids`` (missing rows stay NaN / None).
+
+    ``dates`` maps a date column to the output name of its age in days at ``ref_day``.
+    """
+    n = len(ids)
+    out: dict[str, np.ndarray] = {c: np.full(n, np.nan) for c in numeric}
+    out.update({c: np.full(n, None, dtype=object) for c in categorical})
+    out.update({name: np.full(n, np.nan) for name in dates.values()})
+    if table is None or not len(table):
+        return out
+    pos = index_of(ids, table[key].to_numpy(dtype=object))
+    keep = pos >= 0
+    sub, at = table[keep], pos[keep]
+    for c in numeric:
+        out[c][at] = pd.to_numeric(sub[c], errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+    for c in categorical:
+        out[c][at] = sub[c].astype(object).where(sub[c].notna(), None).to_numpy()
+    for c, name in dates.items():
+        when = pd.to_datetime(sub[c], errors="coerce")
+        out[name][at] = ((pd.Timestamp(ref_day) - when).dt.days).to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+    return out
+
+
 def _user_frame(
     user_ids: np.ndarray,
     users: pd.DataFrame | None,
@@ -129,29 +165,14 @@ def _user_frame(
     n_purchases: np.ndarray,
     days_since_last: np.ndarray,
 ) -> pd.DataFrame:
-    n = len(user_ids)
-    age = np.full(n, np.nan)
-    country = np.full(n, None, dtype=object)
-    tenure = np.full(n, np.nan)
-    if users is not None and len(users):
-        pos = index_of(user_ids, users["user_id"].to_numpy(dtype=object))
-        keep = pos >= 0
-        sub = users[keep]
-        age[pos[keep]] = pd.to_numeric(sub["age"], errors="coerce").to_numpy(
-            dtype=np.float64, na_value=np.nan
-        )
-        country[pos[keep]] = (
-            sub["country"].astype(object).where(sub["country"].notna(), None).to_numpy()
-        )
-        signup = pd.to_datetime(sub["signup_date"], errors="coerce")
-        tenure[pos[keep]] = ((pd.Timestamp(ref_day) - signup).dt.days).to_numpy(
-            dtype=np.float64, na_value=np.nan
-        )
+    cols = _dimension_columns(
+        user_ids, users, "user_id", ref_day, ("age",), ("country",), {"signup_date": "tenure_days"}
+    )
     return pd.DataFrame(
         {
-            "age": age,
-            "country": country,
-            "tenure_days": tenure,
+            "age": cols["age"],
+            "country": cols["country"],
+            "tenure_days": cols["tenure_days"],
             "n_events": n_events.astype(np.float64),
             "n_purchases": n_purchases.astype(np.float64),
             "days_since_last_event": days_since_last,
@@ -167,34 +188,21 @@ def _item_frame(
     n_users: np.ndarray,
     n_purchases: np.ndarray,
 ) -> pd.DataFrame:
-    n = len(item_ids)
-    price = np.full(n, np.nan)
-    rating = np.full(n, np.nan)
-    age_days = np.full(n, np.nan)
-    category = np.full(n, None, dtype=object)
-    if items is not None and len(items):
-        pos = index_of(item_ids, items["item_id"].to_numpy(dtype=object))
-        keep = pos >= 0
-        sub = items[keep]
-        price[pos[keep]] = pd.to_numeric(sub["price"], errors="coerce").to_numpy(
-            dtype=np.float64, na_value=np.nan
-        )
-        rating[pos[keep]] = pd.to_numeric(sub["rating"], errors="coerce").to_numpy(
-            dtype=np.float64, na_value=np.nan
-        )
-        category[pos[keep]] = (
-            sub["category"].astype(object).where(sub["category"].notna(), None).to_numpy()
-        )
-        created = pd.to_datetime(sub["created_date"], errors="coerce")
-        age_days[pos[keep]] = ((pd.Timestamp(ref_day) - created).dt.days).to_numpy(
-            dtype=np.float64, na_value=np.nan
-        )
+    cols = _dimension_columns(
+        item_ids,
+        items,
+        "item_id",
+        ref_day,
+        ("price", "rating"),
+        ("category",),
+        {"created_date": "age_days"},
+    )
     return pd.DataFrame(
         {
-            "price": price,
-            "rating": rating,
-            "category": category,
-            "age_days": age_days,
+            "price": cols["price"],
+            "rating": cols["rating"],
+            "category": cols["category"],
+            "age_days": cols["age_days"],
             "n_events": n_events.astype(np.float64),
             "n_users": n_users.astype(np.float64),
             "n_purchases": n_purchases.astype(np.float64),
