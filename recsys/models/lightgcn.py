@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from recsys.models.adjacency import NormalizedAdjacency
-from recsys.models.propagation import spmm
+from recsys.models.propagation import mean_of_powers, spmm
 
 
 class FeatureLightGCN(nn.Module):
@@ -159,21 +159,39 @@ class FeatureLightGCN(nn.Module):
             out.append(spmm(matrix, out[-1], transpose))
         return out
 
-    def layers(self, adj: NormalizedAdjacency) -> list[Tensor]:
-        """Embeddings of every node at layers ``0..K``: ``K+1`` tensors ``[U+I, d]``."""
+    def _check_adjacency(self, adj: NormalizedAdjacency) -> None:
         if adj.num_users != self.num_users or adj.num_items != self.num_items:
             raise ValueError(
                 f"adjacency is for {adj.num_users} users x {adj.num_items} items, "
                 f"model for {self.num_users} x {self.num_items}"
             )
+
+    def layers(self, adj: NormalizedAdjacency) -> list[Tensor]:
+        """Embeddings of every node at layers ``0..K``: ``K+1`` tensors ``[U+I, d]``."""
+        self._check_adjacency(adj)
         eu, ei = self.layer0()
         return self.propagate(torch.cat([eu, ei]), adj.matrix, adj.transpose)
 
     def forward(self, adj: NormalizedAdjacency) -> tuple[Tensor, Tensor]:
         """Final embeddings (mean of layers): users ``[U, d]``, items ``[I, d]``."""
-        layers = self.layers(adj)
-        final = self.readout(layers)
-        return final[: self.num_users], final[self.num_users :]
+        users, items = torch.split(self.node_embeddings(adj), [self.num_users, self.num_items])
+        return users, items
+
+    def node_embeddings(self, adj: NormalizedAdjacency) -> Tensor:
+        """Final embeddings of every node, users then items: ``[U+I, d]``."""
+        return self.smooth(self.all_layer0(), adj)
+
+    def all_layer0(self) -> Tensor:
+        """Layer-0 embeddings of every node, users then items: ``[U+I, d]``."""
+        eu, ei = self.layer0()
+        return torch.cat([eu, ei])
+
+    def smooth(self, x0: Tensor, adj: NormalizedAdjacency) -> Tensor:
+        """The propagation and readout: ``(x0 + Â x0 + ... + Â^K x0) / (K+1)``, ``[U+I, d]``."""
+        self._check_adjacency(adj)
+        if self.num_layers == 0:
+            return x0
+        return mean_of_powers(adj.matrix, x0, self.num_layers, adj.transpose)
 
     def item_layer_sums(self, adj: NormalizedAdjacency) -> Tensor:
         """``S_i = sum_{k=0}^{K-1} e_i^(k)`` for every item ``[I, d]`` (zeros when ``K = 0``).

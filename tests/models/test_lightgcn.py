@@ -6,7 +6,7 @@ import torch
 
 from recsys.models.adjacency import normalized_adjacency
 from recsys.models.lightgcn import FeatureLightGCN
-from recsys.models.propagation import spmm
+from recsys.models.propagation import CPU_COLUMN_BLOCK, mean_of_powers, spmm
 
 
 def _graph(
@@ -49,6 +49,37 @@ def test_spmm_gradient_equals_dense(norm: str) -> None:
     if norm == "mean":  # rows average their neighbours
         rows = adj.matrix.to_dense().sum(1)
         assert torch.allclose(rows[rows > 0], torch.ones_like(rows[rows > 0]), atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["sym", "mean"])
+@pytest.mark.parametrize("dim", [8, CPU_COLUMN_BLOCK, 2 * CPU_COLUMN_BLOCK + 5])
+def test_mean_of_powers_equals_dense_filter_and_its_gradient(norm: str, dim: int) -> None:
+    """The fused readout (column blocks, wider and narrower than one block) is the dense filter."""
+    u, i, w = _graph(3)
+    adj = normalized_adjacency(u, i, w, 30, 20, norm)  # type: ignore[arg-type]
+    a = adj.matrix.to_dense().double()
+    x = torch.randn(50, dim, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(50, dim, dtype=torch.float64)
+    out = mean_of_powers(adj.matrix.double(), x, 3,
+                         None if adj.transpose is None else adj.transpose.double())
+    (out * g).sum().backward()  # type: ignore[no-untyped-call]
+    x2 = x.detach().clone().requires_grad_(True)
+    filt = (torch.eye(50, dtype=torch.float64) + a + a @ a + a @ a @ a) / 4
+    expect = filt @ x2
+    (expect * g).sum().backward()  # type: ignore[no-untyped-call]
+    assert x.grad is not None and x2.grad is not None
+    torch.testing.assert_close(out, expect, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(x.grad, x2.grad, atol=1e-12, rtol=1e-10)
+
+
+def test_forward_equals_mean_of_layers() -> None:
+    u, i, w = _graph(4)
+    adj = normalized_adjacency(u, i, w, 30, 20, "sym")
+    torch.manual_seed(0)
+    model = FeatureLightGCN(30, 20, embedding_dim=70, num_layers=3)
+    eu, ei = model(adj)
+    final = model.readout(model.layers(adj))
+    torch.testing.assert_close(torch.cat([eu, ei]), final, atol=1e-6, rtol=1e-5)
 
 
 def test_fold_in_identity_reproduces_forward_exactly() -> None:
