@@ -1,9 +1,12 @@
 """Training configuration: one pydantic model, every default documented.
 
 The defaults are the recipe measured on Gowalla (benchmarks/RESULTS.md): large
-batches with one full-graph propagation per step, several negatives per
+batches with one full-graph propagation per step, several hard negatives per
 positive, a high Adam learning rate with cosine decay, and validation every few
-epochs. They suit general graphs too: nothing in them is Gowalla-specific.
+epochs. They suit general graphs too: nothing in them is Gowalla-specific. The
+one trade-off left to the user is the embedding size: the default d=64 keeps the
+serving scorer cheap; d=256 (benchmarks/configs/gowalla.toml) ranks better on a
+large catalogue (Gowalla Recall@20 0.1849 vs 0.1739) at 4x the scoring cost.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ class TrainConfig(BaseModel):
 
     # model
     embedding_dim: int = Field(64, ge=1)
-    """Size ``d`` of every embedding."""
+    """Size ``d`` of every embedding (see the module docstring for d=256)."""
     num_layers: int = Field(3, ge=0)
     """Propagation layers ``K``; 0 is MF-BPR."""
     norm: Literal["sym", "mean"] = "sym"
@@ -58,6 +61,9 @@ class TrainConfig(BaseModel):
     """Negatives per positive; the BPR loss is averaged over them."""
     hard_negative_candidates: int = Field(8, ge=1)
     """Candidates drawn per negative, keeping the highest-scoring one (1 = uniform)."""
+    hard_negative_precision: Literal["float32", "bfloat16"] = "bfloat16"
+    """Precision of the candidate scoring (full-graph mode): ``bfloat16`` gathers half the
+    bytes (3-4x faster on CPU at d=256) and picks the same candidate except for near ties."""
     items_per_hard_candidate: int = Field(500, ge=1)
     """Caps the candidates at ``n_items // items_per_hard_candidate`` (at least 1): in a small
     catalogue the hardest of many draws is too often a positive the user has not shown yet."""

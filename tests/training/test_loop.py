@@ -171,3 +171,23 @@ def test_early_stopping_uses_validation_only() -> None:
 def test_config_rejects_bad_values(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         cfg(**bad)
+
+
+def test_hardest_candidates_picks_the_top_scored_candidate_of_each_slot() -> None:
+    from recsys.training.loop import _rows, _select_hard, hardest_candidates
+
+    gen = torch.Generator().manual_seed(0)
+    items = torch.randn(500, 40, generator=gen)
+    users = torch.randn(700, 40, generator=gen)  # > HARD_SCORE_ROWS: several row blocks
+    n, m = 3, 5
+    cand = torch.randint(0, 500, (700, n * m), generator=gen)
+    chosen = hardest_candidates(users, items, cand, n, m)
+    expect, _ = _select_hard(users, _rows(items, cand), cand, n, m)
+    assert torch.equal(chosen, expect)
+    scores = (users.unsqueeze(1) * items[cand]).sum(-1).view(700, n, m)
+    picked = (users.unsqueeze(1) * items[chosen]).sum(-1)
+    torch.testing.assert_close(picked, scores.max(-1).values)
+    # bfloat16 scoring: always one of the slot's own candidates, the same one but for near ties
+    low = hardest_candidates(users, items, cand, n, m, torch.bfloat16)
+    assert (low.unsqueeze(-1) == cand.view(700, n, m)).any(-1).all()
+    assert (low == chosen).float().mean() > 0.9
