@@ -13,7 +13,7 @@ At test time the model propagates over every train interaction (the
 validation pairs folded back in, as serving does) and masks them all.
 Prints one JSON line per evaluation and a final JSON summary.
 
-    python benchmarks/gowalla.py --epochs 60 --threads 2
+    python benchmarks/gowalla.py --threads 2 --config benchmarks/configs/gowalla.toml
 """
 
 from __future__ import annotations
