@@ -33,7 +33,7 @@ from functools import wraps
 from typing import Any, Literal, ParamSpec, TypeVar, get_args
 
 import numpy as np
-from fastapi import Body, FastAPI, Header, HTTPException, Request
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -510,6 +510,13 @@ def create_app(cfg: ServeConfig, initial: Engine | None = None) -> FastAPI:
         if key is None or not hmac.compare_digest(key.encode(), cfg.api_key.encode()):
             raise HTTPException(status_code=401, detail="missing or wrong X-API-Key")
 
+    async def write_access(x_api_key: str | None = Header(default=None)) -> None:
+        # a route dependency runs before the body is validated: without the key a
+        # malformed body gets 401, not a 422 that describes the API to anyone
+        require_key(x_api_key)
+
+    authorized = [Depends(write_access)]
+
     def respond(obj: dict[str, Any], status_code: int = 200) -> Response:
         return Response(content=json.dumps(obj, separators=(",", ":")),
                         media_type="application/json", status_code=status_code)
@@ -645,14 +652,10 @@ def create_app(cfg: ServeConfig, initial: Engine | None = None) -> FastAPI:
         except KeyError:
             raise HTTPException(status_code=404, detail=f"unknown item {item_id!r}") from None
 
-    @app.post("/v1/events", status_code=202)
+    @app.post("/v1/events", status_code=202, dependencies=authorized)
     @timed("events")
-    async def post_events(
-        payload: Event | EventBatch | list[Event] = Body(...),
-        x_api_key: str | None = Header(default=None),
-    ) -> Response:
+    async def post_events(payload: Event | EventBatch | list[Event] = Body(...)) -> Response:
         """Append events to the durable log (fsync), then fold them into the histories."""
-        require_key(x_api_key)
         events = (
             [payload] if isinstance(payload, Event)
             else payload.events if isinstance(payload, EventBatch) else payload
@@ -716,11 +719,10 @@ def create_app(cfg: ServeConfig, initial: Engine | None = None) -> FastAPI:
             "last_error": manager.last_error,
         })
 
-    @app.post("/v1/admin/rollback")
+    @app.post("/v1/admin/rollback", dependencies=authorized)
     @timed("admin")
-    async def admin_rollback(x_api_key: str | None = Header(default=None)) -> Response:
+    async def admin_rollback() -> Response:
         """Serve the previous bundle again (and point the registry at it, if watching one)."""
-        require_key(x_api_key)
         if cfg.registry:
             try:
                 await asyncio.to_thread(reg.rollback, cfg.registry)
@@ -734,14 +736,11 @@ def create_app(cfg: ServeConfig, initial: Engine | None = None) -> FastAPI:
             metrics.reloads.labels(outcome="rollback").inc()
         return respond({"model_version": engine().version})
 
-    @app.post("/v1/admin/reload")
+    @app.post("/v1/admin/reload", dependencies=authorized)
     @timed("admin")
-    async def admin_reload(
-        body: ReloadBody | None = None, x_api_key: str | None = Header(default=None)
-    ) -> Response:
+    async def admin_reload(body: ReloadBody | None = None) -> Response:
         """Load ``bundle_uri`` now (verified; refused bundles leave the active one serving),
         or re-read the registry pointer."""
-        require_key(x_api_key)
         if body is not None and body.bundle_uri:
             try:
                 await manager.load(body.bundle_uri)

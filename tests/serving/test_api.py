@@ -195,6 +195,10 @@ def test_auth_and_input_bounds(server: Server) -> None:
         assert c.post("/v1/events", json=ev, headers={"X-API-Key": "wrong"}).status_code == 401
         assert c.post("/v1/admin/rollback").status_code == 401
         assert c.post("/v1/admin/reload").status_code == 401
+        # the key is checked before the body is validated
+        assert c.post("/v1/events", json={"user_id": 3}).status_code == 401
+        assert c.post("/v1/admin/reload", json={"bundle_uri": 5}).status_code == 401
+        assert c.post("/v1/events", json={"user_id": 3}, headers=H).status_code == 422
         assert c.get("/v1/recommendations/u1", params={"k": 0}).status_code == 422
         assert c.get("/v1/recommendations/u1", params={"k": 101}).status_code == 422
         assert c.get("/v1/recommendations/" + "x" * 200).status_code == 422
