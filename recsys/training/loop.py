@@ -405,8 +405,8 @@ def train(
                     )
                 else:
                     neg = cand
-                # one gather each for users, positives and negatives: one scatter each
-                # in the backward
+                # users, positives and negatives in one gather from the final and one from
+                # the layer-0 table: one scatter each in the backward
                 b, n_neg = u.numel(), neg.shape[1]
                 rows = torch.cat([u, p + data.n_users, neg.reshape(-1) + data.n_users])
                 eu, ep, flat_neg = torch.split(_rows(nodes, rows), [b, b, b * n_neg])
