@@ -63,32 +63,26 @@ class FeatureLightGCN(nn.Module):
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
         nn.init.normal_(self.user_embedding.weight, std=init_std)
         nn.init.normal_(self.item_embedding.weight, std=init_std)
-        self.user_proj: nn.Linear | None = None
-        self.item_proj: nn.Linear | None = None
         self.user_features: Tensor | None
         self.item_features: Tensor | None
-        if user_features is not None and user_features.shape[1] > 0:
-            if user_features.shape[0] != num_users:
-                raise ValueError("user_features must have one row per user")
-            self.register_buffer("user_features", user_features.float().clone())
-            self.user_proj = nn.Linear(user_features.shape[1], embedding_dim)
-            self._init_proj(self.user_proj)
-        else:
-            self.register_buffer("user_features", None)
-        if item_features is not None and item_features.shape[1] > 0:
-            if item_features.shape[0] != num_items:
-                raise ValueError("item_features must have one row per item")
-            self.register_buffer("item_features", item_features.float().clone())
-            self.item_proj = nn.Linear(item_features.shape[1], embedding_dim)
-            self._init_proj(self.item_proj)
-        else:
-            self.register_buffer("item_features", None)
+        self.user_proj: nn.Linear | None = self._attach_features("user", user_features, num_users)
+        self.item_proj: nn.Linear | None = self._attach_features("item", item_features, num_items)
 
-    @staticmethod
-    def _init_proj(lin: nn.Linear) -> None:
+    def _attach_features(
+        self, kind: str, features: Tensor | None, rows: int
+    ) -> nn.Linear | None:
+        """Register ``{kind}_features`` (``None`` without features); return its projection."""
+        if features is None or features.shape[1] == 0:
+            self.register_buffer(f"{kind}_features", None)
+            return None
+        if features.shape[0] != rows:
+            raise ValueError(f"{kind}_features must have one row per {kind}")
+        self.register_buffer(f"{kind}_features", features.float().clone())
+        proj = nn.Linear(features.shape[1], self.embedding_dim)
         # small init: the id embeddings dominate at first, features are learned in
-        nn.init.xavier_uniform_(lin.weight, gain=0.1)
-        nn.init.zeros_(lin.bias)
+        nn.init.xavier_uniform_(proj.weight, gain=0.1)
+        nn.init.zeros_(proj.bias)
+        return proj
 
     @property
     def user_feature_dim(self) -> int:
