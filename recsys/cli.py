@@ -205,11 +205,21 @@ def serve(
     ] = None,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
+    live_store: Annotated[
+        str | None,
+        typer.Option(
+            "--live-store",
+            help="Live state: memory (one replica, default; env RECSYS_LIVE_STORE) or "
+            "redis://host:port/db | rediss://... shared by every replica "
+            "(key: RECSYS_LIVE_STORE_PASSWORD)",
+        ),
+    ] = None,
     event_log: Annotated[
         str,
         typer.Option(
             "--event-log",
-            help="Event log: folder of dt=YYYY-MM-DD JSONL files, or a single .jsonl file",
+            help="Durable log of the memory live store: folder of dt=YYYY-MM-DD JSONL files, "
+            "or a single .jsonl file",
         ),
     ] = "./serving-events",
     reload_interval: Annotated[
@@ -224,13 +234,16 @@ def serve(
 
     if bool(bundle) == bool(registry):
         raise typer.BadParameter("give exactly one of --bundle or --registry")
+    settings = Settings()
     cfg = load_config(config, ServeConfig).model_copy(
         update={
             "bundle": bundle,
             "registry": registry,
+            "live_store": live_store or settings.live_store,
+            "live_store_password": settings.live_store_password,
             "event_log": event_log,
             "reload_interval_s": reload_interval,
-            "api_key": Settings().api_key,
+            "api_key": settings.api_key,
         }
     )
     run_server(cfg, host=host, port=port)

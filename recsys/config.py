@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     """Model registry URI; ``production.json`` in it names the bundle being served."""
     api_key: str | None = None
     """Key required in ``X-API-Key`` for writes and admin calls of the server."""
+    live_store: str = "memory"
+    """Live state of the server: ``memory`` (one replica) or ``redis://`` / ``rediss://``."""
+    live_store_password: str | None = None
+    """Access key of the Redis live store (kept out of the URL; from a Secret)."""
     log_level: str = "INFO"
 
 

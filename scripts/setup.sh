@@ -5,6 +5,30 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
+
+# System services the tests and the production-shape demo run for real: Redis (live
+# state across replicas), nginx + wrk (rolling-update rehearsal behind a load balancer).
+# Installed from Debian's packages once; skipped when already present.
+system_packages=(redis-server:redis-server nginx:nginx wrk:wrk)
+missing=()
+for entry in "${system_packages[@]}"; do
+    command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        echo "==> installing Debian packages: ${missing[*]}"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null
+        # Debian starts the services it installs; the project starts its own on free ports.
+        for svc in redis-server nginx; do
+            command -v service >/dev/null && service "$svc" stop >/dev/null 2>&1 || true
+        done
+    else
+        echo "setup: missing system packages (${missing[*]}); install them with apt-get as root" >&2
+        exit 1
+    fi
+fi
 stamp=.venv/.recsys-installed
 want=$(cat pyproject.toml requirements/constraints.txt package.json package-lock.json 2>/dev/null | sha256sum | cut -d' ' -f1)
 

@@ -1,10 +1,14 @@
-"""Compaction: the server's durable JSONL event log -> the lake's daily events partition.
+"""Compaction: the server's accepted events -> the lake's daily events partitions.
 
-Idempotent by construction: the day's partition is rebuilt as the union of what
-it already holds and the log's events of that day, deduplicated by
-``event_id`` and sorted, then swapped in whole. Running it twice, or after more
-events arrived late, never loses or doubles an event. The log is only read:
-rotating or deleting old log files stays the server operator's decision.
+Two sources, one merge. The ``memory`` live store's durable JSONL log
+(:func:`compact_events`, one day) and the Redis live store's stream
+(:func:`compact_stream`, read through a consumer group). Idempotent by
+construction: a day's partition is rebuilt as the union of what it already holds
+and the new events of that day, deduplicated by ``event_id`` and sorted, then
+swapped in whole. Running it twice, or after more events arrived late, never
+loses or doubles an event. The log is only read: rotating or deleting old log
+files stays the server operator's decision; the stream is trimmed only of
+entries acknowledged after their partition was published.
 
 Served events may come from users the day's ``users`` snapshot has never seen
 (someone who signed up after the dimension load, or a cold-start visitor): the
@@ -21,7 +25,7 @@ their share is tolerable.
 from __future__ import annotations
 
 import datetime as dt
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -36,7 +40,8 @@ from recsys.data.lake import (
 )
 from recsys.data.schema import EVENTS, EVENTS_SCHEMA, USERS
 from recsys.logs import get_logger
-from recsys.storage import exists, get_fs
+from recsys.serving.eventlog import parse_record, read_log
+from recsys.storage import exists
 
 log = get_logger(__name__)
 
@@ -62,53 +67,22 @@ class CompactionResult:
         )
 
 
-def _log_files(event_log: str) -> list[str]:
-    """The log file itself, or every ``*.jsonl*`` file in a folder (rotated logs)."""
-    fs, path = get_fs(event_log)
-    if not fs.exists(path):
-        return []
-    if fs.isdir(path):
-        return sorted(p for p in fs.find(path) if ".jsonl" in p.rsplit("/", 1)[-1])
-    return [path]
-
-
 def read_log_day(event_log: str, day: dt.date) -> tuple[pa.Table, int]:
-    """Events of ``day`` (UTC, by ``ts``) in the log, as the contract schema; and bad lines.
-
-    A torn last line (the server died mid-append before fsync returned, so the
-    client got no 2xx) is skipped and counted, not fatal.
-    """
-    fs, _ = get_fs(event_log)
+    """Events of ``day`` (UTC, by ``ts``) in the log, as the contract schema; and bad lines."""
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     end = start + dt.timedelta(days=1)
-    cols: dict[str, list[object]] = {f.name: [] for f in EVENTS_SCHEMA}
-    bad = 0
-    for path in _log_files(event_log):
-        with fs.open(path, "rb") as f:
-            for raw in f:
-                line = raw.strip()
-                if not line:
-                    continue
-                try:
-                    rec = json.loads(line)
-                    ts = dt.datetime.fromisoformat(str(rec["ts"]).replace("Z", "+00:00"))
-                    if ts.tzinfo is None:
-                        ts = ts.replace(tzinfo=dt.UTC)
-                    row = {
-                        "event_id": str(rec["event_id"]),
-                        "user_id": str(rec["user_id"]),
-                        "item_id": str(rec["item_id"]),
-                        "event_type": str(rec["event_type"]),
-                        "value": None if rec.get("value") is None else float(rec["value"]),
-                        "ts": ts.astimezone(dt.UTC),
-                    }
-                except (ValueError, KeyError, TypeError):
-                    bad += 1
-                    continue
-                if start <= row["ts"] < end:  # type: ignore[operator]
-                    for k, v in row.items():
-                        cols[k].append(v)
-    return pa.table(cols, schema=EVENTS_SCHEMA), bad
+    rows, bad = [], 0
+    for rec in read_log(event_log):
+        if rec is None:
+            bad += 1
+        elif start <= rec["ts"] < end:
+            rows.append(rec)
+    return _table(rows), bad
+
+
+def _table(rows: list[dict[str, object]]) -> pa.Table:
+    cols: dict[str, list[object]] = {f.name: [r[f.name] for r in rows] for f in EVENTS_SCHEMA}
+    return pa.table(cols, schema=EVENTS_SCHEMA)
 
 
 def _dedupe(table: pa.Table) -> pa.Table:
@@ -126,38 +100,105 @@ def _dedupe(table: pa.Table) -> pa.Table:
     return table.take(pc.take(first.column("_i_min"), keep))
 
 
-def compact_events(event_log: str, lake: str, day: dt.date) -> CompactionResult:
-    """Merge the log's events of ``day`` into ``<lake>/events/dt=day`` (rewritten whole)."""
-    logged, bad = read_log_day(event_log, day)
-    logged = _dedupe(logged)
+def merge_day(lake: str, day: dt.date, new: pa.Table) -> tuple[int, int, int]:
+    """Publish ``<lake>/events/dt=day`` as its rows plus ``new``, deduplicated by
+    ``event_id``; returns (rows before, rows after, users added)."""
     uri = partition_uri(lake, EVENTS, day)
     existing = EVENTS_SCHEMA.empty_table()
     if exists(uri):
         # an unreadable partition raises here rather than being silently replaced
         existing = conform(read_partition(lake, EVENTS, day), EVENTS)
     existing = _dedupe(existing)
-    merged = _dedupe(pa.concat_tables([existing, logged]))
+    merged = _dedupe(pa.concat_tables([existing, new]))
     merged = merged.sort_by([("ts", "ascending"), ("event_id", "ascending")])
     new_users = 0
     if merged.num_rows == 0:
-        log.info("compaction %s: no events for %s, nothing written", event_log, day)
-    else:
+        log.info("compaction: no events for %s, nothing written", day)
+    elif merged.num_rows > existing.num_rows or existing.num_rows == 0:
         # users first: a crash between the two writes then leaves harmless extra users,
         # never events the gate would refuse for naming unknown users
-        new_users = add_unknown_users(lake, day, logged.column("user_id"))
+        new_users = add_unknown_users(lake, day, new.column("user_id"))
         write_partition(lake, EVENTS, day, merged)
+    return existing.num_rows, merged.num_rows, new_users
+
+
+def compact_events(event_log: str, lake: str, day: dt.date) -> CompactionResult:
+    """Merge the log's events of ``day`` into ``<lake>/events/dt=day`` (rewritten whole)."""
+    logged, bad = read_log_day(event_log, day)
+    logged = _dedupe(logged)
+    before, after, new_users = merge_day(lake, day, logged)
     result = CompactionResult(
         day=day,
-        partition=uri,
+        partition=partition_uri(lake, EVENTS, day),
         from_log=logged.num_rows,
-        already_in_lake=existing.num_rows,
-        added=merged.num_rows - existing.num_rows,
-        total=merged.num_rows,
+        already_in_lake=before,
+        added=after - before,
+        total=after,
         bad_lines=bad,
         new_users=new_users,
     )
     log.info("compaction: %s", result.describe())
     return result
+
+
+def compact_stream(
+    url: str,
+    lake: str,
+    through: dt.date,
+    password: str | None = None,
+    _after_publish: Callable[[], None] | None = None,
+) -> list[CompactionResult]:
+    """Drain the Redis live store's stream into the lake: every event of a day on or before
+    ``through`` is merged into its day's partition, then acknowledged, then trimmed.
+
+    Order of the steps, and what a crash between any two does: read (entries become
+    pending for the one compaction consumer) -> publish each day's partition (a crash
+    here: the next run re-reads every pending entry, the merge drops what is already
+    there) -> acknowledge (a crash here: same) -> trim acknowledged entries (a crash
+    here: the next trim does it). Events of days after ``through`` stay pending and are
+    compacted by a later run.
+    """
+    from recsys.serving.live_redis import RedisEventStream
+
+    stream = RedisEventStream(url, password=password)
+    stream.ensure_group()
+    by_day: dict[dt.date, list[dict[str, object]]] = {}
+    done_ids: list[bytes] = []
+    later = bad = 0
+    for entry_id, rec in stream.read():
+        try:
+            row = parse_record(rec) if rec is not None else None
+        except (ValueError, KeyError, TypeError):
+            row = None
+        if row is None:
+            bad += 1
+            done_ids.append(entry_id)  # unreadable: nothing to publish, counted and logged
+            log.error("compaction: stream entry %s is not an event record; skipped",
+                      entry_id.decode())
+            continue
+        day = row["ts"].date()  # type: ignore[attr-defined]
+        if day > through:
+            later += 1
+            continue
+        by_day.setdefault(day, []).append(row)
+        done_ids.append(entry_id)
+    results = []
+    for day in sorted(by_day):
+        new = _dedupe(_table(by_day[day]))
+        before, after, new_users = merge_day(lake, day, new)
+        results.append(CompactionResult(
+            day=day, partition=partition_uri(lake, EVENTS, day), from_log=new.num_rows,
+            already_in_lake=before, added=after - before, total=after, bad_lines=0,
+            new_users=new_users,
+        ))
+        log.info("compaction: %s", results[-1].describe())
+    if _after_publish is not None:
+        _after_publish()
+    stream.ack(done_ids)
+    trimmed = stream.trim()
+    log.info("compaction: stream %d entr(ies) acknowledged (%d unreadable), %d trimmed, "
+             "%d of days after %s left pending", len(done_ids), bad, trimmed, later, through)
+    return results
 
 
 def add_unknown_users(lake: str, day: dt.date, user_ids: pa.ChunkedArray | pa.Array) -> int:

@@ -82,8 +82,12 @@ class RetrainConfig(BaseModel):
     evaluation: Literal["recorded", "full"] = "recorded"
     """``recorded``: the holdout metrics training measured (model and popularity);
     ``full``: ``recsys evaluate`` (every baseline, MF-BPR retrained: about twice the cost)."""
+    live_store: str | None = None
+    """The servers' live store, which the compaction drains: ``memory`` (read ``event_log``)
+    or ``redis://`` / ``rediss://`` (its stream); default ``$RECSYS_LIVE_STORE``, else memory."""
     event_log: str = "./serving-events"
-    """The server's durable JSONL event log: its file, or the folder of it and its rotations."""
+    """The ``memory`` store's durable JSONL log: its file, or the folder of it and its
+    rotations."""
     azureml: AzureMLConfig = AzureMLConfig()
     deploy: DeployConfig = DeployConfig()
     sensor: SensorConfig = SensorConfig()
@@ -93,6 +97,9 @@ class RetrainConfig(BaseModel):
 
     def resolved_registry(self) -> str:
         return self.registry or Settings().registry
+
+    def resolved_live_store(self) -> str:
+        return self.live_store or Settings().live_store
 
 
 SERVE_URL_ENV = "RECSYS_SERVE_URL"

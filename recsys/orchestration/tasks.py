@@ -506,19 +506,27 @@ def write_deploy_record(p: RunPaths, record: dict[str, Any], gate: dict[str, Any
 def compact(
     logical_date: dt.date | dt.datetime | str, config: RetrainConfig | None = None
 ) -> dict[str, Any]:
-    """Move the server's event log into the lake's events partition of the logical day."""
-    from recsys.orchestration.compaction import compact_events
+    """Move the servers' accepted events into the lake: the memory store's log for the
+    logical day, or the Redis stream for every day up to and including it."""
+    from recsys.orchestration.compaction import compact_events, compact_stream
 
     cfg = config or load_retrain_config()
     day = day_of(logical_date)
-    result = compact_events(cfg.event_log, cfg.resolved_lake(), day)
+    store = cfg.resolved_live_store()
+    if store in ("", "memory"):
+        results = [compact_events(cfg.event_log, cfg.resolved_lake(), day)]
+    else:
+        from recsys.config import Settings
+
+        results = compact_stream(store, cfg.resolved_lake(), day,
+                                 password=Settings().live_store_password)
     return {
-        "partition": result.partition,
-        "from_log": result.from_log,
-        "added": result.added,
-        "total": result.total,
-        "bad_lines": result.bad_lines,
-        "new_users": result.new_users,
+        "partitions": [r.partition for r in results],
+        "from_log": sum(r.from_log for r in results),
+        "added": sum(r.added for r in results),
+        "total": sum(r.total for r in results),
+        "bad_lines": sum(r.bad_lines for r in results),
+        "new_users": sum(r.new_users for r in results),
     }
 
 

@@ -1,9 +1,11 @@
 """One loaded bundle: onnxruntime sessions, id maps, histories, fallbacks. No torch.
 
-The engine is used from the server's event loop only (one thread), so its live
-state (histories changed by events) needs no lock; a hot reload builds a new
-engine off-loop and swaps the reference, and a request keeps the engine it
-started with.
+An engine holds no live state: each request brings the user's live events
+(read from the live store, :mod:`recsys.serving.live`), and the engine folds in
+those after its snapshot's end over the bundle's history. So every replica gives
+the same answer for the same store, and a new bundle needs no replay. A hot
+reload builds a new engine off-loop and swaps the reference; a request keeps the
+engine it started with.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import asyncio
 import json
 import time
 import weakref
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -30,20 +34,12 @@ from recsys.export.bundle import (
     read_bundle,
 )
 from recsys.logs import get_logger
+from recsys.serving.live import LiveEvent, to_us
+
+History = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""A user's history: item indices, edge weights, event-type bits."""
 
 log = get_logger(__name__)
-
-
-@dataclass
-class LiveUser:
-    """A user's history after live events: item index -> [weight, type bits]."""
-
-    items: dict[int, list[float]]
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        idx = np.fromiter(self.items.keys(), dtype=np.int64, count=len(self.items))
-        vals = np.array(list(self.items.values()), dtype=np.float64).reshape(-1, 2)
-        return idx, vals[:, 0].astype(np.float32), vals[:, 1].astype(np.int64)
 
 
 LONG_HISTORY = 512
@@ -55,6 +51,7 @@ LONG_EXCLUSION = 4096
 class Prepared:
     user_id: str
     source: str
+    live_state: str
     e0: np.ndarray
     h_idx: np.ndarray
     h_w: np.ndarray
@@ -254,7 +251,8 @@ class Engine:
             str(s): g.sort_values("rank")["item_idx"].to_numpy(dtype=np.int64)
             for s, g in pop[pop["segment"] != ""].groupby("segment")
         }
-        self.live: dict[str, LiveUser] = {}
+        self.cutoff_us = _cutoff_us(self.meta.data_cutoff)
+        """Live events at or before this instant are in the bundle's histories already."""
         self.served = np.zeros(self.n_items, dtype=bool)
         self.n_served = 0
         """Items recommended at least once by this engine (the coverage metric)."""
@@ -268,44 +266,37 @@ class Engine:
 
     # ---------- histories and events ----------
 
-    def history(self, user_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        live = self.live.get(user_id)
-        if live is not None:
-            return live.arrays()
+    def history(self, user_id: str, live: Sequence[LiveEvent] = ()) -> History | None:
+        """The bundle's history of ``user_id`` with the live events after the snapshot's
+        end folded in (by the graph's own weight rules); None for a user with neither."""
         u = self.user_index.get(user_id)
-        if u is None:
+        fresh = [e for e in live if e.ts_us > self.cutoff_us and e.item_id in self.item_index]
+        if u is not None:
+            a, b = self.indptr[u], self.indptr[u + 1]
+            base: History = (self.h_item[a:b], self.h_w[a:b], self.h_types[a:b])
+            if not fresh:
+                return base
+            items = {
+                it: [w, ty] for it, w, ty in zip(
+                    base[0].tolist(), base[1].tolist(), base[2].tolist(), strict=True)
+            }
+        elif not fresh:
             return None
-        a, b = self.indptr[u], self.indptr[u + 1]
-        return self.h_item[a:b], self.h_w[a:b], self.h_types[a:b]
-
-    def apply_event(self, user_id: str, item_id: str, event_type: str, value: float | None) -> bool:
-        """Fold one event into the user's history; False when the product is unknown."""
-        j = self.item_index.get(item_id)
-        if j is None:
-            return False
-        live = self.live.get(user_id)
-        if live is None:
-            live = LiveUser(items={})
-            u = self.user_index.get(user_id)
-            if u is not None:
-                a, b = self.indptr[u], self.indptr[u + 1]
-                for it, w, ty in zip(
-                    self.h_item[a:b].tolist(), self.h_w[a:b].tolist(), self.h_types[a:b].tolist(),
-                    strict=True,
-                ):
-                    live.items[it] = [w, float(ty)]
-            self.live[user_id] = live
-        cur = live.items.get(j)
-        w0, ty0 = (cur[0], int(cur[1])) if cur else (0.0, 0)
-        w1 = self.meta.weights.add_event(w0, event_type, value)
-        live.items[j] = [w1, float(ty0 | TYPE_BITS[event_type])]
-        return True
+        else:
+            items = {}
+        rules = self.meta.weights
+        for e in fresh:
+            j = self.item_index[e.item_id]
+            w0, ty0 = items.get(j, (0.0, 0))
+            items[j] = [rules.add_event(float(w0), e.event_type, e.value),
+                        int(ty0) | TYPE_BITS[e.event_type]]
+        idx = np.fromiter(items.keys(), dtype=np.int64, count=len(items))
+        vals = np.array(list(items.values()), dtype=np.float64).reshape(-1, 2)
+        return idx, vals[:, 0].astype(np.float32), vals[:, 1].astype(np.int64)
 
     # ---------- scoring ----------
 
-    def _excluded(
-        self, q: Query, hist: tuple[np.ndarray, np.ndarray, np.ndarray] | None
-    ) -> np.ndarray:
+    def _excluded(self, q: Query, hist: History | None) -> np.ndarray:
         parts = [self._pad]
         if hist is not None and q.exclude_seen_mask and len(hist[0]):
             h_idx, _, h_types = hist
@@ -336,11 +327,14 @@ class Engine:
         out: np.ndarray = e0[0]
         return out
 
-    def prepare(self, user_id: str, q: Query) -> Prepared | dict[str, Any]:
-        """Inputs of the scorer for one request (on the loop: reads the live histories),
-        or the finished answer when the user falls back to popularity."""
+    def prepare(
+        self, user_id: str, q: Query, live: Sequence[LiveEvent] = (), live_state: str = "ok"
+    ) -> Prepared | dict[str, Any]:
+        """Inputs of the scorer for one request, or the finished answer when the user falls
+        back to popularity. ``live_state`` says whether the live events could be read
+        (``ok``) or the answer comes from the bundle alone (``unavailable``)."""
         k = min(q.k, self.n_items)
-        hist = self.history(user_id)
+        hist = self.history(user_id, live)
         u = self.user_index.get(user_id)
         source = "history"
         e0: np.ndarray | None = None
@@ -350,7 +344,7 @@ class Engine:
             e0 = self.project_features(q.features)
             source = "features" if hist is None else "history+features"
         if hist is None and e0 is None:
-            return self._popular(user_id, q, k)
+            return self._popular(user_id, q, k, live_state)
         if e0 is None:
             e0 = self._zero_e0[0]
             source = "events"
@@ -359,7 +353,7 @@ class Engine:
             h_idx, h_w = np.zeros(0, np.int64), np.zeros(0, np.float32)
         else:
             h_idx, h_w = hist[0], hist[1]
-        return Prepared(user_id, source, e0, h_idx, h_w, excl, k)
+        return Prepared(user_id, source, live_state, e0, h_idx, h_w, excl, k)
 
     def run_many(self, batch: list[Prepared]) -> list[tuple[np.ndarray, ...]]:
         """Score a batch, keeping padding bounded: a request with a long history or a long
@@ -418,7 +412,7 @@ class Engine:
             for j, sc, b in zip(idx.tolist(), scores.tolist(), because, strict=True)
         ]
         return {"user_id": p.user_id, "model_version": self.version, "source": p.source,
-                "items": items, "_idx": idx}
+                "live_state": p.live_state, "items": items, "_idx": idx}
 
     def finish_json(self, p: Prepared, result: tuple[np.ndarray, ...]) -> bytes:
         """The JSON body of :meth:`finish`'s answer (without ``_idx``), byte for byte what
@@ -443,32 +437,39 @@ class Engine:
             ]
         return (
             f'{{"user_id":{json.dumps(p.user_id)},"model_version":{self.version_json},'
-            f'"source":{json.dumps(p.source)},"items":[{",".join(items)}]}}'
+            f'"source":{json.dumps(p.source)},"live_state":{json.dumps(p.live_state)},'
+            f'"items":[{",".join(items)}]}}'
         ).encode()
 
-    async def recommend_body(self, user_id: str, q: Query) -> tuple[bytes, str, np.ndarray]:
+    async def recommend_body(
+        self, user_id: str, q: Query, live: Sequence[LiveEvent] = (), live_state: str = "ok"
+    ) -> tuple[bytes, str, np.ndarray]:
         """The server's path: (JSON body, source, recommended item indices)."""
-        p = self.prepare(user_id, q)
+        p = self.prepare(user_id, q, live, live_state)
         if isinstance(p, dict):
             idx = p.pop("_idx")
             return json.dumps(p, separators=(",", ":")).encode(), str(p["source"]), idx
         result = await self.batcher.submit(p)
         return self.finish_json(p, result), p.source, result[1]
 
-    def recommend(self, user_id: str, q: Query) -> dict[str, Any]:
-        """Synchronous top-k (smoke test, tools); the server uses :meth:`recommend_async`."""
-        p = self.prepare(user_id, q)
+    def recommend(
+        self, user_id: str, q: Query, live: Sequence[LiveEvent] = ()
+    ) -> dict[str, Any]:
+        """Synchronous top-k (smoke test, tools); the server uses :meth:`recommend_body`."""
+        p = self.prepare(user_id, q, live)
         if isinstance(p, dict):
             return p
         return self.finish(p, self.run_batch([p])[0])
 
-    async def recommend_async(self, user_id: str, q: Query) -> dict[str, Any]:
-        p = self.prepare(user_id, q)
+    async def recommend_async(
+        self, user_id: str, q: Query, live: Sequence[LiveEvent] = ()
+    ) -> dict[str, Any]:
+        p = self.prepare(user_id, q, live)
         if isinstance(p, dict):
             return p
         return self.finish(p, await self.batcher.submit(p))
 
-    def _popular(self, user_id: str, q: Query, k: int) -> dict[str, Any]:
+    def _popular(self, user_id: str, q: Query, k: int, live_state: str = "ok") -> dict[str, Any]:
         segment = q.segment
         if segment is None and q.features and self.meta.segment_feature:
             v = q.features.get(self.meta.segment_feature)
@@ -501,7 +502,7 @@ class Engine:
             for j, sc in zip(picked.tolist(), scores, strict=True)
         ]
         return {"user_id": user_id, "model_version": self.version, "source": source,
-                "items": items, "_idx": picked}
+                "live_state": live_state, "items": items, "_idx": picked}
 
     def similar(self, item_id: str, k: int) -> dict[str, Any]:
         j = self.item_index.get(item_id)
@@ -531,6 +532,22 @@ class Engine:
         return time.perf_counter() - t0
 
 
+def _cutoff_us(cutoff: str | None) -> int:
+    """The snapshot's end as epoch microseconds; a bundle that does not know it folds in
+    every live event (-1)."""
+    if not cutoff:
+        return -1
+    try:
+        when = datetime.fromisoformat(cutoff)
+    except ValueError:
+        log.warning("bundle data_cutoff %r is not an ISO time: every live event is folded in",
+                    cutoff)
+        return -1
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return to_us(when)
+
+
 def load_engine(
     uri: str, ort_threads: int = 1, verify: bool = True, score_in_thread: bool = True
 ) -> Engine:
@@ -552,4 +569,4 @@ def load_engine(
     return engine
 
 
-__all__ = ["Engine", "LiveUser", "Query", "load_engine", "seen_mask"]
+__all__ = ["Engine", "History", "Query", "load_engine", "seen_mask"]

@@ -52,17 +52,22 @@ class Server:
         return self.log_path.read_text()
 
 
-def start_server(tmp: Path, *args: str, api_key: str | None = API_KEY) -> Server:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "RECSYS_API_KEY"}
+def start_server(
+    tmp: Path, *args: str, api_key: str | None = API_KEY, port: int | None = None,
+    env_extra: dict[str, str] | None = None,
+) -> Server:
+    port = port or free_port()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RECSYS_API_KEY", "RECSYS_LIVE_STORE")}
     if api_key:
         env["RECSYS_API_KEY"] = api_key
+    env.update(env_extra or {})
     log_path = tmp / f"server-{port}.log"
     event_log = tmp / f"events-{port}.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-m", "recsys.cli", "serve", *args, "--port", str(port),
          "--event-log", str(event_log), "--reload-interval", "0.2"],
-        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=env,
+        stdout=log_path.open("ab"), stderr=subprocess.STDOUT, env=env,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -224,7 +224,9 @@ def test_auth_and_input_bounds(server: Server) -> None:
 def test_health_ready_metrics_openapi(server: Server) -> None:
     with server.client() as c:
         assert c.get("/healthz").json() == {"status": "ok"}
-        assert c.get("/readyz").json() == {"ready": True, "model_version": "v1"}
+        ready = c.get("/readyz").json()
+        assert ready["ready"] is True and ready["model_version"] == "v1"
+        assert ready["live_store"]["backend"] == "memory" and ready["live_store"]["ok"] is True
         c.get("/v1/recommendations/u1")
         text = c.get("/metrics").text
         paths = c.get("/openapi.json").json()["paths"]

@@ -10,6 +10,7 @@ import numpy as np
 from srv_helpers import make_bundle
 
 from recsys.serving.engine import Query, load_engine
+from recsys.serving.live import LiveEvent
 
 
 def test_finish_json_equals_json_dumps(tmp_path: Path) -> None:
@@ -21,20 +22,20 @@ def test_finish_json_equals_json_dumps(tmp_path: Path) -> None:
     engine.item_ids = ids
     engine.item_id_json = [json.dumps(i) for i in ids.tolist()]
     engine.item_index = {it: i for i, it in enumerate(ids.tolist())}
-    engine.apply_event("u1", odd[0], "purchase", None)
-    engine.apply_event('new "user"', odd[3], "view", None)
+    live = {"u1": [LiveEvent(1, odd[0], "purchase", None)],
+            'new "user"': [LiveEvent(1, odd[3], "view", None)]}
     cases = [("u1", Query(k=10)), ("u2", Query(k=7, exclude_seen_mask=0)),
              ('new "user"', Query(k=5)), ("cold", Query(k=4, features={"age": 30})),
              ("nobody", Query(k=3))]
     for user, q in cases:
-        want = engine.recommend(user, q)
+        want = engine.recommend(user, q, live.get(user, []))
         want_idx = want.pop("_idx")
-        body, source, idx = asyncio.run(engine.recommend_body(user, q))
+        body, source, idx = asyncio.run(engine.recommend_body(user, q, live.get(user, [])))
         assert body == json.dumps(want, separators=(",", ":")).encode()
         assert source == want["source"]
         assert np.array_equal(idx, want_idx)
     # every odd id both as a recommended item and as the "because" item
-    p = engine.prepare("u1", Query(k=5))
+    p = engine.prepare("u1", Query(k=5), live["u1"])
     assert not isinstance(p, dict)
     p.h_idx = np.arange(len(odd), dtype=np.int64)
     result = (np.linspace(1.0, 0.1, len(odd)).astype(np.float32),

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from srv_helpers import make_bundle
 
-from recsys.serving.app import Manager, Metrics, ServeConfig
+from recsys.serving.bundles import Manager
 from recsys.serving.engine import Query, load_engine
+from recsys.serving.metrics import Metrics
+from recsys.serving.schemas import ServeConfig
 
 
 def test_dropped_engines_are_freed_after_frozen_swaps(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def test_event_log_daily_partitions(tmp_path: object) -> None:
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from recsys.serving.app import EventLog
+    from recsys.serving.eventlog import EventLog
 
     root = Path(str(tmp_path)) / "events"
     log = EventLog(str(root))
@@ -88,11 +88,12 @@ def test_batched_scoring_equals_one_by_one(tmp_path: object, in_thread: bool) ->
     from srv_helpers import make_bundle
 
     from recsys.serving.engine import LONG_HISTORY, Query, load_engine
+    from recsys.serving.live import LiveEvent
 
     uri = make_bundle(str(Path(str(tmp_path)) / "b"), "v1", seed=3, n_items=600)
     engine = load_engine(uri, score_in_thread=in_thread)
-    for j in range(LONG_HISTORY + 8):  # a heavy user is scored alone, not padded into the batch
-        engine.apply_event("heavy", f"i{j}", "view", None)
+    # a heavy user is scored alone, not padded into the batch
+    heavy = [LiveEvent(1, f"i{j}", "view", None) for j in range(LONG_HISTORY + 8)]
     queries = [
         ("heavy", Query(k=5)),
         ("u1", Query(k=5)),
@@ -102,10 +103,12 @@ def test_batched_scoring_equals_one_by_one(tmp_path: object, in_thread: bool) ->
         ("u4", Query(k=6, exclude_seen_mask=0)),
         ("nobody", Query(k=2)),
     ]
-    want = [engine.recommend(u, q) for u, q in queries]
+    live = {"heavy": heavy}
+    want = [engine.recommend(u, q, live.get(u, [])) for u, q in queries]
 
     async def together() -> list[dict[str, object]]:
-        return list(await asyncio.gather(*(engine.recommend_async(u, q) for u, q in queries)))
+        return list(await asyncio.gather(
+            *(engine.recommend_async(u, q, live.get(u, [])) for u, q in queries)))
 
     got = asyncio.run(together())
     assert engine.batcher.batches < engine.batcher.batched_requests or not in_thread
