@@ -102,8 +102,8 @@ class BundleMeta(BaseModel):
     """Raw user column whose value names the user's segment for popularity fallbacks."""
     has_feature_projection: bool = False
     data_cutoff: str | None = None
-    """Last instant covered by the training graph (ISO), when known: live events after it
-    are replayed onto a newly loaded bundle."""
+    """End of the snapshot's as-of day (ISO, exclusive): the bundle's histories hold every
+    event before it, so the server folds in only the live events at or after it."""
 
 
 @dataclass

@@ -225,12 +225,13 @@ def export_from_model(
     edge_types: np.ndarray | None = None,
 ) -> ExportResult:
     """Tables -> gate -> bundle. Raises GateFailed (and writes nothing) when a check fails."""
-    from recsys.export.tables import compute_tables
+    from recsys.export.tables import compute_tables, with_served_history
 
     tables, ref = compute_tables(model, snapshot, edge_types, cfg.segment_feature)
     result = run_gate(tables, ref.users, cfg)
     if result.failures:
         raise GateFailed("export", result.failures)
+    tables = with_served_history(tables, snapshot)
     as_of = getattr(snapshot, "as_of", None)
     cutoff = None
     if as_of is not None:

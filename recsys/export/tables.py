@@ -15,7 +15,7 @@ that the fold-in reproduces them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -173,3 +173,31 @@ def compute_tables(
     log.info("fold-in tables: %d users, %d items, %d edges, K=%d, d=%d, features=%s",
              n_users, n_items, len(hu), k, model.embedding_dim, proj_w is not None)
     return tables, ref
+
+
+def with_served_history(tables: FoldInTables, snapshot: Any) -> FoldInTables:
+    """``tables`` with the snapshot's served history (train and holdout days) in place of the
+    train edges, and the users first seen in the holdout days appended with a zero layer 0
+    (the model has no row for them: their embedding is their history's fold-in alone).
+
+    The export gate checks the fold-in on the train edges (where the trained embeddings
+    are the reference); this is what the bundle then serves. Older snapshots without a
+    served history keep the train edges."""
+    history = getattr(snapshot, "history", None)
+    if history is None:
+        return tables
+    extra = np.asarray(history.extra_user_ids).astype(str).astype(object)
+    d = tables.user_e0.shape[1]
+    segments = tables.user_segments
+    if segments is not None:
+        segments = np.concatenate([segments, np.full(len(extra), "", dtype=object)])
+    return replace(
+        tables,
+        user_ids=np.concatenate([tables.user_ids, extra]),
+        user_e0=np.concatenate([tables.user_e0, np.zeros((len(extra), d), np.float32)]),
+        hist_user=np.asarray(history.user, dtype=np.int64),
+        hist_item=np.asarray(history.item, dtype=np.int64),
+        hist_weight=np.asarray(history.weight, dtype=np.float32),
+        hist_types=np.asarray(history.types, dtype=np.int16),
+        user_segments=segments,
+    )

@@ -245,6 +245,55 @@ def _holdout(
     return key // n_items, key % n_items, counts
 
 
+def _pair_types(type_code: np.ndarray, order: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Bitmask of each pair's event types (bit k = EVENT_TYPES[k]); serving and export use it."""
+    if len(starts) == 0:
+        return np.zeros(0, np.int16)
+    bits = (np.int16(1) << type_code.astype(np.int16))[order]
+    out: np.ndarray = np.bitwise_or.reduceat(bits, starts).astype(np.int16)
+    return out
+
+
+def _served_history(
+    ev: Events,
+    in_window: np.ndarray,
+    user_lookup: np.ndarray,
+    item_lookup: np.ndarray,
+    n_users: int,
+    n_items: int,
+    cutoff_us: int,
+    cfg: GraphConfig,
+) -> tuple[pa.Table, np.ndarray]:
+    """Every user's history through the end of the as-of day, holdout days included.
+
+    The holdout exists for the model gate, not to hide a shopper's latest interactions
+    from serving: the bundle serves these edges (the fold-in makes any history exact to
+    score). Weights follow the train edges' rule (same decay reference, same saturation).
+    Users first seen in the holdout days get indices after the model's ``n_users``, in
+    id order; they are returned as ``extra_user_ids``. Events naming an unmapped item
+    are left out (serving could not score them either).
+    """
+    mask = in_window & (item_lookup[ev.item] >= 0)
+    u_code, i_code = ev.user[mask], ev.item[mask]
+    su = user_lookup[u_code]
+    new = su < 0
+    extra_ids = ev.user_vocab[present(u_code[new], len(ev.user_vocab))].astype(str)
+    if len(extra_ids):
+        su = su.copy()
+        su[new] = n_users + index_of(extra_ids.astype(object), ev.user_vocab)[u_code[new]]
+    ts = ev.ts_us[mask]
+    raw = event_weights(ev.type_code[mask], ev.value[mask], (cutoff_us - ts) / US_PER_DAY,
+                        cfg.weights)
+    hu, hi, summed, order, starts = aggregate_pairs(su, item_lookup[i_code], raw, n_items)
+    table = pa.table({
+        "user_idx": hu,
+        "item_idx": hi,
+        "weight": saturate(summed, cfg.weights).astype(np.float32),
+        "types": _pair_types(ev.type_code[mask], order, starts),
+    })
+    return table, extra_ids
+
+
 def _snapshot_root(out: str) -> str:
     head = out.rstrip("/").rpartition("/")[0]
     return head or "."
@@ -332,12 +381,7 @@ def build(
 
     # behavioural features come from the train period only, so the holdout cannot leak into them
     pair_last = _per_group_max(ts_train, order, starts)
-    # which event types each edge saw (bit k = EVENT_TYPES[k]); serving and export use it
-    pair_types = (
-        np.bitwise_or.reduceat((np.int16(1) << t_type.astype(np.int16))[order], starts)
-        if len(starts)
-        else np.zeros(0, np.int16)
-    ).astype(np.int16)
+    pair_types = _pair_types(t_type, order, starts)
     user_starts = np.flatnonzero(np.concatenate(([True], eu[1:] != eu[:-1]))) if len(eu) else eu
     last_ts = np.full(n_users, np.nan)
     if len(eu):
@@ -375,6 +419,12 @@ def build(
         ev, hmask, user_lookup, item_lookup, user_deg, eu * np.int64(n_items) + ei, n_items
     )
 
+    served, extra_users = _served_history(
+        ev, in_window, user_lookup, item_lookup, n_users, n_items, cutoff_us, cfg
+    )
+    tick("served history: %d edges, %d user(s) first seen in the holdout days",
+         served.num_rows, len(extra_users))
+
     type_counts = np.bincount(t_type, minlength=len(EVENT_TYPES))
     report, stats = check_graph(eu, ei, weight, n_users, n_items, type_counts, prev_stats, cfg.gate)
     enforce(report, out)
@@ -401,6 +451,8 @@ def build(
         "train_events": len(tu),
         "holdout_events": int(hold.sum()),
         "holdout_pairs": len(hu),
+        "history_edges": served.num_rows,
+        "history_only_users": len(extra_users),
         **hcounts,
         "user_features": int(user_x.shape[1]),
         "item_features": int(item_x.shape[1]),
@@ -435,6 +487,18 @@ def build(
             ),
         )
         _write(draft.path(snap.HOLDOUT), _parquet_bytes(pa.table({"user_idx": hu, "item_idx": hi})))
+        _write(draft.path(snap.HISTORY), _parquet_bytes(served))
+        _write(
+            draft.path(snap.HISTORY_USERS),
+            _parquet_bytes(
+                pa.table(
+                    {
+                        "user_idx": np.arange(n_users, n_users + len(extra_users), dtype=np.int64),
+                        "user_id": pa.array(extra_users, pa.string()),
+                    }
+                )
+            ),
+        )
         _write(draft.path(snap.USER_FEATURES), _npy_bytes(user_x))
         _write(draft.path(snap.ITEM_FEATURES), _npy_bytes(item_x))
         _write(draft.path(snap.FEATURE_SPEC), spec.to_json().encode())

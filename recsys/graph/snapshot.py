@@ -7,6 +7,10 @@ Layout of ``<lake>/graphs/as_of=YYYY-MM-DD/`` (published atomically, manifest la
     edges.parquet         user_idx, item_idx, weight, types  (train edges, unique pairs;
                           types = bitmask of the pair's event types, bit k = EVENT_TYPES[k])
     holdout.parquet       user_idx, item_idx           (time-based holdout positives)
+    history.parquet       user_idx, item_idx, weight, types  (served history: every edge
+                          through the as-of day, holdout days included; what the bundle serves)
+    history_users.parquet user_idx, user_id      (users first seen in the holdout days, indices
+                          from n_users on: served from their history, unknown to the model)
     user_features.npy     float32 [n_users, Fu]
     item_features.npy     float32 [n_items, Fi]
     feature_spec.json     FeatureSpec (encode a new user's raw features like training did)
@@ -40,6 +44,8 @@ USER_IDS = "user_ids.parquet"
 ITEM_IDS = "item_ids.parquet"
 EDGES = "edges.parquet"
 HOLDOUT = "holdout.parquet"
+HISTORY = "history.parquet"
+HISTORY_USERS = "history_users.parquet"
 USER_FEATURES = "user_features.npy"
 ITEM_FEATURES = "item_features.npy"
 FEATURE_SPEC = "feature_spec.json"
@@ -47,6 +53,18 @@ ITEMS = "items.parquet"
 STATS = "stats.json"
 
 _AS_OF = re.compile(r"^as_of=(\d{4}-\d{2}-\d{2})$")
+
+
+@dataclass(frozen=True, eq=False)
+class ServedHistory:
+    """Edges through the end of the as-of day; ``user`` indexes the snapshot's users, then
+    ``extra_user_ids`` (users first seen in the holdout days) from ``n_users`` on."""
+
+    user: np.ndarray
+    item: np.ndarray
+    weight: np.ndarray
+    types: np.ndarray
+    extra_user_ids: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,6 +84,9 @@ class GraphSnapshot:
     item_features: np.ndarray
     feature_spec: FeatureSpec
     items: pd.DataFrame
+    history: ServedHistory | None = None
+    """What serving knows of each user (train and holdout days); None for older snapshots,
+    whose bundles serve the train edges."""
 
     @property
     def n_users(self) -> int:
@@ -153,6 +174,17 @@ def load_snapshot(uri: str) -> GraphSnapshot:
     edges = read_parquet(join(uri, EDGES))
     holdout = read_parquet(join(uri, HOLDOUT))
     spec = FeatureSpec.from_json(read_bytes(join(uri, FEATURE_SPEC)))
+    history = None
+    if HISTORY in manifest.files:
+        h = read_parquet(join(uri, HISTORY))
+        extra = read_parquet(join(uri, HISTORY_USERS)).sort_values("user_idx")
+        history = ServedHistory(
+            user=h["user_idx"].to_numpy(dtype=np.int64),
+            item=h["item_idx"].to_numpy(dtype=np.int64),
+            weight=h["weight"].to_numpy(dtype=np.float32),
+            types=h["types"].to_numpy(dtype=np.int64),
+            extra_user_ids=extra["user_id"].to_numpy(dtype=object).astype(str),
+        )
     return GraphSnapshot(
         uri=uri,
         as_of=dt.date.fromisoformat(str(manifest.extra["as_of"])),
@@ -167,6 +199,7 @@ def load_snapshot(uri: str) -> GraphSnapshot:
         item_features=read_npy(join(uri, ITEM_FEATURES)).astype(np.float32, copy=False),
         feature_spec=spec,
         items=read_parquet(join(uri, ITEMS)),
+        history=history,
     )
 
 

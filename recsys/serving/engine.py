@@ -252,7 +252,7 @@ class Engine:
             for s, g in pop[pop["segment"] != ""].groupby("segment")
         }
         self.cutoff_us = _cutoff_us(self.meta.data_cutoff)
-        """Live events at or before this instant are in the bundle's histories already."""
+        """Live events before this instant are in the bundle's histories already."""
         self.served = np.zeros(self.n_items, dtype=bool)
         self.n_served = 0
         """Items recommended at least once by this engine (the coverage metric)."""
@@ -270,7 +270,7 @@ class Engine:
         """The bundle's history of ``user_id`` with the live events after the snapshot's
         end folded in (by the graph's own weight rules); None for a user with neither."""
         u = self.user_index.get(user_id)
-        fresh = [e for e in live if e.ts_us > self.cutoff_us and e.item_id in self.item_index]
+        fresh = [e for e in live if e.ts_us >= self.cutoff_us and e.item_id in self.item_index]
         if u is not None:
             a, b = self.indptr[u], self.indptr[u + 1]
             base: History = (self.h_item[a:b], self.h_w[a:b], self.h_types[a:b])
