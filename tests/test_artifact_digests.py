@@ -1,0 +1,103 @@
+"""Artifact formats stay put: the same inputs give byte-identical manifests.
+
+A graph snapshot built from a fixed lake, a model artifact with fixed weights on it, and
+the bundle exported from that model are hashed (sha256 of each ``manifest.json``, which
+lists the sha256 of every file) and compared with digests recorded on the code before the
+artifact writers were restructured. A refactor of a writer or reader must not move them.
+
+When a format changes on purpose (a new file, a new config field), the failure prints the
+new digests: update ``DIGESTS`` in the same commit and say why in its message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import fsspec
+import numpy as np
+import pytest
+import torch
+
+from recsys.artifacts import manifest_sha256
+from recsys.export.gate import ExportConfig, export_model
+from recsys.graph.snapshot import build_snapshot, load_snapshot
+from recsys.models.lightgcn import FeatureLightGCN
+from recsys.training.artifact import write_model_artifact
+from recsys.training.config import TrainConfig
+from tests.graph.conftest import END, random_events, small_config, write_dims, write_events
+
+# fixed URIs: they are recorded in the manifests (inputs, lineage)
+ROOT = "memory://artifact-digests"
+LAKE = f"{ROOT}/lake"
+GRAPH = f"{LAKE}/graphs/as_of={END.isoformat()}"
+MODEL = f"{ROOT}/runs/model"
+BUNDLE = f"{ROOT}/bundles/model"
+
+DIGESTS = {
+    "graph": "7911e397b50c3306e2f3a9ef06977af418554596ba4c644ba6882c89266683b6",
+    "model": "a0a360e14169f73d27d083a3fdd1895eef41b7cb57a1ca058af5035e40b86484",
+    "bundle": "4cec02f3b453ac5e10b5054f683ad59133a6bb186b5aa484c1eead5dbe8b0d53",
+}
+
+
+def _wipe() -> None:
+    fs = fsspec.filesystem("memory")
+    path = ROOT.removeprefix("memory://")
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+@pytest.fixture
+def root() -> Iterator[str]:
+    _wipe()
+    yield ROOT
+    _wipe()
+
+
+def _fixed_model(graph_uri: str) -> FeatureLightGCN:
+    """A model of the snapshot's shape whose every parameter comes from a seeded numpy
+    generator: independent of the model's own initialisation scheme."""
+    snap = load_snapshot(graph_uri)
+    model = FeatureLightGCN(
+        snap.n_users,
+        snap.n_items,
+        embedding_dim=8,
+        num_layers=2,
+        user_features=torch.from_numpy(snap.user_features),
+        item_features=torch.from_numpy(snap.item_features),
+    )
+    rng = np.random.default_rng(7)
+    with torch.no_grad():
+        for _, p in sorted(model.named_parameters()):
+            p.copy_(torch.from_numpy(rng.normal(0, 0.2, tuple(p.shape)).astype(np.float32)))
+    return model
+
+
+def _digests() -> dict[str, str]:
+    write_events(LAKE, random_events(40, 30, 5, 200))
+    write_dims(LAKE, END - dt.timedelta(days=4), 40, 30)
+    graph = build_snapshot(LAKE, END, small_config(holdout_days=1))
+    assert graph == GRAPH
+    history = [{"epoch": 1.0, "loss": 0.5}, {"epoch": 2.0, "loss": 0.25}]
+    metrics = {"holdout": {"recall@20": 0.5, "ndcg@20": 0.25}}
+    write_model_artifact(
+        MODEL,
+        _fixed_model(graph),
+        TrainConfig(embedding_dim=8, num_layers=2),
+        graph,
+        history,
+        metrics,
+        "<html></html>",
+    )
+    export_model(MODEL, BUNDLE, ExportConfig(k=10, parity_users=50, latency_p99_ms=1e3))
+    return {
+        "graph": manifest_sha256(GRAPH),
+        "model": manifest_sha256(MODEL),
+        "bundle": manifest_sha256(BUNDLE),
+    }
+
+
+def test_manifests_are_byte_identical_to_the_recorded_ones(root: str) -> None:
+    got = _digests()
+    assert got == DIGESTS, f"artifact manifests changed; new digests: {got}"
