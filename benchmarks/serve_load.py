@@ -15,6 +15,11 @@ client process (asyncio + aiohttp, keep-alive connections):
   server (the floor of a durable POST on this disk);
 - ``swap``: the registry is pointed at the second bundle during a load run: failed
   requests (must be 0) and the versions answered.
+
+``--live-store redis`` runs everything twice in the same run, first with the embedded
+(memory) live store, then with a real ``redis-server`` (started here on a free port,
+AOF on, ``--redis-fsync``) shared by two replicas: the event-to-visible loop POSTs to
+replica A and GETs from replica B; ``ratio`` lines give Redis / memory per measurement.
 Server, load generator and everything else share the same CPUs: say so with the numbers.
 """
 
@@ -91,24 +96,27 @@ async def _load(url: str, users: int, concurrency: int, duration: float) -> dict
     }
 
 
-async def _event_to_visible(url: str, users: int, n: int) -> dict[str, Any]:
+async def _event_to_visible(url: str, read_url: str, users: int, n: int) -> dict[str, Any]:
+    """POST a purchase to ``url``, then GET from ``read_url`` (another replica, or the same)."""
     import aiohttp
 
     lat: list[float] = []
     post_lat: list[float] = []
     misses = 0
     rnd = random.Random(7)
-    async with aiohttp.ClientSession(base_url=url, headers={"X-API-Key": API_KEY}) as s:
+    headers = {"X-API-Key": API_KEY}
+    async with aiohttp.ClientSession(base_url=url, headers=headers) as s, \
+            aiohttp.ClientSession(base_url=read_url) as reader:
         for _ in range(n):
             user = f"u{rnd.randrange(users)}"
-            async with s.get(f"/v1/recommendations/{user}", params={"k": "10"}) as r:
+            async with reader.get(f"/v1/recommendations/{user}", params={"k": "10"}) as r:
                 top = (await r.json())["items"][0]["item_id"]
             t0 = time.perf_counter()
             async with s.post("/v1/events", json={"user_id": user, "item_id": top,
                                                   "event_type": "purchase"}) as r:
                 assert r.status == 202, await r.text()
             post_lat.append(time.perf_counter() - t0)
-            async with s.get(f"/v1/recommendations/{user}", params={"k": "10"}) as r:
+            async with reader.get(f"/v1/recommendations/{user}", params={"k": "10"}) as r:
                 items = [i["item_id"] for i in (await r.json())["items"]]
             lat.append(time.perf_counter() - t0)
             misses += top in items
@@ -126,7 +134,8 @@ def client_main(args: argparse.Namespace) -> None:
     if args.mode == "load":
         out = asyncio.run(_load(args.url, args.users, args.concurrency, args.duration))
     else:
-        out = asyncio.run(_event_to_visible(args.url, args.users, args.n))
+        out = asyncio.run(
+            _event_to_visible(args.url, args.read_url or args.url, args.users, args.n))
     print(json.dumps(out), flush=True)
 
 
@@ -251,6 +260,7 @@ def main() -> None:
     c.add_argument("--concurrency", type=int, default=1)
     c.add_argument("--duration", type=float, default=5.0)
     c.add_argument("--n", type=int, default=200)
+    c.add_argument("--read-url", default=None)
     ap.add_argument("--users", type=int, default=29858)
     ap.add_argument("--items", type=int, default=40981)
     ap.add_argument("--dim", type=int, default=64)
@@ -261,6 +271,10 @@ def main() -> None:
     ap.add_argument("--work-dir", default=None)
     ap.add_argument("--client", choices=["auto", "wrk", "aiohttp"], default="auto",
                     help="load generator: wrk if installed (auto), else aiohttp in a process")
+    ap.add_argument("--live-store", choices=["memory", "redis"], default="memory",
+                    help="redis: run memory and then Redis (two replicas) in the same run")
+    ap.add_argument("--redis-fsync", choices=["always", "everysec"], default="everysec",
+                    help="the Redis AOF fsync policy (everysec: Azure Managed Redis' AOF)")
     args = ap.parse_args()
     if args.cmd == "client":
         client_main(args)
@@ -275,33 +289,102 @@ def main() -> None:
     print(json.dumps({"bench": "setup", "users": args.users, "items": args.items, "dim": args.dim,
                       "bundle_build_s": [round(x, 1) for x in build_s],
                       "cpus": os.cpu_count(), "load": os.getloadavg()}), flush=True)
+    use_wrk = bool(args.client == "wrk" or (args.client == "auto" and shutil.which("wrk")))
+    stores = ["memory", "redis"] if args.live_store == "redis" else ["memory"]
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for store in stores:
+        results[store] = _run_store(store, args, work, reg, use_wrk, swap=store == stores[-1],
+                                    b2=b2)
+    if len(stores) == 2:
+        mem, red = results["memory"], results["redis"]
+        for key in mem:
+            a, b = mem[key], red[key]
+            ratio: dict[str, Any] = {"bench": "ratio", "what": key, "redis_over_memory": {}}
+            for m in ("p50_ms", "p99_ms", "rps", "server_cpu_ms_per_req",
+                      "event_to_visible_p50_ms", "event_to_visible_p99_ms", "post_p99_ms"):
+                if m in a and m in b and a[m]:
+                    ratio["redis_over_memory"][m] = round(b[m] / a[m], 2)
+            print(json.dumps(ratio), flush=True)
+
+
+class _Redis:
+    """A real redis-server on a free loopback port, AOF on, in ``work``."""
+
+    def __init__(self, work: Path, fsync: str) -> None:
+        self.port = _free_port()
+        self.dir = work / "redis"
+        self.dir.mkdir(exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", fsync,
+             "--save", "", "--protected-mode", "no"],
+            stdout=(self.dir / "redis.log").open("wb"), stderr=subprocess.STDOUT,
+        )
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        import redis
+
+        client = redis.Redis(port=self.port)
+        for _ in range(200):
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise SystemExit((self.dir / "redis.log").read_text())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+
+def _start_server(
+    reg: str, work: Path, name: str, store: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    import httpx
+
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "RECSYS_API_KEY": API_KEY}
-    log = (work / "server.log").open("wb")
+    log = (work / f"server-{name}.log").open("wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "recsys.cli", "--log-level", "WARNING", "serve", "--registry", reg,
-         "--port", str(port), "--event-log", str(work / "events.jsonl"),
-         "--reload-interval", "0.5"],
+         "--port", str(port), "--event-log", str(work / f"events-{name}.jsonl"),
+         "--live-store", store, "--reload-interval", "0.5"],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )
+    t0 = time.perf_counter()
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None or time.perf_counter() - t0 > 120:
+            raise SystemExit((work / f"server-{name}.log").read_text())
+        time.sleep(0.2)
+    print(json.dumps({"bench": "startup", "server": name, "live_store": store.split(":")[0],
+                      "ready_s": round(time.perf_counter() - t0, 2)}), flush=True)
+    return server, url
+
+
+def _run_store(
+    store: str, args: argparse.Namespace, work: Path, reg: str, use_wrk: bool, swap: bool,
+    b2: Path,
+) -> dict[str, dict[str, Any]]:
+    """Load, event-to-visible and (``swap``) the bundle swap with one live-store backend."""
+    import httpx
+
+    from recsys.serving import registry
+
+    redis_srv = _Redis(work, args.redis_fsync) if store == "redis" else None
+    url_store = redis_srv.url if redis_srv else "memory"
+    servers = [_start_server(reg, work, f"{store}-a", url_store)]
+    if redis_srv:  # a second replica on the same store: events POSTed to A, read from B
+        servers.append(_start_server(reg, work, f"{store}-b", url_store))
+    server, url = servers[0]
+    read_url = servers[-1][1]
+    out: dict[str, dict[str, Any]] = {}
     try:
-        import httpx
-
-        t0 = time.perf_counter()
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.perf_counter() - t0 > 120:
-                raise SystemExit((work / "server.log").read_text())
-            time.sleep(0.2)
-        print(json.dumps({"bench": "startup", "ready_s": round(time.perf_counter() - t0, 2)}),
-              flush=True)
-        use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
-
         def load(conc: int, duration: float) -> dict[str, Any]:
             if use_wrk:
                 return _wrk(url, args.users, conc, duration, work)
@@ -314,33 +397,46 @@ def main() -> None:
             r = load(conc, args.duration)
             cpu = _cpu_seconds(server.pid) - cpu0
             r["server_cpu_ms_per_req"] = round(1e3 * cpu / max(r["requests"], 1), 3)
-            print(json.dumps({"bench": "load", **r, "loadavg": os.getloadavg()[0]}), flush=True)
+            out[f"load_c{conc}"] = r
+            print(json.dumps({"bench": "load", "live_store": store, **r,
+                              "loadavg": os.getloadavg()[0]}), flush=True)
         cpu0 = _cpu_seconds(server.pid)
-        r = _result(_client(url, args.users, "--mode", "event", "--n", str(args.events)))
+        r = _result(_client(url, args.users, "--mode", "event", "--n", str(args.events),
+                            "--read-url", read_url))
         r["server_cpu_ms_per_get_post_get"] = round(
             1e3 * (_cpu_seconds(server.pid) - cpu0) / max(args.events, 1), 3)
-        print(json.dumps({"bench": "event_to_visible", **r, "loadavg": os.getloadavg()[0]}),
-              flush=True)
-        # the same durable write without the server, for comparison: the disk's own latency
-        print(json.dumps({"bench": "disk_write_fdatasync", **_disk_fdatasync(work, args.events),
+        r["read_on_other_replica"] = read_url != url
+        out["event_to_visible"] = r
+        print(json.dumps({"bench": "event_to_visible", "live_store": store, **r,
                           "loadavg": os.getloadavg()[0]}), flush=True)
-        # bundle swap during load: publish v2 early in a long run; no request may fail
-        swap_dur = max(args.duration * 3, 15.0)
-        with ThreadPoolExecutor(1) as pool:
-            job = pool.submit(load, 32, swap_dur)
-            time.sleep(swap_dur / 5)
-            t_pub = time.perf_counter()
-            registry.publish(reg, str(b2))
-            while httpx.get(f"{url}/readyz", timeout=5).json()["model_version"] != "v2":
-                time.sleep(0.05)
-            swapped_s = time.perf_counter() - t_pub
-            r = job.result()
-        print(json.dumps({"bench": "swap_under_load", "publish_to_serving_s": round(swapped_s, 2),
-                          "swapped_before_load_ended": swapped_s < swap_dur * 0.8, **r}),
-              flush=True)
+        if store == "memory":
+            # the same durable write without the server, for comparison: the disk's own latency
+            print(json.dumps({"bench": "disk_write_fdatasync",
+                              **_disk_fdatasync(work, args.events),
+                              "loadavg": os.getloadavg()[0]}), flush=True)
+        if swap:
+            # bundle swap during load: publish v2 early in a long run; no request may fail
+            swap_dur = max(args.duration * 3, 15.0)
+            with ThreadPoolExecutor(1) as pool:
+                job = pool.submit(load, 32, swap_dur)
+                time.sleep(swap_dur / 5)
+                t_pub = time.perf_counter()
+                registry.publish(reg, str(b2))
+                while httpx.get(f"{url}/readyz", timeout=5).json()["model_version"] != "v2":
+                    time.sleep(0.05)
+                swapped_s = time.perf_counter() - t_pub
+                r = job.result()
+            print(json.dumps({"bench": "swap_under_load", "live_store": store,
+                              "publish_to_serving_s": round(swapped_s, 2),
+                              "swapped_before_load_ended": swapped_s < swap_dur * 0.8, **r}),
+                  flush=True)
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        for proc, _ in servers:
+            proc.terminate()
+            proc.wait(timeout=20)
+        if redis_srv:
+            redis_srv.stop()
+    return out
 
 
 if __name__ == "__main__":

@@ -24,11 +24,12 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Dependencies first, keyed only on the pins: editing recsys/ does not reinstall them.
-# The lake needs adlfs + azure-identity only; azure-ai-ml (the rest of the azure extra) stays out.
+# The lake needs adlfs + azure-identity only; azure-ai-ml (the rest of the azure extra) stays out;
+# redis-entraid lets the pods reach Azure Managed Redis with their workload identity.
 COPY pyproject.toml README.md ./
 COPY requirements/constraints.txt requirements/constraints.txt
 RUN mkdir recsys && touch recsys/__init__.py \
-    && pip install -c requirements/constraints.txt ".[serve]" adlfs azure-identity \
+    && pip install -c requirements/constraints.txt ".[serve,entra]" adlfs azure-identity \
     && pip uninstall -y recsys
 COPY recsys/ recsys/
 RUN pip install --no-deps . \

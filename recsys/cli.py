@@ -241,6 +241,7 @@ def serve(
             "registry": registry,
             "live_store": live_store or settings.live_store,
             "live_store_password": settings.live_store_password,
+            "live_store_auth": settings.live_store_auth,
             "event_log": event_log,
             "reload_interval_s": reload_interval,
             "api_key": settings.api_key,

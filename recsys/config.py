@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     """Live state of the server: ``memory`` (one replica) or ``redis://`` / ``rediss://``."""
     live_store_password: str | None = None
     """Access key of the Redis live store (kept out of the URL; from a Secret)."""
+    live_store_auth: Literal["key", "entra"] = "key"
+    """How the server and the compaction authenticate to Redis: the key above, or Entra ID."""
     log_level: str = "INFO"
 
 

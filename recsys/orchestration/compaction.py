@@ -146,6 +146,7 @@ def compact_stream(
     lake: str,
     through: dt.date,
     password: str | None = None,
+    auth: str = "key",
     _after_publish: Callable[[], None] | None = None,
 ) -> list[CompactionResult]:
     """Drain the Redis live store's stream into the lake: every event of a day on or before
@@ -160,7 +161,7 @@ def compact_stream(
     """
     from recsys.serving.live_redis import RedisEventStream
 
-    stream = RedisEventStream(url, password=password)
+    stream = RedisEventStream(url, password=password, auth=auth)
     stream.ensure_group()
     by_day: dict[dt.date, list[dict[str, object]]] = {}
     done_ids: list[bytes] = []

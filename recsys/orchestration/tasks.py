@@ -518,8 +518,10 @@ def compact(
     else:
         from recsys.config import Settings
 
+        settings = Settings()
         results = compact_stream(store, cfg.resolved_lake(), day,
-                                 password=Settings().live_store_password)
+                                 password=settings.live_store_password,
+                                 auth=settings.live_store_auth)
     return {
         "partitions": [r.partition for r in results],
         "from_log": sum(r.from_log for r in results),

@@ -197,6 +197,7 @@ def open_live_store(url: str, cfg: Any) -> LiveStore:
         return RedisLiveStore(
             url,
             password=cfg.live_store_password,
+            auth=cfg.live_store_auth,
             history_len=cfg.live_history_len,
             ttl_s=cfg.live_ttl_days * 86_400,
             read_timeout_s=cfg.live_read_timeout_ms / 1e3,

@@ -43,6 +43,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from recsys.errors import InputError
 from recsys.logs import get_logger
 from recsys.serving.live import AcceptedEvent, LiveEvent, LiveStore, StoreHealth, StoreUnavailable
 
@@ -59,6 +60,27 @@ def user_key(user_id: str) -> str:
     return f"{NAMESPACE}:u:{user_id}"
 
 
+ENTRA_SCOPE = "https://redis.azure.com/.default"
+
+
+def auth_kwargs(auth: str, password: str | None) -> dict[str, Any]:
+    """Client arguments for the store's authentication: ``key`` (the access key, from a
+    Secret) or ``entra`` (Microsoft Entra ID through the pod's workload identity: tokens
+    fetched and renewed by the maintained ``redis-entraid`` provider)."""
+    if auth == "entra":
+        try:
+            from redis_entraid.cred_provider import create_from_default_azure_credential
+        except ImportError:
+            raise InputError(
+                "live store auth 'entra' needs the redis-entraid package "
+                "(pip install 'recsys[entra]')"
+            ) from None
+        return {"credential_provider": create_from_default_azure_credential((ENTRA_SCOPE,))}
+    if auth != "key":
+        raise InputError(f"live store auth {auth!r}: use key or entra")
+    return {"password": password} if password else {}
+
+
 # a lost connection is retried once (a pooled socket may be stale after a Redis restart);
 # everything else fails fast and the server falls back or answers 503
 _CONN_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
@@ -71,6 +93,7 @@ class RedisLiveStore(LiveStore):
         self,
         url: str,
         password: str | None = None,
+        auth: str = "key",
         history_len: int = 200,
         ttl_s: float = 30 * 86_400,
         read_timeout_s: float = 0.1,
@@ -83,9 +106,7 @@ class RedisLiveStore(LiveStore):
         self.read_timeout_s = read_timeout_s
         self.write_timeout_s = write_timeout_s
         self.backoff_s = backoff_s
-        kwargs: dict[str, Any] = {}
-        if password:
-            kwargs["password"] = password
+        kwargs = auth_kwargs(auth, password)
         self.client = aioredis.Redis.from_url(
             url,
             socket_connect_timeout=max(write_timeout_s, 0.05),
@@ -182,8 +203,10 @@ class RedisEventStream:
     ``event_id``) makes the repetition harmless.
     """
 
-    def __init__(self, url: str, password: str | None = None, timeout_s: float = 30.0) -> None:
-        kwargs: dict[str, Any] = {"password": password} if password else {}
+    def __init__(
+        self, url: str, password: str | None = None, auth: str = "key", timeout_s: float = 30.0
+    ) -> None:
+        kwargs = auth_kwargs(auth, password)
         self.client = redis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 2), retry_on_error=[redis.ConnectionError], protocol=2,

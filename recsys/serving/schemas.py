@@ -23,6 +23,9 @@ class ServeConfig(BaseModel):
     ``event_log``; one replica) or ``redis://`` / ``rediss://`` (shared by every replica)."""
     live_store_password: str | None = None
     """Access key of the Redis live store when the URL carries none (from a Secret)."""
+    live_store_auth: Literal["key", "entra"] = "key"
+    """``key``: the access key above (or none); ``entra``: Microsoft Entra ID tokens for the
+    pod's workload identity (Azure Managed Redis with Entra authentication)."""
     event_log: str = "./serving-events"
     """Folder of daily JSONL partitions (or one ``.jsonl`` file) of the ``memory`` store."""
     live_history_len: int = Field(default=200, ge=1, le=10_000)

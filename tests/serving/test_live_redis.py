@@ -269,3 +269,22 @@ def test_slow_store_never_hangs_a_request(
         assert w.status_code == 503 and write_s < 1.0, write_s
     finally:
         stop_server(server)
+
+
+def test_store_url_auth_and_redaction() -> None:
+    from recsys.errors import InputError
+    from recsys.serving.live import open_live_store
+    from recsys.serving.live_redis import RedisLiveStore, redacted_url
+    from recsys.serving.schemas import ServeConfig
+
+    with pytest.raises(InputError, match="use memory, redis://"):
+        open_live_store("postgres://x", ServeConfig())
+    assert redacted_url("rediss://user:secret@host:10000/0") == "rediss://***@host:10000/0"
+    # Entra ID (no Azure here: the provider fetches its first token lazily, on connect)
+    store = RedisLiveStore("rediss://amr.westeurope.redis.azure.net:10000/0", auth="entra")
+    provider = store.client.connection_pool.connection_kwargs["credential_provider"]
+    assert type(provider).__name__ == "EntraIdCredentialsProvider"
+    store = RedisLiveStore("rediss://amr.westeurope.redis.azure.net:10000/0", password="k")
+    assert store.client.connection_pool.connection_kwargs["password"] == "k"
+    with pytest.raises(InputError, match="use key or entra"):
+        RedisLiveStore("redis://h:1/0", auth="token")
