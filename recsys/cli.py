@@ -215,13 +215,13 @@ def serve(
         ),
     ] = None,
     event_log: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--event-log",
             help="Durable log of the memory live store: folder of dt=YYYY-MM-DD JSONL files, "
-            "or a single .jsonl file",
+            "or a single .jsonl file (default $RECSYS_EVENT_LOG, else ./serving-events)",
         ),
-    ] = "./serving-events",
+    ] = None,
     reload_interval: Annotated[
         float, typer.Option("--reload-interval", help="Seconds between registry checks")
     ] = 2.0,
@@ -242,7 +242,7 @@ def serve(
             "live_store": live_store or settings.live_store,
             "live_store_password": settings.live_store_password,
             "live_store_auth": settings.live_store_auth,
-            "event_log": event_log,
+            "event_log": event_log or settings.event_log,
             "reload_interval_s": reload_interval,
             "api_key": settings.api_key,
         }

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     """Live state of the server: ``memory`` (one replica) or ``redis://`` / ``rediss://``."""
     live_store_password: str | None = None
     """Access key of the Redis live store (kept out of the URL; from a Secret)."""
+    event_log: str = "./serving-events"
+    """Durable log of the ``memory`` live store (a folder of daily JSONL files, or one file)."""
     live_store_auth: Literal["key", "entra"] = "key"
     """How the server and the compaction authenticate to Redis: the key above, or Entra ID."""
     log_level: str = "INFO"

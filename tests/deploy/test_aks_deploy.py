@@ -279,7 +279,8 @@ def test_release_values_layer_files_extras_and_the_bundle(tmp_path: Path) -> Non
 @pytest.mark.parametrize("release", ["recsys-serving", "prod", "recsys-serving-canary"])
 def test_target_fullname_matches_the_chart(release: str) -> None:
     with helm.Chart.load(aks.default_chart()) as chart:
-        rendered = chart.render(None, name=release, namespace="recsys")
+        live = {"liveStore": {"host": "amr.example", "existingSecret": "redis"}}
+        rendered = chart.render(live, name=release, namespace="recsys")
     dep = yaml.safe_load(rendered["recsys-serving/templates/deployment.yaml"])
     assert AksTarget(release=release).fullname == dep["metadata"]["name"]
 

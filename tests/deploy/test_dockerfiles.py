@@ -126,7 +126,7 @@ def test_serve_image_is_multistage_slim_and_checks_health() -> None:
     assert "-slim" in arg_default(path, "PYTHON_IMAGE")
     assert args_of(path, "HEALTHCHECK") and "/healthz" in args_of(path, "HEALTHCHECK")[0]
     runs = " ".join(args_of(path, "RUN"))
-    assert '".[serve]"' in runs and "torch" not in runs.replace("find_spec('torch')", "")
+    assert '".[serve,entra]"' in runs and "torch" not in runs.replace("find_spec('torch')", "")
     assert "-c requirements/constraints.txt" in runs
     assert json.loads(args_of(path, "ENTRYPOINT")[0]) == ["recsys"]
     assert json.loads(args_of(path, "CMD")[0])[:3] == ["serve", "--bundle", "/app/bundle"]

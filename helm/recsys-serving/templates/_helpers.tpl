@@ -62,3 +62,28 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "recsys-serving.modelSource" -}}
 {{- if .Values.model.bundleUri }}bundle={{ .Values.model.bundleUri }}{{ else }}registry={{ .Values.model.registryUri }}{{ end }}
 {{- end }}
+
+{{/* The live store URL the pods share (RECSYS_LIVE_STORE); "memory" for a lone pod. */}}
+{{- define "recsys-serving.liveStoreUrl" -}}
+{{- if eq .Values.liveStore.backend "memory" }}memory
+{{- else }}{{ if .Values.liveStore.tls }}rediss{{ else }}redis{{ end }}://{{ .Values.liveStore.host }}:{{ .Values.liveStore.port }}/{{ .Values.liveStore.db }}
+{{- end }}
+{{- end }}
+
+{{/* Refuse live-store settings that would break real time across replicas. */}}
+{{- define "recsys-serving.checkLiveStore" -}}
+{{- $ls := .Values.liveStore }}
+{{- if eq $ls.backend "redis" }}
+{{- if not $ls.host }}
+{{- fail "set liveStore.host (Azure Managed Redis: <name>.<region>.redis.azure.net): every replica reads every user's live events from that shared store (liveStore.backend=memory is for a single replica only)" }}
+{{- end }}
+{{- if and (eq $ls.auth "key") (not $ls.existingSecret) }}
+{{- fail "set liveStore.existingSecret (the Secret holding the Redis access key) or liveStore.auth=entra" }}
+{{- end }}
+{{- if and (eq $ls.auth "entra") (not .Values.serviceAccount.workloadIdentity.enabled) }}
+{{- fail "liveStore.auth=entra needs serviceAccount.workloadIdentity.enabled: the pods authenticate to Redis as that identity" }}
+{{- end }}
+{{- else if or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1) }}
+{{- fail "liveStore.backend=memory keeps each pod's live events to itself: use it with replicaCount 1 and autoscaling.enabled=false, or set liveStore.backend=redis" }}
+{{- end }}
+{{- end }}
