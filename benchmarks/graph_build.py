@@ -95,8 +95,8 @@ def make_lake(lake: str, n_events: int, seed: int = 0) -> None:
 
 
 def child(lake: str) -> None:
+    from recsys.graph.build import build_snapshot
     from recsys.graph.config import GraphConfig
-    from recsys.graph.snapshot import build_snapshot
     from recsys.logs import setup_logging
 
     setup_logging("INFO")
@@ -108,8 +108,9 @@ def child(lake: str) -> None:
 def lightgcn(data: Path, work: Path) -> None:
     from recsys.data.importers import import_lightgcn
     from recsys.data.lightgcn import load_lightgcn
+    from recsys.graph.build import build_snapshot
     from recsys.graph.config import GraphConfig
-    from recsys.graph.snapshot import build_snapshot, load_snapshot
+    from recsys.graph.snapshot import load_snapshot
 
     lake = str(work / "lake-lightgcn")
     shutil.rmtree(lake, ignore_errors=True)

@@ -179,8 +179,8 @@ def build_graph(
     """Build the point-in-time weighted graph snapshot with node features (exit 1: gate failed)."""
     from recsys.config import load_config
     from recsys.data.lake import parse_date
+    from recsys.graph.build import build_snapshot
     from recsys.graph.config import GraphConfig
-    from recsys.graph.snapshot import build_snapshot
 
     if not as_of:
         raise typer.BadParameter("--as-of is required", param_hint="--as-of")

@@ -22,7 +22,8 @@ import torch
 
 from recsys.artifacts import manifest_sha256
 from recsys.export.gate import ExportConfig, export_model
-from recsys.graph.snapshot import build_snapshot, load_snapshot
+from recsys.graph.build import build_snapshot
+from recsys.graph.snapshot import load_snapshot
 from recsys.models.lightgcn import FeatureLightGCN
 from recsys.training.artifact import write_model_artifact
 from tests.graph.conftest import END, random_events, small_config, write_dims, write_events

@@ -1,30 +1,28 @@
-"""Build a point-in-time graph snapshot from the lake (see :mod:`recsys.graph.snapshot`).
+"""``recsys build-graph``: a point-in-time graph snapshot from the lake.
 
-Stages, each vectorised over whole columns: read the window's event
-partitions (hashing them), split train / holdout by time, extend the id maps
-of the previous snapshot, weight and aggregate edges, derive node features,
-run the graph gate, and publish everything atomically with a manifest.
+:func:`build` runs named stages, each vectorised over whole columns: read the
+window's event partitions (hashing them) and the dimension tables, split train /
+holdout by time, extend the id maps of the previous snapshot, weight and
+aggregate the train edges, derive node features, pick the holdout positives and
+the served history, run the graph gate, and publish through
+:func:`recsys.graph.snapshot.write_snapshot`, the snapshot format's one writer.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from recsys.artifacts import InputRef, manifest_sha256, write_artifact
+from recsys.artifacts import InputRef, manifest_sha256
 from recsys.data.lake import latest_partition_on_or_before, list_partitions
 from recsys.data.schema import EVENT_TYPES, EVENTS, ITEMS, USERS
 from recsys.errors import GateFailed, InputError
-from recsys.graph import snapshot as snap
 from recsys.graph.config import GraphConfig
 from recsys.graph.features import (
     ITEM_CATEGORICAL,
@@ -37,6 +35,15 @@ from recsys.graph.features import (
 from recsys.graph.gate import GraphStats, check_graph, enforce
 from recsys.graph.idmap import check_prefix, extend_ids, index_of
 from recsys.graph.inputs import Events, read_dimension, read_events
+from recsys.graph.snapshot import (
+    GraphSnapshot,
+    ServedHistory,
+    load_id_maps,
+    previous_snapshot,
+    read_stats,
+    snapshot_uri,
+    write_snapshot,
+)
 from recsys.graph.weights import (
     PURCHASE_CODE,
     TYPE_CODE,
@@ -46,7 +53,6 @@ from recsys.graph.weights import (
     saturate,
 )
 from recsys.logs import get_logger
-from recsys.storage import get_fs
 
 log = get_logger("graph.build")
 _EPOCH = dt.date(1970, 1, 1)
@@ -85,24 +91,6 @@ def unique_int(x: np.ndarray) -> np.ndarray:
 def present(codes: np.ndarray, size: int) -> np.ndarray:
     """Sorted distinct values of ``codes`` in ``[0, size)``, in O(n) with a bincount."""
     return np.flatnonzero(np.bincount(codes, minlength=size))
-
-
-def _parquet_bytes(table: pa.Table) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    return buf.getvalue()
-
-
-def _npy_bytes(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
-    return buf.getvalue()
-
-
-def _write(uri: str, data: bytes) -> None:
-    fs, path = get_fs(uri)
-    with fs.open(path, "wb") as f:
-        f.write(data)
 
 
 class _Timer:
@@ -263,14 +251,14 @@ def _served_history(
     n_items: int,
     cutoff_us: int,
     cfg: GraphConfig,
-) -> tuple[pa.Table, np.ndarray]:
+) -> ServedHistory:
     """Every user's history through the end of the as-of day, holdout days included.
 
     The holdout exists for the model gate, not to hide a shopper's latest interactions
     from serving: the bundle serves these edges (the fold-in makes any history exact to
     score). Weights follow the train edges' rule (same decay reference, same saturation).
     Users first seen in the holdout days get indices after the model's ``n_users``, in
-    id order; they are returned as ``extra_user_ids``. Events naming an unmapped item
+    id order (``extra_user_ids``). Events naming an unmapped item
     are left out (serving could not score them either).
     """
     mask = in_window & (item_lookup[ev.item] >= 0)
@@ -285,18 +273,215 @@ def _served_history(
     raw = event_weights(ev.type_code[mask], ev.value[mask], (cutoff_us - ts) / US_PER_DAY,
                         cfg.weights)
     hu, hi, summed, order, starts = aggregate_pairs(su, item_lookup[i_code], raw, n_items)
-    table = pa.table({
-        "user_idx": hu,
-        "item_idx": hi,
-        "weight": saturate(summed, cfg.weights).astype(np.float32),
-        "types": _pair_types(ev.type_code[mask], order, starts),
-    })
-    return table, extra_ids
+    return ServedHistory(
+        user=hu,
+        item=hi,
+        weight=saturate(summed, cfg.weights).astype(np.float32),
+        types=_pair_types(ev.type_code[mask], order, starts),
+        extra_user_ids=extra_ids,
+    )
 
 
 def _snapshot_root(out: str) -> str:
     head = out.rstrip("/").rpartition("/")[0]
     return head or "."
+
+
+@dataclass(frozen=True)
+class Window:
+    """The days a snapshot covers: ``[start, as_of]``, the last ``holdout_days`` held out."""
+
+    as_of: dt.date
+    start: dt.date
+    holdout_start: dt.date
+
+    @classmethod
+    def of(cls, as_of: dt.date, cfg: GraphConfig) -> Window:
+        holdout_start = (
+            as_of - dt.timedelta(days=cfg.holdout_days - 1)
+            if cfg.holdout_days
+            else as_of + dt.timedelta(days=1)
+        )
+        return cls(as_of, as_of - dt.timedelta(days=cfg.window_days - 1), holdout_start)
+
+    @property
+    def start_us(self) -> int:
+        return day_start_us(self.start)
+
+    @property
+    def holdout_us(self) -> int:
+        return day_start_us(self.holdout_start)
+
+    @property
+    def cutoff_us(self) -> int:
+        """End of the as-of day (exclusive): nothing at or after it enters the snapshot."""
+        return day_start_us(self.as_of + dt.timedelta(days=1))
+
+
+@dataclass
+class Inputs:
+    """What the build reads: the window's events, the dimension tables, the previous snapshot."""
+
+    events: Events
+    refs: dict[str, InputRef]
+    users: pd.DataFrame | None
+    items: pd.DataFrame | None
+    prev_users: np.ndarray | None
+    prev_items: np.ndarray | None
+    prev_stats: GraphStats | None
+
+
+def read_inputs(lake: str, w: Window, out: str) -> Inputs:
+    """Stage 1: the window's event partitions, the users / items tables of the as-of day (or
+    the latest before it) and the previous snapshot beside ``out``, with content hashes."""
+    days = [d for d in list_partitions(lake, EVENTS) if w.start <= d <= w.as_of]
+    if not days:
+        raise InputError(f"{lake}/{EVENTS}: no events partition between {w.start} and {w.as_of}")
+    ev, refs = read_events(lake, days)
+    tables: dict[str, pd.DataFrame | None] = {USERS: None, ITEMS: None}
+    for table in tables:
+        day = latest_partition_on_or_before(lake, table, w.as_of)
+        if day is not None:
+            tables[table], refs[f"{table}/dt={day.isoformat()}"] = read_dimension(
+                lake, table, day
+            )
+    prev_users = prev_items = prev_stats = None
+    prev_uri = previous_snapshot(_snapshot_root(out), w.as_of)
+    if prev_uri is not None:
+        prev_users, prev_items = load_id_maps(prev_uri)
+        prev_stats = read_stats(prev_uri)
+        refs["previous_snapshot"] = InputRef(uri=prev_uri, sha256=manifest_sha256(prev_uri))
+    return Inputs(ev, refs, tables[USERS], tables[ITEMS], prev_users, prev_items, prev_stats)
+
+
+@dataclass
+class Split:
+    """Event masks: inside the window, its train days, its holdout days."""
+
+    in_window: np.ndarray
+    train: np.ndarray
+    hold: np.ndarray
+
+
+def split_by_time(ev: Events, w: Window) -> Split:
+    """Stage 2: train and holdout events by time, with the independent point-in-time check."""
+    in_window = (ev.ts_us >= w.start_us) & (ev.ts_us < w.cutoff_us)
+    train = in_window & (ev.ts_us < w.holdout_us)
+    hold = in_window & (ev.ts_us >= w.holdout_us)
+    assert_point_in_time(ev.ts_us[train], w.holdout_us, "train")
+    assert_point_in_time(ev.ts_us[hold], w.cutoff_us, "holdout")
+    return Split(in_window, train, hold)
+
+
+@dataclass
+class IdMaps:
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    user_lookup: np.ndarray
+    """Snapshot index of each event user code (-1: not mapped)."""
+    item_lookup: np.ndarray
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+
+def extend_id_maps(inp: Inputs, split: Split, cfg: GraphConfig) -> IdMaps:
+    """Stage 3: the previous snapshot's id maps with this window's new train users and
+    products appended (and the as-of catalogue's products, for cold start)."""
+    ev = inp.events
+    seen_items = ev.item_vocab[present(ev.item[split.train], len(ev.item_vocab))]
+    if cfg.include_catalog_items and inp.items is not None:
+        seen_items = np.concatenate([seen_items, inp.items["item_id"].to_numpy(dtype=object)])
+    train_users = ev.user_vocab[present(ev.user[split.train], len(ev.user_vocab))]
+    user_ids = extend_ids(inp.prev_users, train_users)
+    item_ids = extend_ids(inp.prev_items, seen_items)
+    if inp.prev_users is not None and inp.prev_items is not None:
+        check_prefix(inp.prev_users, user_ids, "user")
+        check_prefix(inp.prev_items, item_ids, "item")
+    return IdMaps(user_ids, item_ids, index_of(user_ids, ev.user_vocab),
+                  index_of(item_ids, ev.item_vocab))
+
+
+@dataclass
+class TrainEdges:
+    """Unique (user, product) train pairs with their weights and event-type bitmasks, and
+    the per-event indices the behavioural features are counted from."""
+
+    user: np.ndarray
+    item: np.ndarray
+    weight: np.ndarray
+    types: np.ndarray
+    event_user: np.ndarray
+    event_item: np.ndarray
+    event_type: np.ndarray
+    pair_last_us: np.ndarray
+    """Latest event of each pair."""
+
+
+def weigh_train_edges(ev: Events, split: Split, ids: IdMaps, w: Window,
+                      cfg: GraphConfig) -> TrainEdges:
+    """Stage 4: per pair, the saturated sum of decayed per-type event weights."""
+    ts = ev.ts_us[split.train]
+    tu = ids.user_lookup[ev.user[split.train]]
+    ti = ids.item_lookup[ev.item[split.train]]
+    t_type = ev.type_code[split.train]
+    raw = event_weights(t_type, ev.value[split.train], (w.cutoff_us - ts) / US_PER_DAY,
+                        cfg.weights)
+    eu, ei, summed, order, starts = aggregate_pairs(tu, ti, raw, ids.n_items)
+    return TrainEdges(
+        user=eu, item=ei, weight=saturate(summed, cfg.weights).astype(np.float32),
+        types=_pair_types(t_type, order, starts), event_user=tu, event_item=ti,
+        event_type=t_type, pair_last_us=_per_group_max(ts, order, starts),
+    )
+
+
+@dataclass
+class Features:
+    spec: FeatureSpec
+    user_x: np.ndarray
+    item_x: np.ndarray
+    item_frame: pd.DataFrame
+    """The raw item columns (category and price feed the serving filters)."""
+
+
+def node_features(inp: Inputs, ids: IdMaps, edges: TrainEdges, w: Window,
+                  cfg: GraphConfig) -> Features:
+    """Stage 5: node features, fitted and encoded. Behavioural features come from the
+    train period only, so the holdout cannot leak into them."""
+    n_users, n_items = ids.n_users, ids.n_items
+    eu, tu, ti = edges.user, edges.event_user, edges.event_item
+    user_starts = np.flatnonzero(np.concatenate(([True], eu[1:] != eu[:-1]))) if len(eu) else eu
+    last_ts = np.full(n_users, np.nan)
+    if len(eu):
+        last_ts[eu[user_starts]] = np.maximum.reduceat(edges.pair_last_us, user_starts)
+    is_purchase = edges.event_type == PURCHASE_CODE
+    ufr = _user_frame(
+        ids.user_ids,
+        inp.users,
+        w.holdout_start,
+        np.bincount(tu, minlength=n_users),
+        np.bincount(tu[is_purchase], minlength=n_users),
+        (w.holdout_us - last_ts) / US_PER_DAY,
+    )
+    ifr = _item_frame(
+        ids.item_ids,
+        inp.items,
+        w.holdout_start,
+        np.bincount(ti, minlength=n_items),
+        np.bincount(edges.item, minlength=n_items),
+        np.bincount(ti[is_purchase], minlength=n_items),
+    )
+    fc = cfg.features
+    spec = FeatureSpec(
+        users=fit_table(ufr, USER_NUMERIC, USER_CATEGORICAL, fc.max_vocab, fc.min_count),
+        items=fit_table(ifr, ITEM_NUMERIC, ITEM_CATEGORICAL, fc.max_vocab, fc.min_count),
+    )
+    return Features(spec, spec.encode_users(ufr), spec.encode_items(ifr), ifr)
 
 
 def build(
@@ -308,135 +493,57 @@ def build(
 ) -> str:
     """Build, gate and publish the snapshot of ``as_of`` at ``out``; returns ``out``."""
     tick = _Timer(as_of)
-    window_start = as_of - dt.timedelta(days=cfg.window_days - 1)
-    holdout_start = (
-        as_of - dt.timedelta(days=cfg.holdout_days - 1)
-        if cfg.holdout_days
-        else as_of + dt.timedelta(days=1)
-    )
-    cutoff_us = day_start_us(as_of + dt.timedelta(days=1))
-    hs_us = day_start_us(holdout_start)
-    ws_us = day_start_us(window_start)
+    w = Window.of(as_of, cfg)
+    inp = read_inputs(lake, w, out)
+    ev = inp.events
+    tick("read %d events", len(ev))
+    split = split_by_time(ev, w)
 
-    days = [d for d in list_partitions(lake, EVENTS) if window_start <= d <= as_of]
-    if not days:
-        raise InputError(f"{lake}/{EVENTS}: no events partition between {window_start} and {as_of}")
-    ev, inputs = read_events(lake, days)
-    tick("read %d events from %d partitions", len(ev), len(days))
+    ids = extend_id_maps(inp, split, cfg)
+    n_users, n_items = ids.n_users, ids.n_items
+    new_users = n_users - (len(inp.prev_users) if inp.prev_users is not None else 0)
+    new_items = n_items - (len(inp.prev_items) if inp.prev_items is not None else 0)
+    tick("id maps: %d users (%d new), %d items (%d new)", n_users, new_users, n_items, new_items)
 
-    in_window = (ev.ts_us >= ws_us) & (ev.ts_us < cutoff_us)
-    train = in_window & (ev.ts_us < hs_us)
-    hold = in_window & (ev.ts_us >= hs_us)
-    ts_train = ev.ts_us[train]
-    assert_point_in_time(ts_train, hs_us, "train")
-    assert_point_in_time(ev.ts_us[hold], cutoff_us, "holdout")
-    t_user_code = ev.user[train]
-    t_item_code = ev.item[train]
-    t_type = ev.type_code[train]
+    edges = weigh_train_edges(ev, split, ids, w, cfg)
+    eu, ei = edges.user, edges.item
+    tick("aggregated %d train events into %d edges", len(edges.event_user), len(eu))
 
-    prev_uri = snap.previous_snapshot(_snapshot_root(out), as_of)
-    users_df = items_df = None
-    users_day = latest_partition_on_or_before(lake, USERS, as_of)
-    if users_day is not None:
-        users_df, inputs[f"{USERS}/dt={users_day.isoformat()}"] = read_dimension(
-            lake, USERS, users_day
-        )
-    items_day = latest_partition_on_or_before(lake, ITEMS, as_of)
-    if items_day is not None:
-        items_df, inputs[f"{ITEMS}/dt={items_day.isoformat()}"] = read_dimension(
-            lake, ITEMS, items_day
-        )
+    feats = node_features(inp, ids, edges, w, cfg)
+    tick("features: users %s, items %s", feats.user_x.shape, feats.item_x.shape)
 
-    prev_users = prev_items = None
-    prev_stats = None
-    if prev_uri is not None:
-        prev_users, prev_items = snap.load_id_maps(prev_uri)
-        prev_stats = GraphStats.from_dict(snap.read_stats(prev_uri)["graph"])
-        inputs["previous_snapshot"] = InputRef(uri=prev_uri, sha256=manifest_sha256(prev_uri))
-    seen_items = ev.item_vocab[present(t_item_code, len(ev.item_vocab))]
-    if cfg.include_catalog_items and items_df is not None:
-        seen_items = np.concatenate([seen_items, items_df["item_id"].to_numpy(dtype=object)])
-    user_ids = extend_ids(prev_users, ev.user_vocab[present(t_user_code, len(ev.user_vocab))])
-    item_ids = extend_ids(prev_items, seen_items)
-    if prev_users is not None and prev_items is not None:
-        check_prefix(prev_users, user_ids, "user")
-        check_prefix(prev_items, item_ids, "item")
-    n_users, n_items = len(user_ids), len(item_ids)
-    user_lookup = index_of(user_ids, ev.user_vocab)
-    item_lookup = index_of(item_ids, ev.item_vocab)
-    tick(
-        "id maps: %d users (%d new), %d items (%d new)",
-        n_users,
-        n_users - (len(prev_users) if prev_users is not None else 0),
-        n_items,
-        n_items - (len(prev_items) if prev_items is not None else 0),
-    )
-
-    tu = user_lookup[t_user_code]
-    ti = item_lookup[t_item_code]
-    raw = event_weights(t_type, ev.value[train], (cutoff_us - ts_train) / US_PER_DAY, cfg.weights)
-    eu, ei, summed, order, starts = aggregate_pairs(tu, ti, raw, n_items)
-    weight = saturate(summed, cfg.weights).astype(np.float32)
-    tick("aggregated %d train events into %d edges", len(tu), len(eu))
-
-    # behavioural features come from the train period only, so the holdout cannot leak into them
-    pair_last = _per_group_max(ts_train, order, starts)
-    pair_types = _pair_types(t_type, order, starts)
-    user_starts = np.flatnonzero(np.concatenate(([True], eu[1:] != eu[:-1]))) if len(eu) else eu
-    last_ts = np.full(n_users, np.nan)
-    if len(eu):
-        last_ts[eu[user_starts]] = np.maximum.reduceat(pair_last, user_starts)
-    is_purchase = t_type == PURCHASE_CODE
     user_deg = np.bincount(eu, minlength=n_users)
-    ufr = _user_frame(
-        user_ids,
-        users_df,
-        holdout_start,
-        np.bincount(tu, minlength=n_users),
-        np.bincount(tu[is_purchase], minlength=n_users),
-        (hs_us - last_ts) / US_PER_DAY,
-    )
-    ifr = _item_frame(
-        item_ids,
-        items_df,
-        holdout_start,
-        np.bincount(ti, minlength=n_items),
-        np.bincount(ei, minlength=n_items),
-        np.bincount(ti[is_purchase], minlength=n_items),
-    )
-    fc = cfg.features
-    spec = FeatureSpec(
-        users=fit_table(ufr, USER_NUMERIC, USER_CATEGORICAL, fc.max_vocab, fc.min_count),
-        items=fit_table(ifr, ITEM_NUMERIC, ITEM_CATEGORICAL, fc.max_vocab, fc.min_count),
-    )
-    user_x = spec.encode_users(ufr)
-    item_x = spec.encode_items(ifr)
-    tick("features: users %s, items %s", user_x.shape, item_x.shape)
-
     hold_types = np.array([TYPE_CODE[t] for t in cfg.holdout_event_types], dtype=np.int8)
-    hmask = hold & np.isin(ev.type_code, hold_types)
+    hmask = split.hold & np.isin(ev.type_code, hold_types)
     hu, hi, hcounts = _holdout(
-        ev, hmask, user_lookup, item_lookup, user_deg, eu * np.int64(n_items) + ei, n_items
+        ev, hmask, ids.user_lookup, ids.item_lookup, user_deg, eu * np.int64(n_items) + ei,
+        n_items,
     )
-
-    served, extra_users = _served_history(
-        ev, in_window, user_lookup, item_lookup, n_users, n_items, cutoff_us, cfg
+    served = _served_history(
+        ev, split.in_window, ids.user_lookup, ids.item_lookup, n_users, n_items, w.cutoff_us, cfg
     )
     tick("served history: %d edges, %d user(s) first seen in the holdout days",
-         served.num_rows, len(extra_users))
+         len(served.user), len(served.extra_user_ids))
 
-    type_counts = np.bincount(t_type, minlength=len(EVENT_TYPES))
-    report, stats = check_graph(eu, ei, weight, n_users, n_items, type_counts, prev_stats, cfg.gate)
+    type_counts = np.bincount(edges.event_type, minlength=len(EVENT_TYPES))
+    report, stats = check_graph(
+        eu, ei, edges.weight, n_users, n_items, type_counts, inp.prev_stats, cfg.gate
+    )
     enforce(report, out)
     tick("graph gate passed (%d checks)", len(report.checks))
 
-    items_table = pa.table(
-        {
+    snapshot = GraphSnapshot(
+        uri=out, as_of=as_of, user_ids=ids.user_ids, item_ids=ids.item_ids,
+        train_user=eu, train_item=ei, train_weight=edges.weight, train_types=edges.types,
+        holdout_user=hu, holdout_item=hi,
+        user_features=feats.user_x, item_features=feats.item_x, feature_spec=feats.spec,
+        items=pd.DataFrame({
             "item_idx": np.arange(n_items, dtype=np.int64),
-            "item_id": pa.array(item_ids.astype(str), pa.string()),
-            "category": pa.array(ifr["category"], pa.string(), from_pandas=True),
-            "price": pa.array(ifr["price"].to_numpy(), pa.float64(), from_pandas=True),
-        }
+            "item_id": ids.item_ids.astype(str),
+            "category": feats.item_frame["category"].to_numpy(),
+            "price": feats.item_frame["price"].to_numpy(),
+        }),
+        history=served,
     )
     counts: dict[str, int | float] = {
         "users": n_users,
@@ -444,87 +551,40 @@ def build(
         "edges": len(eu),
         "active_users": int((user_deg > 0).sum()),
         "active_items": int((np.bincount(ei, minlength=n_items) > 0).sum()),
-        "new_users": n_users - (len(prev_users) if prev_users is not None else 0),
-        "new_items": n_items - (len(prev_items) if prev_items is not None else 0),
+        "new_users": new_users,
+        "new_items": new_items,
         "events_read": len(ev),
-        "events_outside_window": int(len(ev) - in_window.sum()),
-        "train_events": len(tu),
-        "holdout_events": int(hold.sum()),
+        "events_outside_window": int(len(ev) - split.in_window.sum()),
+        "train_events": len(edges.event_user),
+        "holdout_events": int(split.hold.sum()),
         "holdout_pairs": len(hu),
-        "history_edges": served.num_rows,
-        "history_only_users": len(extra_users),
+        "history_edges": len(served.user),
+        "history_only_users": len(served.extra_user_ids),
         **hcounts,
-        "user_features": int(user_x.shape[1]),
-        "item_features": int(item_x.shape[1]),
+        "user_features": int(feats.user_x.shape[1]),
+        "item_features": int(feats.item_x.shape[1]),
     }
-    with write_artifact(out, snap.KIND) as draft:
-        _write(
-            draft.path(snap.USER_IDS),
-            _parquet_bytes(
-                pa.table(
-                    {
-                        "user_idx": np.arange(n_users, dtype=np.int64),
-                        "user_id": pa.array(user_ids.astype(str), pa.string()),
-                    }
-                )
-            ),
-        )
-        _write(
-            draft.path(snap.ITEM_IDS),
-            _parquet_bytes(
-                pa.table(
-                    {
-                        "item_idx": np.arange(n_items, dtype=np.int64),
-                        "item_id": pa.array(item_ids.astype(str), pa.string()),
-                    }
-                )
-            ),
-        )
-        _write(
-            draft.path(snap.EDGES),
-            _parquet_bytes(
-                pa.table({"user_idx": eu, "item_idx": ei, "weight": weight, "types": pair_types})
-            ),
-        )
-        _write(draft.path(snap.HOLDOUT), _parquet_bytes(pa.table({"user_idx": hu, "item_idx": hi})))
-        _write(draft.path(snap.HISTORY), _parquet_bytes(served))
-        _write(
-            draft.path(snap.HISTORY_USERS),
-            _parquet_bytes(
-                pa.table(
-                    {
-                        "user_idx": np.arange(n_users, n_users + len(extra_users), dtype=np.int64),
-                        "user_id": pa.array(extra_users, pa.string()),
-                    }
-                )
-            ),
-        )
-        _write(draft.path(snap.USER_FEATURES), _npy_bytes(user_x))
-        _write(draft.path(snap.ITEM_FEATURES), _npy_bytes(item_x))
-        _write(draft.path(snap.FEATURE_SPEC), spec.to_json().encode())
-        _write(draft.path(snap.ITEMS), _parquet_bytes(items_table))
-        stats_doc = {"graph": stats.to_dict(), "gate": report.to_dict()}
-        _write(
-            draft.path(snap.STATS),
-            (json.dumps(stats_doc, indent=2, sort_keys=True) + "\n").encode(),
-        )
-        if _before_publish is not None:
-            _before_publish(draft.uri)
-        draft.inputs = dict(sorted(inputs.items()))
-        draft.counts = counts
-        draft.config = cfg.model_dump(mode="json")
-        draft.extra = {
-            "as_of": as_of.isoformat(),
-            "window_start": window_start.isoformat(),
-            "holdout_start": holdout_start.isoformat(),
-            "cutoff": dt.datetime.fromtimestamp(cutoff_us / 1e6, tz=dt.UTC).isoformat(),
-        }
-    tick(
-        "published %s: %d users, %d items, %d edges, %d holdout pairs",
-        out,
-        n_users,
-        n_items,
-        len(eu),
-        len(hu),
+    write_snapshot(
+        out, snapshot, stats=stats, gate=report, config=cfg, inputs=inp.refs, counts=counts,
+        extra={
+            "window_start": w.start.isoformat(),
+            "holdout_start": w.holdout_start.isoformat(),
+            "cutoff": dt.datetime.fromtimestamp(w.cutoff_us / 1e6, tz=dt.UTC).isoformat(),
+        },
+        before_publish=_before_publish,
     )
+    tick("published %s: %d users, %d items, %d edges, %d holdout pairs",
+         out, n_users, n_items, len(eu), len(hu))
     return out
+
+
+def build_snapshot(
+    lake: str, as_of: dt.date, config: GraphConfig | None = None, out: str | None = None
+) -> str:
+    """Build, gate and publish the snapshot of ``as_of``; returns its URI.
+
+    ``out`` defaults to :func:`recsys.graph.snapshot.snapshot_uri`; the previous snapshot
+    (for the id maps and the drift checks) is the latest one before ``as_of`` in the same
+    folder.
+    """
+    return build(lake, as_of, config or GraphConfig(), out or snapshot_uri(lake, as_of))

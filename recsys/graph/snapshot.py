@@ -1,4 +1,5 @@
-"""The graph snapshot artifact: what training, evaluation and serving read.
+"""The graph snapshot artifact: its writer and its reader (training, evaluation and export
+read it; :mod:`recsys.graph.build` computes what :func:`write_snapshot` writes).
 
 Layout of ``<lake>/graphs/as_of=YYYY-MM-DD/`` (published atomically, manifest last)::
 
@@ -22,20 +23,27 @@ Layout of ``<lake>/graphs/as_of=YYYY-MM-DD/`` (published atomically, manifest la
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
+import pyarrow as pa
 
-from recsys.artifacts import read_manifest
+from recsys.artifacts import (
+    InputRef,
+    read_json,
+    read_manifest,
+    read_npy,
+    read_parquet,
+    write_artifact,
+)
 from recsys.errors import InputError
 from recsys.graph.config import GraphConfig
 from recsys.graph.features import FeatureSpec
+from recsys.graph.gate import GateReport, GraphStats
 from recsys.storage import get_fs, join, read_bytes
 
 KIND = "graph_snapshot"
@@ -69,7 +77,7 @@ class ServedHistory:
 
 @dataclass(frozen=True, eq=False)
 class GraphSnapshot:
-    """A loaded snapshot; indices are rows of ``user_ids`` / ``item_ids``."""
+    """A snapshot's content; indices are rows of ``user_ids`` / ``item_ids``."""
 
     uri: str
     as_of: dt.date
@@ -84,9 +92,13 @@ class GraphSnapshot:
     item_features: np.ndarray
     feature_spec: FeatureSpec
     items: pd.DataFrame
+    """item_idx, item_id, category, price (serving filters)."""
     history: ServedHistory | None = None
     """What serving knows of each user (train and holdout days); None for older snapshots,
     whose bundles serve the train edges."""
+    train_types: np.ndarray | None = None
+    """Bitmask of each train edge's event types (bit k = EVENT_TYPES[k]); None when the
+    snapshot does not record them."""
 
     @property
     def n_users(self) -> int:
@@ -130,23 +142,92 @@ def previous_snapshot(root: str, as_of: dt.date) -> str | None:
     return earlier[-1] if earlier else None
 
 
-def read_parquet(uri: str) -> pd.DataFrame:
-    fs, path = get_fs(uri)
-    try:
-        with fs.open(path, "rb") as f:
-            return pq.read_table(f).to_pandas()
-    except FileNotFoundError:
-        raise InputError(f"{uri}: file not found") from None
+# ---------------------------------------------------------------- writer
 
 
-def read_npy(uri: str) -> np.ndarray:
-    arr: np.ndarray = np.load(io.BytesIO(read_bytes(uri)), allow_pickle=False)
-    return arr
+def _ids_table(first: int, ids: np.ndarray, kind: str) -> pa.Table:
+    return pa.table({
+        f"{kind}_idx": np.arange(first, first + len(ids), dtype=np.int64),
+        f"{kind}_id": pa.array(np.asarray(ids).astype(str), pa.string()),
+    })
 
 
-def read_stats(uri: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(read_bytes(join(uri, STATS)))
-    return data
+def _edges_table(
+    user: np.ndarray, item: np.ndarray, weight: np.ndarray, types: np.ndarray | None
+) -> pa.Table:
+    cols: dict[str, Any] = {
+        "user_idx": np.asarray(user, dtype=np.int64),
+        "item_idx": np.asarray(item, dtype=np.int64),
+        "weight": np.asarray(weight, dtype=np.float32),
+    }
+    if types is not None:
+        cols["types"] = np.asarray(types, dtype=np.int16)
+    return pa.table(cols)
+
+
+def _items_table(items: pd.DataFrame) -> pa.Table:
+    return pa.table({
+        "item_idx": items["item_idx"].to_numpy(dtype=np.int64),
+        "item_id": pa.array(items["item_id"].to_numpy(dtype=object).astype(str), pa.string()),
+        "category": pa.array(items["category"], pa.string(), from_pandas=True),
+        "price": pa.array(items["price"].to_numpy(), pa.float64(), from_pandas=True),
+    })
+
+
+def write_snapshot(
+    out: str,
+    snapshot: GraphSnapshot,
+    *,
+    stats: GraphStats,
+    gate: GateReport,
+    config: GraphConfig,
+    inputs: dict[str, InputRef] | None = None,
+    counts: dict[str, int | float] | None = None,
+    extra: dict[str, str] | None = None,
+    before_publish: Callable[[str], None] | None = None,
+) -> str:
+    """Publish ``snapshot`` at ``out`` (the manifest last); returns ``out``.
+
+    ``stats`` and ``gate`` are the graph gate's (``stats.json``, the next build's drift
+    baseline); ``extra`` adds to the manifest's ``as_of`` (the build's window bounds).
+    ``before_publish`` sees the staging folder once every file is written (tests use it
+    to fail a build at the last moment).
+    """
+    s = snapshot
+    with write_artifact(out, KIND) as draft:
+        draft.write_parquet(USER_IDS, _ids_table(0, s.user_ids, "user"))
+        draft.write_parquet(ITEM_IDS, _ids_table(0, s.item_ids, "item"))
+        draft.write_parquet(
+            EDGES, _edges_table(s.train_user, s.train_item, s.train_weight, s.train_types)
+        )
+        draft.write_parquet(HOLDOUT, pa.table({
+            "user_idx": np.asarray(s.holdout_user, dtype=np.int64),
+            "item_idx": np.asarray(s.holdout_item, dtype=np.int64),
+        }))
+        if s.history is not None:
+            h = s.history
+            draft.write_parquet(HISTORY, _edges_table(h.user, h.item, h.weight, h.types))
+            draft.write_parquet(HISTORY_USERS, _ids_table(s.n_users, h.extra_user_ids, "user"))
+        draft.write_npy(USER_FEATURES, s.user_features)
+        draft.write_npy(ITEM_FEATURES, s.item_features)
+        draft.write_text(FEATURE_SPEC, s.feature_spec.to_json())
+        draft.write_parquet(ITEMS, _items_table(s.items))
+        draft.write_json(STATS, {"graph": stats.to_dict(), "gate": gate.to_dict()})
+        if before_publish is not None:
+            before_publish(draft.uri)
+        draft.inputs = dict(sorted((inputs or {}).items()))
+        draft.counts = dict(counts or {})
+        draft.config = config.model_dump(mode="json")
+        draft.extra = {"as_of": s.as_of.isoformat(), **(extra or {})}
+    return out
+
+
+# ---------------------------------------------------------------- reader
+
+
+def read_stats(uri: str) -> GraphStats:
+    """The graph statistics a snapshot was gated on (the next build's drift baseline)."""
+    return GraphStats.from_dict(read_json(join(uri, STATS))["graph"])
 
 
 def load_id_maps(uri: str) -> tuple[np.ndarray, np.ndarray]:
@@ -200,17 +281,5 @@ def load_snapshot(uri: str) -> GraphSnapshot:
         feature_spec=spec,
         items=read_parquet(join(uri, ITEMS)),
         history=history,
+        train_types=edges["types"].to_numpy(dtype=np.int64) if "types" in edges else None,
     )
-
-
-def build_snapshot(
-    lake: str, as_of: dt.date, config: GraphConfig | None = None, out: str | None = None
-) -> str:
-    """Build, gate and publish the snapshot of ``as_of``; returns its URI.
-
-    ``out`` defaults to :func:`snapshot_uri`; the previous snapshot (for the id
-    maps and the drift checks) is the latest one before ``as_of`` in the same folder.
-    """
-    from recsys.graph.build import build
-
-    return build(lake, as_of, config or GraphConfig(), out or snapshot_uri(lake, as_of))

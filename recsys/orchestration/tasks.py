@@ -135,8 +135,8 @@ def validate(paths_d: dict[str, Any], config: RetrainConfig | None = None) -> di
 def build_graph(paths_d: dict[str, Any], config: RetrainConfig | None = None) -> dict[str, Any]:
     """Point-in-time graph snapshot as of the run's day; gate 2 (graph) runs inside."""
     from recsys.config import load_config
+    from recsys.graph.build import build_snapshot
     from recsys.graph.config import GraphConfig
-    from recsys.graph.snapshot import build_snapshot
 
     cfg = config or load_retrain_config()
     p = from_dict(paths_d)

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from recsys.export.gate import ExportConfig, export_from_model
-from recsys.graph.snapshot import build_snapshot, load_snapshot
+from recsys.graph.build import build_snapshot
+from recsys.graph.snapshot import load_snapshot
 from recsys.models.lightgcn import FeatureLightGCN
 from recsys.serving.engine import Query, load_engine
 from tests.graph.conftest import END, random_events, small_config, ts, write_dims, write_events

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.graph.build import build_snapshot
 from recsys.graph.features import MISSING, UNKNOWN, FeatureSpec, fit_table
-from recsys.graph.snapshot import build_snapshot, load_snapshot
+from recsys.graph.snapshot import load_snapshot
 
 from .conftest import END, small_config
 

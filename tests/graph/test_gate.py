@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from recsys.errors import GateFailed
+from recsys.graph.build import build_snapshot
 from recsys.graph.config import GateConfig
 from recsys.graph.gate import GraphStats, check_graph, compute_stats, enforce
-from recsys.graph.snapshot import build_snapshot, snapshot_uri
+from recsys.graph.snapshot import snapshot_uri
 
 from .conftest import END, random_events, small_config, write_events
 

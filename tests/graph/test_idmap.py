@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from recsys.errors import InputError
+from recsys.graph.build import build_snapshot
 from recsys.graph.idmap import check_prefix, extend_ids, index_of
-from recsys.graph.snapshot import build_snapshot, load_snapshot
+from recsys.graph.snapshot import load_snapshot
 
 from .conftest import END, random_events, small_config, write_dims, write_events
 

@@ -8,7 +8,8 @@ import pytest
 from recsys.data.lake import write_partition
 from recsys.data.schema import EVENTS_SCHEMA
 from recsys.errors import InputError
-from recsys.graph.snapshot import build_snapshot, load_snapshot, snapshot_config
+from recsys.graph.build import build_snapshot
+from recsys.graph.snapshot import load_snapshot, snapshot_config
 
 from .conftest import END, random_events, small_config, ts, write_events
 

@@ -4,7 +4,8 @@ import datetime as dt
 import uuid
 
 from recsys.artifacts import read_manifest, verify_artifact
-from recsys.graph.snapshot import build_snapshot, load_snapshot, previous_snapshot, snapshot_uri
+from recsys.graph.build import build_snapshot
+from recsys.graph.snapshot import load_snapshot, previous_snapshot, snapshot_uri
 
 from .conftest import END, random_events, small_config, write_dims, write_events
 

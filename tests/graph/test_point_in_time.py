@@ -12,8 +12,8 @@ from recsys.artifacts import manifest_sha256, read_manifest
 from recsys.data.lake import read_partition, write_partition
 from recsys.data.schema import EVENTS_SCHEMA
 from recsys.errors import GateFailed
-from recsys.graph.build import assert_point_in_time, day_start_us
-from recsys.graph.snapshot import build_snapshot, load_snapshot, snapshot_uri
+from recsys.graph.build import assert_point_in_time, build_snapshot, day_start_us
+from recsys.graph.snapshot import load_snapshot, snapshot_uri
 
 from .conftest import END, random_events, small_config, ts, write_dims, write_events
 
@@ -170,7 +170,8 @@ def test_edges_record_their_event_types(lake: str) -> None:
         include_catalog_items=False, gate={"min_users": 1, "min_items": 1, "min_edges": 1}
     )
     uri = build_snapshot(lake, END, cfg)
-    from recsys.graph.snapshot import EDGES, read_parquet
+    from recsys.artifacts import read_parquet
+    from recsys.graph.snapshot import EDGES
 
     edges = read_parquet(f"{uri}/{EDGES}")
     s = load_snapshot(uri)

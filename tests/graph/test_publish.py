@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from recsys.artifacts import verify_artifact
-from recsys.graph.build import build
-from recsys.graph.snapshot import build_snapshot, load_snapshot, snapshot_uri
+from recsys.graph.build import build, build_snapshot
+from recsys.graph.snapshot import load_snapshot, snapshot_uri
 
 from .conftest import END, small_config
 

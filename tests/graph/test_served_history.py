@@ -9,8 +9,9 @@ import numpy as np
 import pyarrow as pa
 
 from recsys.data.lake import read_partition
+from recsys.graph.build import build_snapshot
 from recsys.graph.config import WeightConfig
-from recsys.graph.snapshot import build_snapshot, load_snapshot
+from recsys.graph.snapshot import load_snapshot
 from recsys.graph.weights import edge_weight
 
 from .conftest import END, small_config, ts, write_events
