@@ -120,6 +120,8 @@ class RedisLiveStore(LiveStore):
         )
         self._down_until = 0.0
         self.last_error = ""
+        self._reads: list[tuple[str, asyncio.Future[list[bytes]]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _fail(self, what: str, exc: BaseException) -> StoreUnavailable:
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -163,13 +165,43 @@ class RedisLiveStore(LiveStore):
             raise self._fail("write", exc) from None
 
     async def recent(self, user_id: str) -> list[LiveEvent]:
+        """One LRANGE; the reads of every request parsed in the same loop iteration share
+        one pipelined round trip (under load one socket write and read serve them all)."""
         self._check("read")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[bytes]] = loop.create_future()
+        self._reads.append((user_id, fut))
+        if len(self._reads) == 1:
+            loop.call_soon(self._flush_reads)
         try:
             async with asyncio.timeout(self.read_timeout_s):
-                raw = await self.client.lrange(user_key(user_id), 0, -1)
-        except (*_CONN_ERRORS, redis.RedisError) as exc:
+                raw = await fut
+        except TimeoutError as exc:
             raise self._fail("read", exc) from None
         return [LiveEvent.decode(r) for r in raw]
+
+    def _flush_reads(self) -> None:
+        batch, self._reads = self._reads, []
+        task = asyncio.get_running_loop().create_task(self._read_batch(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _read_batch(self, batch: list[tuple[str, asyncio.Future[list[bytes]]]]) -> None:
+        try:
+            async with asyncio.timeout(self.read_timeout_s):
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for user_id, _ in batch:
+                        pipe.lrange(user_key(user_id), 0, -1)
+                    results = await pipe.execute()
+        except (*_CONN_ERRORS, redis.RedisError) as exc:
+            err = self._fail("read", exc)
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(err)
+            return
+        for (_, fut), raw in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(raw)
 
     async def health(self) -> StoreHealth:
         try:
