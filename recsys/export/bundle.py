@@ -20,7 +20,6 @@ they are loaded with ``allow_pickle=False``.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +27,15 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from recsys.artifacts import InputRef, Manifest, read_manifest, verify_artifact, write_artifact
+from recsys.artifacts import (
+    InputRef,
+    Manifest,
+    read_manifest,
+    read_npy,
+    read_parquet,
+    verify_artifact,
+    write_artifact,
+)
 from recsys.data.schema import EVENT_TYPES, RATING_MAX
 from recsys.errors import InputError
 from recsys.graph.config import WeightConfig
@@ -39,6 +46,18 @@ from recsys.storage import join, read_bytes
 log = get_logger(__name__)
 
 BUNDLE_KIND = "bundle"
+BUNDLE_JSON = "bundle.json"
+SCORER = "scorer.onnx"
+PROJECTION = "user_features.onnx"
+FEATURE_SPEC = "feature_spec.json"
+USERS = "users.parquet"
+ITEMS = "items.parquet"
+HISTORIES = "histories.parquet"
+POPULARITY = "popularity.parquet"
+USER_E0 = "user_e0.npy"
+ITEM_S = "item_S.npy"
+ITEM_FINAL = "item_final.npy"
+ITEM_INV_SQRT_DEG = "item_inv_sqrt_deg.npy"
 UNKNOWN_TYPE_BIT = 1 << len(EVENT_TYPES)
 """Bit for history edges whose event types the graph did not record."""
 TYPE_BITS: dict[str, int] = {t: 1 << i for i, t in enumerate(EVENT_TYPES)}
@@ -137,18 +156,6 @@ class FoldInTables:
         return out.astype(np.float32)
 
 
-def _parquet_bytes(df: pd.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    return buf.getvalue()
-
-
-def _npy_bytes(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
-    return buf.getvalue()
-
-
 def popularity_table(t: FoldInTables) -> pd.DataFrame:
     """Global popularity (every item) and the top items of each segment, by summed weight."""
     n_items = len(t.item_ids)
@@ -185,52 +192,42 @@ def write_bundle(
 ) -> Manifest:
     """Write the bundle folder atomically; readers see all of it or none."""
     from recsys.export.scorer import build_feature_projection, build_scorer
-    from recsys.storage import get_fs
 
     scorer = build_scorer(t.item_S, t.item_final, t.item_inv_sqrt_deg, t.num_layers)
     n_users = len(t.user_ids)
     segments = t.user_segments if t.user_segments is not None else np.full(n_users, "", object)
-    files: dict[str, bytes] = {
-        "scorer.onnx": scorer.SerializeToString(),
-        "users.parquet": _parquet_bytes(
-            pd.DataFrame(
-                {
-                    "user_idx": np.arange(n_users, dtype=np.int64),
-                    "user_id": t.user_ids.astype(str),
-                    "segment": segments.astype(str),
-                }
-            )
-        ),
-        "items.parquet": _parquet_bytes(t.items.reset_index(drop=True)),
-        "histories.parquet": _parquet_bytes(
-            pd.DataFrame(
-                {
-                    "user_idx": t.hist_user.astype(np.int64),
-                    "item_idx": t.hist_item.astype(np.int64),
-                    "weight": t.hist_weight.astype(np.float32),
-                    "types": t.hist_types.astype(np.int16),
-                }
-            )
-        ),
-        "popularity.parquet": _parquet_bytes(popularity_table(t)),
-        "user_e0.npy": _npy_bytes(t.user_e0.astype(np.float32)),
-        "item_S.npy": _npy_bytes(t.item_S.astype(np.float32)),
-        "item_final.npy": _npy_bytes(t.item_final.astype(np.float32)),
-        "item_inv_sqrt_deg.npy": _npy_bytes(t.item_inv_sqrt_deg),
-    }
-    if t.proj_weight is not None:
-        bias = t.proj_bias if t.proj_bias is not None else np.zeros(t.proj_weight.shape[1])
-        proj = build_feature_projection(t.proj_weight, bias)
-        files["user_features.onnx"] = proj.SerializeToString()
-        meta = meta.model_copy(update={"has_feature_projection": True})
-    if t.feature_spec_json is not None:
-        files["feature_spec.json"] = t.feature_spec_json.encode()
-    files["bundle.json"] = (meta.model_dump_json(indent=2) + "\n").encode()
     with write_artifact(out_uri, BUNDLE_KIND) as draft:
-        fs, root = get_fs(draft.uri)
-        for name, data in files.items():
-            with fs.open(f"{root}/{name}", "wb") as f:
-                f.write(data)
+        draft.write_bytes(SCORER, scorer.SerializeToString())
+        # the bundle's tables are snappy-compressed (pandas' default when it was first written)
+        tables = {
+            USERS: pd.DataFrame({
+                "user_idx": np.arange(n_users, dtype=np.int64),
+                "user_id": t.user_ids.astype(str),
+                "segment": segments.astype(str),
+            }),
+            ITEMS: t.items.reset_index(drop=True),
+            HISTORIES: pd.DataFrame({
+                "user_idx": t.hist_user.astype(np.int64),
+                "item_idx": t.hist_item.astype(np.int64),
+                "weight": t.hist_weight.astype(np.float32),
+                "types": t.hist_types.astype(np.int16),
+            }),
+            POPULARITY: popularity_table(t),
+        }
+        for name, frame in tables.items():
+            draft.write_parquet(name, frame, compression="snappy")
+        draft.write_npy(USER_E0, t.user_e0.astype(np.float32))
+        draft.write_npy(ITEM_S, t.item_S.astype(np.float32))
+        draft.write_npy(ITEM_FINAL, t.item_final.astype(np.float32))
+        draft.write_npy(ITEM_INV_SQRT_DEG, t.item_inv_sqrt_deg)
+        if t.proj_weight is not None:
+            bias = t.proj_bias if t.proj_bias is not None else np.zeros(t.proj_weight.shape[1])
+            proj = build_feature_projection(t.proj_weight, bias)
+            draft.write_bytes(PROJECTION, proj.SerializeToString())
+            meta = meta.model_copy(update={"has_feature_projection": True})
+        if t.feature_spec_json is not None:
+            draft.write_text(FEATURE_SPEC, t.feature_spec_json)
+        draft.write_text(BUNDLE_JSON, meta.model_dump_json(indent=2) + "\n")
         draft.inputs = dict(inputs or {})
         draft.counts = {
             "users": n_users,
@@ -265,22 +262,13 @@ class BundleData:
     item_inv_sqrt_deg: np.ndarray
 
 
-def _read_npy(uri: str) -> np.ndarray:
-    arr: np.ndarray = np.load(io.BytesIO(read_bytes(uri)), allow_pickle=False)
-    return arr
-
-
-def _read_parquet(uri: str) -> pd.DataFrame:
-    return pd.read_parquet(io.BytesIO(read_bytes(uri)))
-
-
 def read_bundle(uri: str, verify: bool = True) -> BundleData:
     """Read (and by default verify the checksums of) the bundle at ``uri``."""
     manifest = verify_artifact(uri) if verify else read_manifest(uri)
     if manifest.kind != BUNDLE_KIND:
         raise InputError(f"{uri}: artifact kind is {manifest.kind!r}, not a serving bundle")
     try:
-        meta = BundleMeta.model_validate_json(read_bytes(join(uri, "bundle.json")))
+        meta = BundleMeta.model_validate_json(read_bytes(join(uri, BUNDLE_JSON)))
     except ValueError as exc:
         raise InputError(f"{uri}: bundle.json is invalid: {exc}") from None
     has = set(manifest.files)
@@ -288,30 +276,28 @@ def read_bundle(uri: str, verify: bool = True) -> BundleData:
         uri=uri,
         meta=meta,
         manifest=manifest,
-        scorer_onnx=read_bytes(join(uri, "scorer.onnx")),
-        projection_onnx=read_bytes(join(uri, "user_features.onnx"))
-        if "user_features.onnx" in has
+        scorer_onnx=read_bytes(join(uri, SCORER)),
+        projection_onnx=read_bytes(join(uri, PROJECTION)) if PROJECTION in has else None,
+        feature_spec_json=read_bytes(join(uri, FEATURE_SPEC)).decode()
+        if FEATURE_SPEC in has
         else None,
-        feature_spec_json=read_bytes(join(uri, "feature_spec.json")).decode()
-        if "feature_spec.json" in has
-        else None,
-        users=_read_parquet(join(uri, "users.parquet")),
-        items=_read_parquet(join(uri, "items.parquet")),
-        histories=_read_parquet(join(uri, "histories.parquet")),
-        popularity=_read_parquet(join(uri, "popularity.parquet")),
-        user_e0=_read_npy(join(uri, "user_e0.npy")),
-        item_S=_read_npy(join(uri, "item_S.npy")),
-        item_final=_read_npy(join(uri, "item_final.npy")),
-        item_inv_sqrt_deg=_read_npy(join(uri, "item_inv_sqrt_deg.npy")),
+        users=read_parquet(join(uri, USERS)),
+        items=read_parquet(join(uri, ITEMS)),
+        histories=read_parquet(join(uri, HISTORIES)),
+        popularity=read_parquet(join(uri, POPULARITY)),
+        user_e0=read_npy(join(uri, USER_E0)),
+        item_S=read_npy(join(uri, ITEM_S)),
+        item_final=read_npy(join(uri, ITEM_FINAL)),
+        item_inv_sqrt_deg=read_npy(join(uri, ITEM_INV_SQRT_DEG)),
     )
     n_u, n_i, d = meta.num_users, meta.num_items, meta.embedding_dim
     checks = {
-        "user_e0.npy": (data.user_e0.shape, (n_u, d)),
-        "item_S.npy": (data.item_S.shape, (n_i, d)),
-        "item_final.npy": (data.item_final.shape, (n_i, d)),
-        "item_inv_sqrt_deg.npy": (data.item_inv_sqrt_deg.shape, (n_i,)),
-        "users.parquet": ((len(data.users),), (n_u,)),
-        "items.parquet": ((len(data.items),), (n_i,)),
+        USER_E0: (data.user_e0.shape, (n_u, d)),
+        ITEM_S: (data.item_S.shape, (n_i, d)),
+        ITEM_FINAL: (data.item_final.shape, (n_i, d)),
+        ITEM_INV_SQRT_DEG: (data.item_inv_sqrt_deg.shape, (n_i,)),
+        USERS: ((len(data.users),), (n_u,)),
+        ITEMS: ((len(data.items),), (n_i,)),
     }
     for name, (got, want) in checks.items():
         if tuple(got) != want:

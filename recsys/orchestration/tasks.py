@@ -201,9 +201,9 @@ def recorded_metrics(model_uri: str) -> dict[str, Any]:
     snapshot's time-based holdout (full ranking, train items masked); reading
     them back costs nothing, where ``recsys evaluate`` also retrains MF-BPR.
     """
-    from recsys.storage import join, read_bytes
+    from recsys.training.artifact import read_metrics
 
-    m = json.loads(read_bytes(join(model_uri, "metrics.json")))
+    m = read_metrics(model_uri)
     if not m.get("holdout"):
         raise InputError(f"{model_uri}: no holdout metrics recorded (empty holdout?)")
     return {"gnn": dict(m["holdout"]), **dict(m.get("baselines") or {})}

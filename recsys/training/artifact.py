@@ -1,4 +1,4 @@
-"""The model artifact: a folder written atomically, and its loader.
+"""The model artifact: its writer and its reader.
 
 Layout::
 
@@ -13,17 +13,24 @@ Layout::
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from recsys.artifacts import InputRef, manifest_sha256, read_manifest, write_artifact
+from recsys.artifacts import (
+    InputRef,
+    manifest_sha256,
+    read_json,
+    read_manifest,
+    write_artifact,
+)
 from recsys.errors import InputError
-from recsys.models.lightgcn import FeatureLightGCN
-from recsys.storage import join, read_bytes, write_bytes_atomic
+from recsys.storage import join, read_bytes
 from recsys.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    # torch is imported by the functions that need it: the pipeline reads a model's
+    # recorded metrics (read_metrics) in Airflow workers that never load torch
+    from recsys.models.lightgcn import FeatureLightGCN
 
 KIND = "model"
 MODEL_PT = "model.pt"
@@ -60,10 +67,6 @@ def architecture(model: FeatureLightGCN, norm: str) -> dict[str, Any]:
     }
 
 
-def _json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n").encode("utf-8")
-
-
 def write_model_artifact(
     out_uri: str,
     model: FeatureLightGCN,
@@ -75,6 +78,8 @@ def write_model_artifact(
     info: dict[str, Any] | None = None,
 ) -> str:
     """Publish the artifact at ``out_uri``; returns its manifest sha256."""
+    import torch
+
     graph_sha = manifest_sha256(graph_uri)
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
@@ -87,11 +92,11 @@ def write_model_artifact(
         **(info or {}),
     }
     with write_artifact(out_uri, KIND) as draft:
-        write_bytes_atomic(draft.path(MODEL_PT), buf.getvalue())
-        write_bytes_atomic(draft.path(MODEL_JSON), _json_bytes(model_json))
-        write_bytes_atomic(draft.path(HISTORY_JSON), _json_bytes(history))
-        write_bytes_atomic(draft.path(METRICS_JSON), _json_bytes(metrics))
-        write_bytes_atomic(draft.path(REPORT_HTML), report_html.encode("utf-8"))
+        draft.write_bytes(MODEL_PT, buf.getvalue())
+        draft.write_json(MODEL_JSON, model_json)
+        draft.write_json(HISTORY_JSON, history)
+        draft.write_json(METRICS_JSON, metrics)
+        draft.write_text(REPORT_HTML, report_html)
         draft.inputs["graph"] = InputRef(uri=graph_uri, sha256=graph_sha)
         draft.counts.update({
             "users": model.num_users,
@@ -106,10 +111,14 @@ def write_model_artifact(
 
 def load_model(uri: str, device: str = "cpu") -> LoadedModel:
     """Load a model artifact; the model is in eval mode on ``device``."""
+    import torch
+
+    from recsys.models.lightgcn import FeatureLightGCN
+
     manifest = read_manifest(uri)
     if manifest.kind != KIND:
         raise InputError(f"{uri}: a {manifest.kind!r} artifact, not a model")
-    info = json.loads(read_bytes(join(uri, MODEL_JSON)))
+    info = read_json(join(uri, MODEL_JSON))
     arch = info["architecture"]
     config = TrainConfig.model_validate(info["train_config"])
     state = torch.load(
@@ -126,8 +135,14 @@ def load_model(uri: str, device: str = "cpu") -> LoadedModel:
     )
     model.load_state_dict(state)
     model.to(device).eval()
-    metrics = json.loads(read_bytes(join(uri, METRICS_JSON)))
+    metrics = read_metrics(uri)
     return LoadedModel(
         uri=uri, model=model, config=config, graph_uri=str(info["graph_uri"]),
         info=info, metrics=metrics,
     )
+
+
+def read_metrics(uri: str) -> dict[str, Any]:
+    """``metrics.json`` of a model artifact: validation, holdout and baseline metrics."""
+    metrics: dict[str, Any] = read_json(join(uri, METRICS_JSON))
+    return metrics

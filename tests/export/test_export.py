@@ -157,40 +157,15 @@ def test_non_sym_model_fails_parity(tmp_path: Path) -> None:
 
 
 def _write_snapshot(uri: str, snap: GraphSnapshot) -> None:
-    """A graph snapshot artifact on disk, in the layout recsys.graph.snapshot reads."""
-    import io
+    """Publish ``snap`` as a graph snapshot artifact, through the snapshot's own writer."""
+    from recsys.data.schema import EVENT_TYPES
+    from recsys.graph.config import GraphConfig
+    from recsys.graph.gate import GateReport, compute_stats
+    from recsys.graph.snapshot import write_snapshot
 
-    from recsys.artifacts import write_artifact
-    from recsys.graph import snapshot as gs
-
-    def pq(df: pd.DataFrame) -> bytes:
-        buf = io.BytesIO()
-        df.to_parquet(buf, index=False)
-        return buf.getvalue()
-
-    def npy(a: np.ndarray) -> bytes:
-        buf = io.BytesIO()
-        np.save(buf, a, allow_pickle=False)
-        return buf.getvalue()
-
-    files = {
-        gs.USER_IDS: pq(pd.DataFrame({"user_idx": np.arange(snap.n_users),
-                                      "user_id": snap.user_ids})),
-        gs.ITEM_IDS: pq(pd.DataFrame({"item_idx": np.arange(snap.n_items),
-                                      "item_id": snap.item_ids})),
-        gs.EDGES: pq(pd.DataFrame({"user_idx": snap.train_user, "item_idx": snap.train_item,
-                                   "weight": snap.train_weight})),
-        gs.HOLDOUT: pq(pd.DataFrame({"user_idx": snap.holdout_user,
-                                     "item_idx": snap.holdout_item})),
-        gs.USER_FEATURES: npy(snap.user_features),
-        gs.ITEM_FEATURES: npy(snap.item_features),
-        gs.FEATURE_SPEC: snap.feature_spec.to_json().encode(),
-        gs.ITEMS: pq(snap.items),
-    }
-    with write_artifact(uri, gs.KIND) as draft:
-        for name, data in files.items():
-            Path(draft.uri, name).write_bytes(data)
-        draft.extra["as_of"] = snap.as_of.isoformat()
+    no_events = np.zeros(len(EVENT_TYPES), np.int64)
+    stats = compute_stats(snap.train_user, snap.train_item, snap.n_users, snap.n_items, no_events)
+    write_snapshot(uri, snap, stats=stats, gate=GateReport(), config=GraphConfig())
 
 
 def test_cli_export_publish_and_gate_exit_code(tmp_path: Path) -> None:
