@@ -1,4 +1,4 @@
-"""``recsys train`` and ``recsys evaluate`` on a graph snapshot.
+"""``recsys train`` on a graph snapshot (``recsys evaluate``: :mod:`recsys.training.evaluate`).
 
 Training writes resumable checkpoints next to the output (``<out>.checkpoint``
 unless told where, removed once the artifact is published), so a retried task
@@ -11,13 +11,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from recsys.logs import get_logger
 from recsys.models.lightgcn import FeatureLightGCN
 from recsys.storage import exists, get_fs
-from recsys.training.artifact import load_model, write_model_artifact
+from recsys.training.artifact import write_model_artifact
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
 from recsys.training.ddp import Distributed, init_distributed, shutdown
@@ -178,41 +177,3 @@ def _train_and_publish(
     log.info("model published at %s (manifest sha256 %s)", out_uri, sha[:12])
     return {"uri": out_uri, "manifest_sha256": sha, **metrics,
             "train_seconds": round(result.train_seconds, 2), "mlflow_run_id": tracker.run_id}
-
-
-def evaluate_on_snapshot(model_uri: str, graph_uri: str, device: str = "cpu") -> dict[str, Any]:
-    """The model and every baseline on the snapshot's holdout, keyed by model name.
-
-    MF-BPR is the same model with ``K = 0``, trained by the same loop and config.
-    """
-    from recsys.graph.snapshot import load_snapshot
-
-    loaded = load_model(model_uri, device)
-    snapshot = load_snapshot(graph_uri)
-    data = InteractionData.from_snapshot(snapshot)
-    if (loaded.model.num_users, loaded.model.num_items) != (data.n_users, data.n_items):
-        from recsys.errors import InputError
-
-        raise InputError(
-            f"{model_uri} was trained for {loaded.model.num_users} users x "
-            f"{loaded.model.num_items} items; {graph_uri} has {data.n_users} x {data.n_items}"
-        )
-    evaluator = holdout_evaluator(snapshot)
-    if evaluator.empty:
-        from recsys.errors import InputError
-
-        raise InputError(f"{graph_uri}: the holdout is empty, nothing to evaluate")
-    out: dict[str, Any] = {"gnn": model_metrics(loaded.model, data, loaded.config, evaluator)}
-    mf_cfg = loaded.config.model_copy(
-        update={"num_layers": 0, "progress": False,
-                "tracking": loaded.config.tracking.model_copy(update={"enabled": False})}
-    )
-    mf = train(data, mf_cfg, device=device)
-    out["mf-bpr"] = model_metrics(mf.model, data, mf_cfg, evaluator)
-    out.update(baseline_metrics(snapshot, evaluator))
-    out["_meta"] = {
-        "model_uri": model_uri, "graph_uri": graph_uri,
-        "holdout_users": int(evaluator.users.size),
-        "holdout_pairs": int(np.asarray(snapshot.holdout_user).size),
-    }
-    return out
