@@ -20,7 +20,8 @@ import pandas as pd
 import torch
 
 from recsys.artifacts import read_manifest
-from recsys.export.gate import ExportConfig, export_from_model
+from recsys.export.export import export_from_model
+from recsys.export.gate import ExportConfig
 from recsys.graph.features import FeatureSpec, TableSpec
 from recsys.graph.snapshot import GraphSnapshot
 from recsys.models.lightgcn import FeatureLightGCN

@@ -263,7 +263,8 @@ def export(
 ) -> None:
     """Export a trained model to an ONNX serving bundle; exit 1 if the export gate fails."""
     from recsys.config import load_config
-    from recsys.export.gate import ExportConfig, export_model
+    from recsys.export.export import export_model
+    from recsys.export.gate import ExportConfig
 
     cfg = load_config(config, ExportConfig).model_copy(update={"k": k})
     typer.echo(export_model(model, out, cfg, version=version).summary())
@@ -331,7 +332,7 @@ def evaluate(
     """Evaluate a model and every baseline (popularity, MF-BPR, EASE, GF-CF) on the holdout."""
     import json
 
-    from recsys.training.run import evaluate_on_snapshot
+    from recsys.training.evaluate import evaluate_on_snapshot
 
     result = evaluate_on_snapshot(model, graph, device)
     if as_json:

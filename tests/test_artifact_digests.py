@@ -21,7 +21,8 @@ import pytest
 import torch
 
 from recsys.artifacts import manifest_sha256
-from recsys.export.gate import ExportConfig, export_model
+from recsys.export.export import export_model
+from recsys.export.gate import ExportConfig
 from recsys.graph.build import build_snapshot
 from recsys.graph.snapshot import load_snapshot
 from recsys.models.lightgcn import FeatureLightGCN

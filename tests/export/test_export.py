@@ -13,7 +13,8 @@ import torch
 
 from recsys.artifacts import verify_artifact
 from recsys.errors import GateFailed
-from recsys.export.gate import ExportConfig, export_from_model, run_gate
+from recsys.export.export import export_from_model
+from recsys.export.gate import ExportConfig, run_gate
 from recsys.export.tables import compute_tables
 from recsys.graph.features import (
     ITEM_CATEGORICAL,

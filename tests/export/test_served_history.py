@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recsys.export.gate import ExportConfig, export_from_model
+from recsys.export.export import export_from_model
+from recsys.export.gate import ExportConfig
 from recsys.graph.build import build_snapshot
 from recsys.graph.snapshot import load_snapshot
 from recsys.models.lightgcn import FeatureLightGCN
