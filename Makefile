@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   install, then run the whole pipeline on embedded defaults
 #   make test   install, then run the test suite
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo demo-replicas test lint bench clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,6 +14,10 @@ setup:
 
 demo: setup
 	@bash scripts/demo.sh
+
+# The production shape on one machine: two replicas, one Redis, nginx in front.
+demo-replicas: setup
+	@DEMO_REPLICAS=2 DEMO_LIVE_STORE=redis bash scripts/demo.sh
 
 test: setup
 	$(VENV)/bin/ruff check recsys dags plugins tests benchmarks
