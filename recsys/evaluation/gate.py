@@ -12,15 +12,32 @@ in ``forced`` so the lineage shows a model that went out despite the gate.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from recsys.artifacts import InputRef
 from recsys.errors import GateFailed, InputError
+from recsys.reports import write_report
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GateCheck", "GateDecision", "ModelGateConfig", "check_model_gate", "enforce_model_gate"]
+__all__ = [
+    "GateCheck",
+    "GateDecision",
+    "ModelGateConfig",
+    "check_model_gate",
+    "enforce_model_gate",
+    "write_gate_report",
+]
+
+REPORT_KIND = "model_report"
+REPORT_JSON = "report.json"
+"""The decision, every check and the metrics it compared (what programs read)."""
+REPORT_MD = "report.md"
+"""The same for people (the task page links it)."""
 
 
 class ModelGateConfig(BaseModel):
@@ -143,3 +160,54 @@ def enforce_model_gate(
         log.warning("model gate failed but deployment is forced: %s", "; ".join(decision.failures))
         return decision.model_copy(update={"forced": True})
     raise GateFailed("model", decision.failures, report)
+
+
+def write_gate_report(
+    uri: str,
+    day: dt.date,
+    *,
+    candidate: InputRef,
+    graph: InputRef,
+    metrics: dict[str, Any],
+    production: tuple[str | None, dict[str, float] | None, str | None],
+    decision: GateDecision,
+    force_deploy: bool,
+    config: ModelGateConfig,
+) -> str:
+    """Publish the model report of ``day`` at ``uri``: the decision whatever it was, the
+    metrics of the candidate and the baselines, and the production model's (its URI, its
+    metrics and where they were measured), and whether a failed gate was overridden."""
+    prod_model, prod_metrics, prod_source = production
+    forced = bool(force_deploy and not decision.passed)
+    body = {
+        "day": day.isoformat(),
+        "candidate": candidate.uri,
+        "metrics": metrics,
+        "production_model": prod_model,
+        "production_metrics": prod_metrics,
+        "production_metrics_measured_on": prod_source,
+        "gate": {
+            "passed": bool(decision.passed),
+            "reasons": list(decision.reasons),
+            "checks": [c.model_dump(mode="json") for c in decision.checks],
+            "force_deploy": bool(force_deploy),
+            "forced": forced,
+        },
+    }
+    lines = [f"# Model report {day.isoformat()}", "", f"candidate: `{candidate.uri}`", ""]
+    lines += [f"- gate: {'PASSED' if decision.passed else 'FAILED'}"]
+    if forced:
+        lines += ["- **deploy forced despite the failed gate**"]
+    lines += [f"  - {r}" for r in decision.reasons]
+    lines += ["", "| model | metric | value |", "| --- | --- | --- |"]
+    for name, values in sorted(metrics.items()):
+        if isinstance(values, dict):
+            lines += [f"| {name} | {k} | {v} |" for k, v in sorted(values.items())]
+    return write_report(
+        uri,
+        REPORT_KIND,
+        {REPORT_JSON: body, REPORT_MD: "\n".join(lines) + "\n"},
+        inputs={"model": candidate, "graph": graph},
+        config=config.model_dump(mode="json"),
+        extra={"passed": bool(decision.passed), "forced": forced},
+    )

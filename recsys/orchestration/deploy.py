@@ -10,6 +10,7 @@ Plain Python, no Airflow import.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import urllib.error
@@ -19,9 +20,11 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from recsys.artifacts import InputRef, manifest_sha256
 from recsys.errors import GateFailed, InputError
 from recsys.logs import get_logger
 from recsys.orchestration.config import DeployConfig
+from recsys.reports import write_report
 
 log = get_logger(__name__)
 
@@ -208,3 +211,34 @@ def deploy_bundle(
         previous_version=previous,
         smoke="passed",
     )
+
+
+DEPLOY_KIND = "deployment"
+DEPLOYMENT_JSON = "deployment.json"
+
+
+def write_deploy_record(
+    uri: str,
+    day: dt.date,
+    record: dict[str, Any],
+    model_report: str,
+    gate: dict[str, Any] | None,
+) -> str:
+    """Publish the deployment record at ``uri``: the lineage's last link (the bundle, the
+    versions, the smoke outcome, a rollback, and whether the model gate was overridden)."""
+    body = {
+        **record,
+        "day": day.isoformat(),
+        "model_gate_forced": bool(gate and gate.get("forced")),
+        "model_report": model_report,
+    }
+    bundle_uri = str(record["bundle_uri"])
+    write_report(
+        uri,
+        DEPLOY_KIND,
+        {DEPLOYMENT_JSON: body},
+        inputs={"bundle": InputRef(uri=bundle_uri, sha256=manifest_sha256(bundle_uri))},
+        extra={"smoke": record["smoke"], "rolled_back": bool(record.get("rolled_back"))},
+    )
+    log.info("deployment record: %s", uri)
+    return uri

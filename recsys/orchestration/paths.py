@@ -22,7 +22,9 @@ from pydantic import BaseModel, ConfigDict
 
 from recsys.storage import join
 
-SUCCESS = "_SUCCESS"
+MODELS_DIR = "models"
+"""The pipeline's model runs, one per data day (``models/as_of=YYYY-MM-DD``)."""
+BUNDLES_DIR = "bundles"
 
 
 class RunPaths(BaseModel):
@@ -66,21 +68,27 @@ def day_of(
 
 
 def run_paths(day: dt.date, lake: str, registry: str) -> RunPaths:
-    """Artifact URIs of the run for ``day``; the layout matches the library's defaults."""
-    d = day.isoformat()
-    events = join(lake, "events", f"dt={d}")
+    """Artifact URIs of the run for ``day``: each where the library puts it by default."""
+    # imported here: the DAG files import this module at parse time, the data libraries
+    # behind these modules are for the tasks that run
+    from recsys.data.lake import SUCCESS, partition_uri
+    from recsys.data.schema import EVENTS
+    from recsys.graph.snapshot import snapshot_uri
+    from recsys.reports import DEPLOY, MODEL, VALIDATION, report_uri
+
+    events = partition_uri(lake, EVENTS, day)
     return RunPaths(
         day=day,
         lake=lake,
         registry=registry,
         events=events,
         events_marker=join(events, SUCCESS),
-        validation_report=join(lake, "reports", "validation", f"dt={d}"),
-        graph=join(lake, "graphs", f"as_of={d}"),
-        model=join(lake, "models", f"as_of={d}"),
-        model_report=join(lake, "reports", "model", f"dt={d}"),
-        bundles=join(lake, "bundles"),
-        deploy_report=join(lake, "reports", "deploy", f"dt={d}"),
+        validation_report=report_uri(lake, VALIDATION, day),
+        graph=snapshot_uri(lake, day),
+        model=join(lake, MODELS_DIR, f"as_of={day.isoformat()}"),
+        model_report=report_uri(lake, MODEL, day),
+        bundles=join(lake, BUNDLES_DIR),
+        deploy_report=report_uri(lake, DEPLOY, day),
     )
 
 

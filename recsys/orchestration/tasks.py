@@ -25,17 +25,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from recsys.artifacts import manifest_sha256, read_manifest, write_artifact
+from recsys.artifacts import InputRef, manifest_sha256, read_manifest
 from recsys.errors import GateFailed, InputError, RecsysError
 from recsys.logs import get_logger
 from recsys.orchestration.config import RetrainConfig, load_retrain_config
-from recsys.orchestration.paths import RunPaths, as_dict, day_of, from_dict, run_paths
-from recsys.storage import get_fs
+from recsys.orchestration.paths import as_dict, day_of, from_dict, run_paths
 
 log = get_logger(__name__)
-
-MODEL_REPORT_KIND = "model_report"
-
 
 # ---------------------------------------------------------------- plan
 
@@ -294,7 +290,7 @@ def evaluate_and_gate(
     override is recorded in the report and logged as a warning.
     """
     from recsys.config import load_config
-    from recsys.evaluation.gate import ModelGateConfig, check_model_gate
+    from recsys.evaluation.gate import ModelGateConfig, check_model_gate, write_gate_report
 
     cfg = config or load_retrain_config()
     p = from_dict(paths_d)
@@ -306,8 +302,16 @@ def evaluate_and_gate(
     )
     if not decision.passed and force_deploy:
         decision = decision.model_copy(update={"forced": True})
-    report = write_model_report(
-        p, metrics, (prod_model, prod_metrics, prod_source), decision, force_deploy, gcfg
+    report = write_gate_report(
+        p.model_report,
+        p.day,
+        candidate=InputRef(uri=p.model, sha256=manifest_sha256(p.model)),
+        graph=InputRef(uri=p.graph, sha256=manifest_sha256(p.graph)),
+        metrics=metrics,
+        production=(prod_model, prod_metrics, prod_source),
+        decision=decision,
+        force_deploy=force_deploy,
+        config=gcfg,
     )
     if not decision.passed and not force_deploy:
         raise GateFailed("model", decision.failures, report=report)
@@ -322,61 +326,6 @@ def evaluate_and_gate(
         "forced": bool(force_deploy and not decision.passed),
         "reasons": list(decision.reasons),
     }
-
-
-def write_model_report(
-    p: RunPaths,
-    metrics: dict[str, Any],
-    production: tuple[str | None, dict[str, float] | None, str | None],
-    decision: Any,
-    force_deploy: bool,
-    gate_config: Any,
-) -> str:
-    from recsys.artifacts import InputRef
-
-    prod_model, prod_metrics, prod_source = production
-    body = {
-        "day": p.day.isoformat(),
-        "candidate": p.model,
-        "metrics": metrics,
-        "production_model": prod_model,
-        "production_metrics": prod_metrics,
-        "production_metrics_measured_on": prod_source,
-        "gate": {
-            "passed": bool(decision.passed),
-            "reasons": list(decision.reasons),
-            "checks": [c.model_dump(mode="json") for c in decision.checks],
-            "force_deploy": bool(force_deploy),
-            "forced": bool(force_deploy and not decision.passed),
-        },
-    }
-    lines = [f"# Model report {p.day.isoformat()}", "", f"candidate: `{p.model}`", ""]
-    lines += [f"- gate: {'PASSED' if decision.passed else 'FAILED'}"]
-    if force_deploy and not decision.passed:
-        lines += ["- **deploy forced despite the failed gate**"]
-    lines += [f"  - {r}" for r in decision.reasons]
-    lines += ["", "| model | metric | value |", "| --- | --- | --- |"]
-    for name, values in sorted(metrics.items()):
-        if isinstance(values, dict):
-            lines += [f"| {name} | {k} | {v} |" for k, v in sorted(values.items())]
-    with write_artifact(p.model_report, MODEL_REPORT_KIND) as draft:
-        fs, root = get_fs(draft.uri)
-        with fs.open(f"{root}/report.json", "w") as f:
-            f.write(json.dumps(body, indent=2, sort_keys=True, default=str) + "\n")
-        with fs.open(f"{root}/report.md", "w") as f:
-            f.write("\n".join(lines) + "\n")
-        draft.inputs = {
-            "model": InputRef(uri=p.model, sha256=manifest_sha256(p.model)),
-            "graph": InputRef(uri=p.graph, sha256=manifest_sha256(p.graph)),
-        }
-        draft.config = (
-            gate_config.model_dump(mode="json") if hasattr(gate_config, "model_dump") else {}
-        )
-        draft.extra = {
-            "passed": bool(decision.passed),
-            "forced": bool(force_deploy and not decision.passed),
-        }
-    return p.model_report
 
 
 def export(paths_d: dict[str, Any], config: RetrainConfig | None = None) -> dict[str, Any]:
@@ -446,7 +395,12 @@ def deploy(
     at the run's ``deploy_report``: bundle, versions, smoke outcome, rollback,
     and whether the model gate was overridden.
     """
-    from recsys.orchestration.deploy import deploy_bundle, get_backend, smoke_test
+    from recsys.orchestration.deploy import (
+        deploy_bundle,
+        get_backend,
+        smoke_test,
+        write_deploy_record,
+    )
 
     cfg = config or load_retrain_config()
     p = from_dict(paths_d)
@@ -473,31 +427,11 @@ def deploy(
             "rolled_back": True,
             "failures": exc.failures,
         }
-        exc.report = write_deploy_record(p, record, gate)
+        exc.report = write_deploy_record(p.deploy_report, p.day, record, p.model_report, gate)
         raise
     out = result.model_dump(mode="json")
-    write_deploy_record(p, out, gate)
+    write_deploy_record(p.deploy_report, p.day, out, p.model_report, gate)
     return out
-
-
-def write_deploy_record(p: RunPaths, record: dict[str, Any], gate: dict[str, Any] | None) -> str:
-    from recsys.artifacts import InputRef
-
-    body = {
-        **record,
-        "day": p.day.isoformat(),
-        "model_gate_forced": bool(gate and gate.get("forced")),
-        "model_report": p.model_report,
-    }
-    with write_artifact(p.deploy_report, "deployment") as draft:
-        fs, root = get_fs(draft.uri)
-        with fs.open(f"{root}/deployment.json", "w") as f:
-            f.write(json.dumps(body, indent=2, sort_keys=True) + "\n")
-        bundle_uri = str(record["bundle_uri"])
-        draft.inputs = {"bundle": InputRef(uri=bundle_uri, sha256=manifest_sha256(bundle_uri))}
-        draft.extra = {"smoke": record["smoke"], "rolled_back": bool(record.get("rolled_back"))}
-    log.info("deployment record: %s", p.deploy_report)
-    return p.deploy_report
 
 
 # ---------------------------------------------------------------- compaction

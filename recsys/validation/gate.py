@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
-from recsys.artifacts import InputRef, write_artifact
+from recsys.artifacts import InputRef
 from recsys.data.lake import (
     latest_partition_on_or_before,
     partition_files,
@@ -32,6 +32,7 @@ from recsys.data.lake import (
 from recsys.data.schema import EVENTS, ITEMS, KEYS, USERS
 from recsys.errors import GateFailed, InputError
 from recsys.logs import get_logger
+from recsys.reports import VALIDATION, report_uri, write_report
 from recsys.storage import get_fs, join, sha256_file
 from recsys.validation import cross
 from recsys.validation.config import ValidationConfig
@@ -50,8 +51,13 @@ log = get_logger(__name__)
 REPORT_KIND = "validation_report"
 
 
+RESULT_JSON = "result.json"
+"""The report's document: every check with its observed value (:meth:`GateResult.to_json`)."""
+
+
 def default_report_uri(lake: str, day: dt.date) -> str:
-    return join(lake, "reports", "validation", f"dt={day.isoformat()}")
+    """Where the validation report of ``day`` lives unless told otherwise."""
+    return report_uri(lake, VALIDATION, day)
 
 
 @dataclass
@@ -180,26 +186,23 @@ def _publish(
     uri: str, result: GateResult, parts: list[_Part], docs: Path | None, cfg: ValidationConfig
 ) -> None:
     config = cfg.model_dump(mode="json")
-    with write_artifact(uri, REPORT_KIND) as draft:
-        fs, root = get_fs(draft.uri)
-        with fs.open(f"{root}/result.json", "w") as f:
-            f.write(result.to_json(config))
-        if docs is not None:
-            for local in sorted(p for p in docs.rglob("*") if p.is_file()):
-                target = f"{root}/data_docs/{local.relative_to(docs).as_posix()}"
-                fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-                fs.put_file(str(local), target)
-        draft.inputs = {
+    write_report(
+        uri,
+        REPORT_KIND,
+        {RESULT_JSON: result.to_json(config)},
+        docs=docs,
+        inputs={
             p.table: InputRef(uri=partition_uri(result.lake, p.table, p.day), sha256=p.sha256)
             for p in parts
-        }
-        draft.counts = {
+        },
+        counts={
             **{f"rows_{k}": v for k, v in result.counts.items()},
             "checks": len(result.checks),
             "failed": len(result.failed),
-        }
-        draft.config = config
-        draft.extra = {"date": result.day.isoformat(), "passed": result.passed}
+        },
+        config=config,
+        extra={"date": result.day.isoformat(), "passed": result.passed},
+    )
 
 
 class _Stages:
