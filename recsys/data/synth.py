@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pydantic import BaseModel, Field, model_validator
 from tqdm import tqdm
 
@@ -58,7 +57,7 @@ from recsys.data.schema import (
     USERS_SCHEMA,
 )
 from recsys.logs import get_logger
-from recsys.storage import get_fs, join
+from recsys.storage import join
 
 log = get_logger(__name__)
 
@@ -495,12 +494,9 @@ def _write_truth(
         "country_effect": w.country_effect.tolist(),
     }  # fmt: skip
     with write_artifact(uri, "synth-truth") as draft:
-        fs, root = get_fs(draft.uri)
         for name, table in (("affinity", affinity), ("users", users), ("items", items)):
-            with fs.open(f"{root}/{name}.parquet", "wb") as f:
-                pq.write_table(table, f, compression="zstd")
-        with fs.open(f"{root}/truth.json", "wb") as f:
-            f.write((json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
+            draft.write_parquet(f"{name}.parquet", table)
+        draft.write_text("truth.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
         draft.config = cfg.model_dump(mode="json")
         draft.counts = {"users": cfg.users, "items": cfg.items, "affinity_rows": affinity.num_rows}
     return uri
