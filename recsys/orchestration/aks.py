@@ -19,8 +19,9 @@ Cluster access goes through two small protocols, :class:`HelmClient` and
 in CI). The real implementations use the Helm engine embedded in
 ``helm-python-sdk`` (no helm binary) and the official ``kubernetes`` client,
 built from the Airflow Kubernetes connection that holds the cluster
-credentials. :class:`AksBackend` plugs the plan into the deploy gate of
-:mod:`recsys.orchestration.deploy` as backend ``aks``.
+credentials. :class:`AksBackend` is the deploy gate's backend ``aks``
+(:mod:`recsys.orchestration.deploy`); the smoke test is the protocol every backend
+uses (:mod:`recsys.orchestration.smoke`), reached through the Service.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote
 
 from recsys.errors import GateFailed, InputError
+from recsys.orchestration import smoke
+from recsys.orchestration.config import DeployConfig
+from recsys.orchestration.smoke import HttpReply
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +64,6 @@ class DeployStepError(Exception):
         self.step = step
         self.detail = message
         super().__init__(f"{step}: {message}")
-
-
-@dataclass(frozen=True)
-class HttpReply:
-    status: int
-    body: str
 
 
 @dataclass(frozen=True)
@@ -184,29 +181,20 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def smoke_test(kube: KubeClient, target: AksTarget, version: str) -> str:
-    """Readiness and one real recommendation through the Service; returns a summary."""
-    svc, ns, port = target.fullname, target.namespace, target.service_port
-    ready = kube.get_via_service(ns, svc, port, "/readyz", 10.0)
-    if ready.status != 200:
-        raise DeployStepError("smoke", f"/readyz answered {ready.status}: {ready.body[:200]}")
-    path = f"/v1/recommendations/{quote(target.smoke_user, safe='')}?k={target.smoke_k}"
-    reply = kube.get_via_service(ns, svc, port, path, 10.0)
-    if reply.status != 200:
-        raise DeployStepError("smoke", f"{path} answered {reply.status}: {reply.body[:200]}")
-    try:
-        body = json.loads(reply.body)
-    except ValueError:
-        raise DeployStepError("smoke", f"{path} did not answer JSON: {reply.body[:200]}") from None
-    items = body.get("items") if isinstance(body, dict) else None
-    if not items:
-        raise DeployStepError("smoke", f"{path} returned no recommendations")
-    served = body.get(target.model_version_field) if target.model_version_field else version
-    if served != version:
-        # A pod still on the old bundle behind the Service means the rollout did not finish.
-        raise DeployStepError(
-            "smoke", f"the Service answers with model {served!r}, not {version!r}"
+    """The smoke protocol through the Service; returns a summary."""
+
+    def get(path: str) -> HttpReply:
+        return kube.get_via_service(
+            target.namespace, target.fullname, target.service_port, path, 10.0
         )
-    return f"{len(items)} items from model {served}"
+
+    try:
+        body = smoke.check(
+            get, target.smoke_user, version, target.smoke_k, target.model_version_field or None
+        )
+    except smoke.SmokeFailed as exc:
+        raise DeployStepError("smoke", str(exc)) from None
+    return f"{len(body['items'])} items from model {version}"
 
 
 def deploy_to_aks(
@@ -287,7 +275,7 @@ def _roll_back(
 
 
 class AksBackend:
-    """``DeployBackend`` of :mod:`recsys.orchestration.deploy` for the AKS release.
+    """The deploy gate's backend ``aks`` (:mod:`recsys.orchestration.deploy`).
 
     ``publish`` runs the whole plan (its own rollout wait, in-cluster smoke test
     and rollback); ``rollback`` serves the deploy gate's second line of defence,
@@ -342,8 +330,8 @@ class AksBackend:
         kube.wait_rollout(t.namespace, t.fullname, t.rollout_timeout_s)
 
 
-def backend_from_config(registry: str, cfg: Any) -> AksBackend:
-    """Factory registered as backend ``aks``; cluster settings come from the environment.
+def backend_from_config(cfg: DeployConfig) -> AksBackend:
+    """The deploy gate's backend ``aks``; cluster settings come from the environment.
 
     ``RECSYS_AKS_CONN_ID`` (Airflow Kubernetes connection, default ``kubernetes_default``),
     ``RECSYS_AKS_RELEASE``, ``RECSYS_AKS_NAMESPACE``, ``RECSYS_HELM_CHART``,
@@ -353,21 +341,10 @@ def backend_from_config(registry: str, cfg: Any) -> AksBackend:
     target = AksTarget(
         release=env.get("RECSYS_AKS_RELEASE", "recsys-serving"),
         namespace=env.get("RECSYS_AKS_NAMESPACE", "recsys"),
-        smoke_user=getattr(cfg, "smoke_user", None) or "smoke-test-user",
+        smoke_user=cfg.smoke_user or "smoke-test-user",
     )
     conn_id = env.get("RECSYS_AKS_CONN_ID", "kubernetes_default")
     return AksBackend(target, lambda: clients_from_airflow_connection(conn_id))
-
-
-def _register() -> None:
-    try:
-        from recsys.orchestration.deploy import register_backend
-    except ImportError:  # the deploy gate is not there: the plan still works on its own
-        return
-    register_backend("aks", backend_from_config)
-
-
-_register()
 
 
 # --- real clients -----------------------------------------------------------

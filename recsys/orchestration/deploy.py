@@ -1,20 +1,16 @@
 """Deploy gate: publish a bundle, smoke-test the live endpoint, roll back on failure.
 
-A backend knows how to make a bundle version live and how to undo it. The
-``local`` backend moves the registry pointer (servers started with
-``--registry`` hot-reload); the ``aks`` backend (issue 7: ``helm upgrade
---install``, wait for the rollout, ``helm rollback``) registers itself with
-:func:`register_backend` under the same protocol, so the DAG does not change.
-Plain Python, no Airflow import.
+A backend knows how to make a bundle version live and how to undo it; :data:`BACKENDS`
+names them. ``local`` moves the registry pointer (servers started with ``--registry``
+hot-reload); ``aks`` runs ``helm upgrade --install``, waits for the rollout and smoke-tests
+through the Service (:mod:`recsys.orchestration.aks`). Both smoke-test with
+:mod:`recsys.orchestration.smoke`. Plain Python: Airflow is imported only by the AKS
+backend's real clients, when they connect.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -23,6 +19,7 @@ from pydantic import BaseModel
 from recsys.artifacts import InputRef, manifest_sha256
 from recsys.errors import GateFailed, InputError
 from recsys.logs import get_logger
+from recsys.orchestration import aks
 from recsys.orchestration.config import DeployConfig
 from recsys.reports import write_report
 
@@ -82,83 +79,18 @@ class LocalRegistryBackend:
 
 
 BackendFactory = Callable[[str, DeployConfig], DeployBackend]
-_BACKENDS: dict[str, BackendFactory] = {
-    "local": lambda registry, cfg: LocalRegistryBackend(registry)
+"""``(registry URI, deploy config) -> backend``; building one connects to nothing."""
+
+BACKENDS: dict[str, BackendFactory] = {
+    "local": lambda registry, cfg: LocalRegistryBackend(registry),
+    "aks": lambda registry, cfg: aks.backend_from_config(cfg),
 }
 
 
-def register_backend(name: str, factory: BackendFactory) -> None:
-    """Extension point: issue 7 registers ``aks`` (Helm on AKS) here."""
-    _BACKENDS[name] = factory
-
-
 def get_backend(name: str, registry: str, cfg: DeployConfig) -> DeployBackend:
-    if name == "aks" and "aks" not in _BACKENDS:
-        try:  # issue 7 provides the module; until then, say so plainly
-            import recsys.orchestration.aks  # noqa: F401
-        except ImportError:
-            raise InputError(
-                "deploy backend 'aks' is not available yet (Helm rolling deploy, issue 7); "
-                "use backend 'local'"
-            ) from None
-    if name not in _BACKENDS:
-        raise InputError(f"unknown deploy backend {name!r}; known: {', '.join(sorted(_BACKENDS))}")
-    return _BACKENDS[name](registry, cfg)
-
-
-def _get_json(url: str, api_key: str | None, timeout: float) -> tuple[int, Any]:
-    req = urllib.request.Request(url, headers={"X-API-Key": api_key} if api_key else {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            body = resp.read()
-            return resp.status, json.loads(body) if body else None
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
-
-
-def smoke_test(
-    serve_url: str,
-    user_id: str,
-    expected_version: str,
-    timeout_s: float = 60.0,
-    api_key: str | None = None,
-    poll_s: float = 0.5,
-) -> dict[str, Any]:
-    """Wait until the endpoint is ready and serves ``expected_version``, then check one answer.
-
-    Returns the recommendation response; raises ``GateFailed`` naming the check.
-    """
-    base = serve_url.rstrip("/")
-    deadline = time.monotonic() + timeout_s
-    last = "no answer"
-    while True:
-        try:
-            status, _ = _get_json(f"{base}/readyz", api_key, timeout=5)
-            if status == 200:
-                status, body = _get_json(f"{base}/v1/recommendations/{user_id}", api_key, timeout=5)
-                if status == 200 and isinstance(body, dict):
-                    served = str(body.get("model_version"))
-                    if served == expected_version:
-                        items = body.get("items") or body.get("recommendations") or []
-                        if not items:
-                            raise GateFailed(
-                                "deploy",
-                                [f"smoke: {base} ({served}) recommended nothing to {user_id}"],
-                            )
-                        return dict(body)
-                    last = f"serves model_version {served}, waiting for {expected_version}"
-                else:
-                    last = f"GET /v1/recommendations/{user_id} -> HTTP {status}"
-            else:
-                last = f"GET /readyz -> HTTP {status}"
-        except (OSError, ValueError) as exc:  # refused, reset, timeout, bad JSON
-            last = f"{type(exc).__name__}: {exc}"
-        if time.monotonic() >= deadline:
-            raise GateFailed(
-                "deploy",
-                [f"smoke: {base} not serving {expected_version} after {timeout_s}s ({last})"],
-            )
-        time.sleep(poll_s)
+    if name not in BACKENDS:
+        raise InputError(f"unknown deploy backend {name!r}; known: {', '.join(sorted(BACKENDS))}")
+    return BACKENDS[name](registry, cfg)
 
 
 class DeployResult(BaseModel):

@@ -395,12 +395,8 @@ def deploy(
     at the run's ``deploy_report``: bundle, versions, smoke outcome, rollback,
     and whether the model gate was overridden.
     """
-    from recsys.orchestration.deploy import (
-        deploy_bundle,
-        get_backend,
-        smoke_test,
-        write_deploy_record,
-    )
+    from recsys.orchestration.deploy import deploy_bundle, get_backend, write_deploy_record
+    from recsys.orchestration.smoke import wait_until_served
 
     cfg = config or load_retrain_config()
     p = from_dict(paths_d)
@@ -412,7 +408,7 @@ def deploy(
         url = dcfg.serve_url
 
         def smoke(version: str) -> object:
-            return smoke_test(url, user, version, dcfg.readiness_timeout_s, dcfg.api_key)
+            return wait_until_served(url, user, version, dcfg.readiness_timeout_s, dcfg.api_key)
 
     previous = impl.current()
     try:

@@ -19,7 +19,8 @@ from recsys.data.schema import EVENTS, EVENTS_SCHEMA, USERS
 from recsys.errors import GateFailed, InputError
 from recsys.orchestration.compaction import compact_events
 from recsys.orchestration.config import DeployConfig
-from recsys.orchestration.deploy import deploy_bundle, get_backend, smoke_test
+from recsys.orchestration.deploy import deploy_bundle, get_backend
+from recsys.orchestration.smoke import wait_until_served
 from recsys.serving import registry
 
 DAY = dt.date(2026, 11, 27)
@@ -111,14 +112,14 @@ def stub_server() -> Iterator[str]:
 
 def test_smoke_test_waits_for_the_new_version(stub_server: str) -> None:
     _Stub.version, _Stub.items = "v2", [{"item_id": "i1"}]
-    assert smoke_test(stub_server, "u1", "v2", timeout_s=5)["model_version"] == "v2"
+    assert wait_until_served(stub_server, "u1", "v2", timeout_s=5)["model_version"] == "v2"
     with pytest.raises(GateFailed, match="not serving v3"):
-        smoke_test(stub_server, "u1", "v3", timeout_s=0.3, poll_s=0.05)
+        wait_until_served(stub_server, "u1", "v3", timeout_s=0.3, poll_s=0.05)
     _Stub.items = []
     with pytest.raises(GateFailed, match="recommended nothing"):
-        smoke_test(stub_server, "u1", "v2", timeout_s=1)
+        wait_until_served(stub_server, "u1", "v2", timeout_s=1)
     with pytest.raises(GateFailed, match=r"ConnectionRefused|URLError|refused"):
-        smoke_test("http://127.0.0.1:9", "u1", "v2", timeout_s=0.2, poll_s=0.05)
+        wait_until_served("http://127.0.0.1:9", "u1", "v2", timeout_s=0.2, poll_s=0.05)
 
 
 def test_deploy_rolls_back_when_the_smoke_test_fails(tmp_path: Path) -> None:
