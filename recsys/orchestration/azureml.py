@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from airflow.sdk import BaseHook, Connection
 
 from recsys.orchestration.azureml_job import FAILED, SUCCEEDED, TERMINAL
 
-__all__ = ["FAILED", "SUCCEEDED", "TERMINAL", "AzureMLHook"]
+__all__ = ["FAILED", "SUCCEEDED", "TERMINAL", "AzureMLHook", "SubmittedJob"]
+
+
+@dataclass(frozen=True)
+class SubmittedJob:
+    name: str
+    studio_url: str | None
+    """The job's page in Azure ML studio, as the control plane returned it."""
 
 
 def _extra(extras: dict[str, Any], name: str, required: bool = False) -> str | None:
@@ -93,9 +101,10 @@ class AzureMLHook(BaseHook):
             self._client = await asyncio.to_thread(client_from_connection, conn)
         return self._client
 
-    def submit(self, job: Any) -> str:
+    def submit(self, job: Any) -> SubmittedJob:
         created = self.get_conn().jobs.create_or_update(job)
-        return str(created.name)
+        url = getattr(created, "studio_url", None)
+        return SubmittedJob(name=str(created.name), studio_url=str(url) if url else None)
 
     def get_status(self, job_name: str) -> str:
         return str(self.get_conn().jobs.get(job_name).status)
@@ -106,12 +115,16 @@ class AzureMLHook(BaseHook):
         job = await asyncio.to_thread(client.jobs.get, job_name)
         return str(job.status)
 
-    def studio_url(self, job_name: str) -> str | None:
-        url = getattr(self.get_conn().jobs.get(job_name), "studio_url", None)
-        return str(url) if url else None
-
     def cancel(self, job_name: str) -> None:
         """Ask Azure ML to cancel; a job already finished is left as it is."""
         if self.get_status(job_name) in TERMINAL:
             return
         self.get_conn().jobs.begin_cancel(job_name)
+
+    async def acancel(self, job_name: str) -> None:
+        """:meth:`cancel` from the triggerer's event loop."""
+        client = await self.aget_conn()
+        job = await asyncio.to_thread(client.jobs.get, job_name)
+        if str(job.status) in TERMINAL:
+            return
+        await asyncio.to_thread(client.jobs.begin_cancel, job_name)

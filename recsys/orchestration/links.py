@@ -1,4 +1,5 @@
-"""Extra links from a task to the reports it wrote (validation Data Docs, model report).
+"""Extra links from a task to what it made: its reports (validation Data Docs, model
+report) and its Azure ML job in the studio.
 
 A task pushes the report's URL to XCom under the link's ``xcom_key``; the
 plugin registers the links, and the API server reads the XCom when the UI asks.
@@ -62,3 +63,10 @@ class ValidationReportLink(_XComLink):
 class ModelReportLink(_XComLink):
     name = "Model report"
     key = "recsys_model_report_url"
+
+
+class AzureMLJobLink(_XComLink):
+    """The training job's page in Azure ML studio (the URL the control plane returned)."""
+
+    name = "Azure ML job"
+    key = "azureml_studio_url"

@@ -1,20 +1,33 @@
-"""The Azure ML training operator: submit a command job, wait (deferred or polling), cancel."""
+"""The Azure ML training operator: submit a command job, wait (deferred or polling), cancel.
+
+Whichever way the wait ends without the job finishing, the job is cancelled: the
+polling wait at its timeout, the deferred wait by its trigger at the trigger's end time
+(and, should the triggerer miss it, when the deferral times out), a killed task by
+``on_kill`` (polling) or the trigger's ``on_kill`` (deferred).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
+from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR
 from airflow.sdk.exceptions import AirflowException
 
 from recsys.orchestration.azureml import SUCCEEDED, TERMINAL, AzureMLHook
 from recsys.orchestration.azureml_job import build_command_job
 from recsys.orchestration.config import AzureMLConfig, load_retrain_config
+from recsys.orchestration.links import AzureMLJobLink
 from recsys.orchestration.paths import azureml_job_name, day_of
 from recsys.orchestration.triggers import AzureMLJobTrigger
+
+JOB_NAME_KEY = "azureml_job_name"
+CANCEL_GRACE_S = 120.0
+"""Time the trigger has, after its end time, to cancel the job before the deferral times out."""
 
 
 class AzureMLJobFailed(AirflowException):
@@ -35,6 +48,7 @@ class AzureMLCommandJobOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("graph_uri", "model_uri", "day", "epochs", "job_name")
+    operator_extra_links = (AzureMLJobLink(),)
     ui_color = "#cce5ff"
 
     def __init__(
@@ -99,9 +113,17 @@ class AzureMLCommandJobOperator(BaseOperator):
         cfg = self.config()
         ti = context["ti"]
         job = self.build_job(context["run_id"], ti.try_number)
-        self.job_name = self.hook.submit(job)
-        self.log.info("Submitted Azure ML job %s (compute %s)", self.job_name, cfg.compute)
-        ti.xcom_push(key="azureml_job_name", value=self.job_name)
+        submitted = self.hook.submit(job)
+        self.job_name = submitted.name
+        self.log.info(
+            "Submitted Azure ML job %s (compute %s): %s",
+            self.job_name,
+            cfg.compute,
+            submitted.studio_url or "no studio URL",
+        )
+        ti.xcom_push(key=JOB_NAME_KEY, value=self.job_name)
+        if submitted.studio_url:
+            ti.xcom_push(key=AzureMLJobLink.key, value=submitted.studio_url)
         if not self.wait_for_completion:
             return self._result(self.job_name, "Submitted")
         deferrable = cfg.deferrable if self.deferrable is None else self.deferrable
@@ -112,19 +134,15 @@ class AzureMLCommandJobOperator(BaseOperator):
             self.defer(
                 trigger=AzureMLJobTrigger(
                     job_name=self.job_name,
+                    end_time=time.time() + cfg.timeout_s,
                     azureml_conn_id=cfg.conn_id,
                     poll_interval=cfg.poll_interval_s,
                 ),
                 method_name="execute_complete",
-                timeout=self._timedelta(cfg.timeout_s),
+                # a backstop only: the trigger's own end time comes first and cancels the job
+                timeout=dt.timedelta(seconds=cfg.timeout_s + cfg.poll_interval_s + CANCEL_GRACE_S),
             )
         return self.poll(self.job_name, cfg.poll_interval_s, cfg.timeout_s)
-
-    @staticmethod
-    def _timedelta(seconds: float) -> Any:
-        import datetime as dt
-
-        return dt.timedelta(seconds=seconds)
 
     def poll(self, job_name: str, poll_interval: float, timeout_s: float) -> dict[str, Any]:
         """Non-deferrable mode: poll from the worker; cancel the job when the wait times out."""
@@ -140,6 +158,20 @@ class AzureMLCommandJobOperator(BaseOperator):
                 )
             self.log.info("Azure ML job %s is %s", job_name, status)
             time.sleep(poll_interval)
+
+    def resume_execution(
+        self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context
+    ) -> Any:
+        """Resume after the deferral; when Airflow resumes only to fail the task (the deferral
+        timed out or the trigger crashed), cancel the job first: no ``on_kill`` comes then."""
+        if next_method == TRIGGER_FAIL_REPR:
+            job_name = self.job_name or context["ti"].xcom_pull(
+                task_ids=self.task_id, key=JOB_NAME_KEY
+            )
+            if job_name:
+                self.log.info("Wait ended without the job: cancelling Azure ML job %s", job_name)
+                self.hook.cancel(str(job_name))
+        return super().resume_execution(next_method, next_kwargs, context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired."""

@@ -129,3 +129,4 @@ def test_plugin_registers_report_links() -> None:
     spec.loader.exec_module(module)
     names = {link.name for link in module.RecsysPlugin.global_operator_extra_links}
     assert names == {"Validation report", "Model report"}
+    assert {link.name for link in module.RecsysPlugin.operator_extra_links} == {"Azure ML job"}

@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import importlib
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from recsys.errors import InputError
 from recsys.orchestration.azureml import AzureMLHook
 from recsys.orchestration.azureml_job import build_command_job, datastore_uri, validate_job
 from recsys.orchestration.config import AzureMLConfig
+from recsys.orchestration.links import AzureMLJobLink
 from recsys.orchestration.operators import AzureMLCommandJobOperator, AzureMLJobFailed
 from recsys.orchestration.paths import run_paths
 from recsys.orchestration.triggers import AzureMLJobTrigger, LakeMarkerTrigger
@@ -37,10 +39,14 @@ CFG = AzureMLConfig(
 )
 
 
+STUDIO = "https://ml.azure.com/runs/{name}?wsid=/subscriptions/s/resourcegroups/rg/workspaces/w"
+
+
 @dataclass
 class FakeJob:
     name: str
     status: str
+    studio_url: str | None = None
 
 
 @dataclass
@@ -54,7 +60,7 @@ class FakeJobOperations:
 
     def create_or_update(self, job: Any) -> FakeJob:
         self.submitted.append(job)
-        return FakeJob(name=job.name, status="NotStarted")
+        return FakeJob(name=job.name, status="NotStarted", studio_url=STUDIO.format(name=job.name))
 
     def get(self, name: str) -> FakeJob:
         if self.cancelled:
@@ -138,8 +144,10 @@ def test_command_job_is_built_and_validated_by_azure_ai_ml() -> None:
     assert "--out ${{outputs.models}}/as_of=2026-11-27 " in train
     assert "--checkpoint ${{outputs.models}}/as_of=2026-11-27.checkpoint " in train
     assert "${{outputs.model}}" not in train
-    assert job.command.endswith("--device cuda --checkpoint ${{outputs.models}}/as_of=2026-11-27"
-                                ".checkpoint --config recsys_train.json")
+    assert job.command.endswith(
+        "--device cuda --checkpoint ${{outputs.models}}/as_of=2026-11-27"
+        ".checkpoint --config recsys_train.json"
+    )
     assert json.loads(job.environment_variables["RECSYS_TRAIN_CONFIG_JSON"])["epochs"] == 3
     rest = job._to_job()._to_rest_object()  # what jobs.create_or_update sends
     assert rest.properties.compute_id.endswith("gpu-a100")
@@ -168,7 +176,9 @@ def test_registered_environment_and_invalid_jobs() -> None:
 
 
 def test_trigger_serialises_and_round_trips() -> None:
-    trig = AzureMLJobTrigger(job_name="recsys-train-1", azureml_conn_id="aml", poll_interval=7.0)
+    trig = AzureMLJobTrigger(
+        job_name="recsys-train-1", end_time=1.8e9, azureml_conn_id="aml", poll_interval=7.0
+    )
     classpath, kwargs = trig.serialize()
     module, name = classpath.rsplit(".", 1)
     again = getattr(importlib.import_module(module), name)(**kwargs)
@@ -200,7 +210,9 @@ def test_trigger_polls_until_terminal(
 ) -> None:
     client = FakeMLClient(*statuses)
     monkeypatch.setattr(AzureMLJobTrigger, "_hook", lambda self: AzureMLHook(client=client))
-    trig = AzureMLJobTrigger(job_name="j1", poll_interval=0.0, max_errors=3)
+    trig = AzureMLJobTrigger(
+        job_name="j1", end_time=time.time() + 60, poll_interval=0.0, max_errors=3
+    )
     events = asyncio.run(_events(trig))
     assert len(events) == 1
     assert events[0].payload["status"] == status
@@ -231,6 +243,7 @@ def test_operator_poll_mode_success_and_failure() -> None:
     job = client.jobs.submitted[0]
     assert job.name.startswith("recsys-train-20261127-")
     assert ctx["ti"].xcom["azureml_job_name"] == job.name
+    assert ctx["ti"].xcom[AzureMLJobLink.key] == STUDIO.format(name=job.name)  # the task's link
 
     with pytest.raises(AzureMLJobFailed, match="Failed"):
         _operator(FakeMLClient("Running", "Failed"), deferrable=False).execute(_context())
@@ -253,6 +266,10 @@ def test_operator_defers_then_completes_and_on_kill_cancels() -> None:
     trig = deferred.value.trigger
     assert isinstance(trig, AzureMLJobTrigger) and trig.job_name == op.job_name
     assert deferred.value.method_name == "execute_complete"
+    # the trigger's own end time comes before the deferral's timeout, which is a backstop
+    assert time.time() < trig.end_time <= time.time() + CFG.timeout_s
+    assert deferred.value.timeout is not None
+    assert deferred.value.timeout.total_seconds() > CFG.timeout_s
 
     # resumed in a fresh operator instance, as Airflow does
     resumed = _operator(FakeMLClient("Completed"))
@@ -284,3 +301,49 @@ def test_partition_sensor_defers_until_the_marker_exists(tmp_path: Any) -> None:
     marker.parent.mkdir(parents=True)
     marker.write_bytes(b"")
     assert sensor.execute(_context()) == str(marker)  # present: no trip to the triggerer
+
+
+def test_deferral_timeout_cancels_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job still running when the deferred wait ends is cancelled by the trigger (Airflow
+    calls no on_kill then), and the task fails saying so."""
+    client = FakeMLClient("Queued", "Running")
+    monkeypatch.setattr(AzureMLJobTrigger, "_hook", lambda self: AzureMLHook(client=client))
+    trig = AzureMLJobTrigger(job_name="j-late", end_time=time.time() + 0.2, poll_interval=0.05)
+    events = asyncio.run(_events(trig))
+    assert client.jobs.cancelled == ["j-late"]
+    assert len(events) == 1
+    payload = events[0].payload
+    assert (payload["status"], payload["job_status"]) == ("error", "Running")
+    assert payload["message"].endswith("cancelled")
+    with pytest.raises(AzureMLJobFailed, match="cancelled"):
+        _operator(client).execute_complete(_context(), payload)
+
+
+def test_killing_the_deferred_task_cancels_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = FakeMLClient("Running")
+    monkeypatch.setattr(AzureMLJobTrigger, "_hook", lambda self: AzureMLHook(client=client))
+    trig = AzureMLJobTrigger(job_name="j-killed", end_time=time.time() + 60)
+    asyncio.run(trig.on_kill())
+    assert client.jobs.cancelled == ["j-killed"]
+
+
+def test_deferral_timeout_seen_by_the_worker_cancels_the_job() -> None:
+    """Should the triggerer miss the end time, Airflow resumes the task only to fail it:
+    the operator cancels the job it names in XCom before failing."""
+    from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR
+    from airflow.sdk.exceptions import TaskDeferralTimeout
+
+    client = FakeMLClient("Running")
+    ctx = _context()
+    ctx["ti"].xcom["azureml_job_name"] = "j-orphan"
+    ctx["ti"].xcom_pull = lambda task_ids, key: ctx["ti"].xcom[key]
+    resumed = _operator(client)
+    with pytest.raises(TaskDeferralTimeout):
+        resumed.resume_execution(TRIGGER_FAIL_REPR, {"error": "Trigger timeout"}, ctx)
+    assert client.jobs.cancelled == ["j-orphan"]
+
+
+def test_task_page_links_to_the_job_in_azure_ml_studio() -> None:
+    assert any(
+        isinstance(link, AzureMLJobLink) for link in _operator(FakeMLClient()).operator_extra_links
+    )
