@@ -47,7 +47,7 @@ def recsys_events_compaction() -> None:
         max_retry_delay=dt.timedelta(minutes=15),
     )
     def compact(logical_date: Any = None, dag_run: Any = None) -> dict[str, Any]:
-        return tasks.compact(logical_date or (dag_run.run_after - dt.timedelta(days=1)))
+        return tasks.compact(logical_date, run_after=dag_run.run_after)
 
     compact()
 

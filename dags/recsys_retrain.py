@@ -102,18 +102,13 @@ def _lineage(outlet_events: Any, asset: Asset, info: dict[str, Any]) -> None:
 def recsys_retrain() -> None:
     @task(multiple_outputs=True)
     def plan(params: Any = None, dag_run: Any = None, logical_date: Any = None) -> dict[str, Any]:
-        # A run triggered without a logical date processes the last full day before it ran.
-        when = logical_date or (dag_run.run_after - dt.timedelta(days=1))
-        return tasks.plan(when, params.get("as_of"))
+        return tasks.plan(logical_date, params.get("as_of"), run_after=dag_run.run_after)
 
     paths: Any = plan()  # a dict of URIs at run time
 
+    # how long and how often: the pipeline config's `sensor`, read when the task runs
     wait = LakePartitionSensor(
-        task_id="wait_for_events",
-        marker_uri=paths["events_marker"],
-        poke_interval=300,
-        timeout=12 * 3600,
-        deferrable=True,
+        task_id="wait_for_events", marker_uri=paths["events_marker"], deferrable=True
     )
 
     @task
@@ -154,7 +149,6 @@ def recsys_retrain() -> None:
         graph_uri=paths["graph"],
         model_uri=paths["model"],
         day=paths["day"],
-        epochs="{{ params.epochs }}",
         outlets=[MODEL],
         retries=1,
         retry_delay=dt.timedelta(minutes=5),

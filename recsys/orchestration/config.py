@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import BaseModel, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from recsys.config import Settings, load_config
 
@@ -19,6 +19,8 @@ CONFIG_ENV = "RECSYS_RETRAIN_CONFIG"
 
 class AzureMLConfig(BaseModel):
     """Where and how the training command job runs on Azure ML."""
+
+    model_config = ConfigDict(extra="forbid")
 
     conn_id: str = "azureml_default"
     """Airflow connection: login/password = service principal, extras = subscription_id,
@@ -48,10 +50,13 @@ class AzureMLConfig(BaseModel):
     whole runs under ``torchrun`` for DDP (see ``build_command_job``)."""
     poll_interval_s: float = Field(30.0, gt=0)
     timeout_s: PositiveInt = 6 * 3600
+    """The longest wait for the job; a job still running then is cancelled."""
     deferrable: bool = True
 
 
 class DeployConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     backend: Literal["local", "aks"] = "local"
     serve_url: str | None = None
     """Live endpoint to smoke-test (``http://127.0.0.1:8000``); ``None`` skips the live check."""
@@ -62,11 +67,20 @@ class DeployConfig(BaseModel):
 
 
 class SensorConfig(BaseModel):
-    poke_interval_s: float = Field(60.0, gt=0)
+    """How long and how often ``wait_for_events`` looks for the day's events partition."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    poke_interval_s: float = Field(300.0, gt=0)
     timeout_s: PositiveInt = 12 * 3600
+    """The run fails when the partition has not landed by then."""
 
 
 class RetrainConfig(BaseModel):
+    """The pipeline's configuration; a key it does not know is an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
     lake: str | None = None
     """Lake URI; ``None``: ``RECSYS_LAKE``."""
     registry: str | None = None

@@ -41,13 +41,14 @@ class AzureMLCommandJobOperator(BaseOperator):
     :param model_uri: model folder in the lake (its parent folder is mounted read-write as
         ``outputs.models``, so the checkpoint beside it survives a retried job).
     :param day: the run's data day (``YYYY-MM-DD``), for the job name and tags.
-    :param epochs: overrides the training config's epochs when set.
+    :param epochs: overrides the training config's epochs; ``None``: the run's ``epochs``
+        param (an integer or null, validated by the DAG's ``Param``), else the config's.
     :param azureml: job settings; ``None`` reads them from the pipeline config at run time.
     :param deferrable: wait in the triggerer (default from config) or poll in the worker.
     :param wait_for_completion: ``False`` returns once the job is submitted.
     """
 
-    template_fields: Sequence[str] = ("graph_uri", "model_uri", "day", "epochs", "job_name")
+    template_fields: Sequence[str] = ("graph_uri", "model_uri", "day", "job_name")
     operator_extra_links = (AzureMLJobLink(),)
     ui_color = "#cce5ff"
 
@@ -57,7 +58,7 @@ class AzureMLCommandJobOperator(BaseOperator):
         graph_uri: str,
         model_uri: str,
         day: str,
-        epochs: int | str | None = None,
+        epochs: int | None = None,
         azureml: AzureMLConfig | dict[str, Any] | None = None,
         job_name: str | None = None,
         deferrable: bool | None = None,
@@ -94,11 +95,13 @@ class AzureMLCommandJobOperator(BaseOperator):
     def hook(self) -> AzureMLHook:
         return AzureMLHook(azureml_conn_id=self.config().conn_id)
 
-    def build_job(self, run_id: str, try_number: int) -> Any:
-        """The command job for this try (also used by tests to inspect what is submitted)."""
+    def build_job(self, run_id: str, try_number: int, epochs: int | None = None) -> Any:
+        """The command job for this try (also used by tests to inspect what is submitted);
+        ``epochs`` is the run's param, which the operator's own ``epochs`` overrides."""
         day = day_of(self.day)
         name = self.job_name or azureml_job_name(day, run_id, try_number)
-        epochs = int(self.epochs) if self.epochs not in (None, "", "None") else None
+        if self.epochs is not None:
+            epochs = self.epochs
         return build_command_job(
             self.config(),
             graph_uri=self.graph_uri,
@@ -112,7 +115,8 @@ class AzureMLCommandJobOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         cfg = self.config()
         ti = context["ti"]
-        job = self.build_job(context["run_id"], ti.try_number)
+        params = context.get("params") or {}
+        job = self.build_job(context["run_id"], ti.try_number, params.get("epochs"))
         submitted = self.hook.submit(job)
         self.job_name = submitted.name
         self.log.info(

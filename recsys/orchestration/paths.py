@@ -30,7 +30,7 @@ BUNDLES_DIR = "bundles"
 class RunPaths(BaseModel):
     """Every URI a retrain run for ``day`` reads or writes."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     day: dt.date
     lake: str
@@ -49,15 +49,22 @@ class RunPaths(BaseModel):
 
 
 def day_of(
-    logical_date: dt.date | dt.datetime | str, as_of: str | dt.date | None = None
+    logical_date: dt.date | dt.datetime | str | None,
+    as_of: str | dt.date | None = None,
+    run_after: dt.datetime | None = None,
 ) -> dt.date:
-    """The data day a run works on: the ``as_of`` override, else the logical date (UTC).
+    """The data day a run works on: the ``as_of`` override, else the logical date (UTC),
+    else (a run triggered without a logical date) the last full day before ``run_after``.
 
-    The retrain DAG uses a data-interval timetable, so the logical date of the
-    run that starts just after midnight is the day that has just ended.
+    The DAGs use a data-interval timetable, so the logical date of the run that starts
+    just after midnight is the day that has just ended.
     """
     if as_of:
         return as_of if isinstance(as_of, dt.date) else dt.date.fromisoformat(str(as_of)[:10])
+    if logical_date is None:
+        if run_after is None:
+            raise ValueError("a run without a logical date needs its run_after time")
+        logical_date = run_after - dt.timedelta(days=1)
     if isinstance(logical_date, dt.datetime):
         if logical_date.tzinfo is not None:
             logical_date = logical_date.astimezone(dt.UTC)

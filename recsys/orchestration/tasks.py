@@ -37,13 +37,15 @@ log = get_logger(__name__)
 
 
 def plan(
-    logical_date: dt.date | dt.datetime | str,
+    logical_date: dt.date | dt.datetime | str | None,
     as_of: str | None = None,
     config: RetrainConfig | None = None,
+    run_after: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """Resolve the run's day and every artifact URI; pure (reads and writes nothing)."""
+    """Resolve the run's day (:func:`~recsys.orchestration.paths.day_of`) and every artifact
+    URI; pure (reads and writes nothing)."""
     cfg = config or load_retrain_config()
-    day = day_of(logical_date, as_of)
+    day = day_of(logical_date, as_of, run_after)
     paths = run_paths(day, cfg.resolved_lake(), cfg.resolved_registry())
     for key, value in as_dict(paths).items():
         log.info("plan %-18s %s", key, value)
@@ -434,14 +436,16 @@ def deploy(
 
 
 def compact(
-    logical_date: dt.date | dt.datetime | str, config: RetrainConfig | None = None
+    logical_date: dt.date | dt.datetime | str | None,
+    config: RetrainConfig | None = None,
+    run_after: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Move the servers' accepted events into the lake: the memory store's log for the
     logical day, or the Redis stream for every day up to and including it."""
     from recsys.orchestration.compaction import compact_events, compact_stream
 
     cfg = config or load_retrain_config()
-    day = day_of(logical_date)
+    day = day_of(logical_date, run_after=run_after)
     store = cfg.resolved_live_store()
     if store in ("", "memory"):
         results = [compact_events(cfg.event_log, cfg.resolved_lake(), day)]

@@ -347,3 +347,48 @@ def test_task_page_links_to_the_job_in_azure_ml_studio() -> None:
     assert any(
         isinstance(link, AzureMLJobLink) for link in _operator(FakeMLClient()).operator_extra_links
     )
+
+
+def test_epochs_come_typed_from_the_run_params() -> None:
+    client = FakeMLClient("Completed")
+    op = AzureMLCommandJobOperator(
+        task_id="train_azureml", graph_uri=PATHS.graph, model_uri=PATHS.model,
+        day=DAY.isoformat(), azureml=CFG, deferrable=False,
+    )  # fmt: skip
+    op.hook = AzureMLHook(client=client)
+    op.execute({**_context(), "params": {"epochs": 7}})
+    job = client.jobs.submitted[0]
+    assert json.loads(job.environment_variables["RECSYS_TRAIN_CONFIG_JSON"])["epochs"] == 7
+    op.execute({**_context(), "params": {"epochs": None}})  # null: the config's own epochs
+    assert "RECSYS_TRAIN_CONFIG_JSON" not in (client.jobs.submitted[1].environment_variables or {})
+
+
+def test_partition_sensor_waits_as_its_config_says(tmp_path: Any) -> None:
+    from recsys.orchestration.config import SensorConfig
+    from recsys.orchestration.sensors import LakePartitionSensor
+
+    marker = str(tmp_path / "events" / "dt=2026-11-27" / "_SUCCESS")
+    cfg = SensorConfig(poke_interval_s=7, timeout_s=90)
+    sensor = LakePartitionSensor(task_id="wait", marker_uri=marker, sensor=cfg)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(_context())
+    assert deferred.value.trigger.poll_interval == 7
+    assert deferred.value.timeout == dt.timedelta(seconds=90)
+
+
+def test_a_run_without_logical_date_processes_the_day_before_it_ran() -> None:
+    from recsys.orchestration.paths import day_of
+
+    after = dt.datetime(2026, 11, 28, 0, 5, tzinfo=dt.UTC)
+    assert day_of(None, run_after=after) == DAY
+    assert day_of(dt.datetime(2026, 11, 27, tzinfo=dt.UTC), run_after=after) == DAY
+    assert day_of(None, "2026-11-20", run_after=after) == dt.date(2026, 11, 20)
+
+
+def test_a_typo_in_the_pipeline_config_is_refused(tmp_path: Any) -> None:
+    from recsys.orchestration.config import load_retrain_config
+
+    path = tmp_path / "retrain.json"
+    path.write_text(json.dumps({"deploy": {"serve_ur1": "http://127.0.0.1:8000"}}))
+    with pytest.raises(Exception, match="serve_ur1"):
+        load_retrain_config(str(path))
