@@ -19,13 +19,17 @@ demo: setup
 demo-replicas: setup
 	@DEMO_REPLICAS=2 DEMO_LIVE_STORE=redis bash scripts/demo.sh
 
+# lint, types, the layering contracts (pyproject's [tool.importlinter]), then the suite
 test: setup
 	$(VENV)/bin/ruff check recsys dags plugins tests benchmarks
+	$(VENV)/bin/mypy recsys
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check recsys dags plugins tests benchmarks
 	$(VENV)/bin/mypy recsys
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf lake registry runs mlruns .airflow .pytest_cache .mypy_cache .ruff_cache
