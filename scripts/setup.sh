@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
 # System services the tests and the production-shape demo run for real: Redis (live
-# state across replicas), nginx + wrk (rolling-update rehearsal behind a load balancer).
+# state across replicas), nginx (the replicas demo), HAProxy + wrk (the rolling-update
+# rehearsal behind a load balancer whose endpoints change without a reload).
 # Installed from Debian's packages once; skipped when already present.
-system_packages=(redis-server:redis-server nginx:nginx wrk:wrk)
+system_packages=(redis-server:redis-server nginx:nginx haproxy:haproxy wrk:wrk)
 missing=()
 for entry in "${system_packages[@]}"; do
     command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry##*:}")
@@ -21,7 +22,7 @@ if [ ${#missing[@]} -gt 0 ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
             "${missing[@]}" >/dev/null
         # Debian starts the services it installs; the project starts its own on free ports.
-        for svc in redis-server nginx; do
+        for svc in redis-server nginx haproxy; do
             command -v service >/dev/null && service "$svc" stop >/dev/null 2>&1 || true
         done
     else
