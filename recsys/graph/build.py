@@ -381,14 +381,6 @@ class IdMaps:
     """Snapshot index of each event user code (-1: not mapped)."""
     item_lookup: np.ndarray
 
-    @property
-    def n_users(self) -> int:
-        return len(self.user_ids)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_ids)
-
 
 def extend_id_maps(inp: Inputs, split: Split, cfg: GraphConfig) -> IdMaps:
     """Stage 3: the previous snapshot's id maps with this window's new train users and
@@ -432,7 +424,7 @@ def weigh_train_edges(ev: Events, split: Split, ids: IdMaps, w: Window,
     t_type = ev.type_code[split.train]
     raw = event_weights(t_type, ev.value[split.train], (w.cutoff_us - ts) / US_PER_DAY,
                         cfg.weights)
-    eu, ei, summed, order, starts = aggregate_pairs(tu, ti, raw, ids.n_items)
+    eu, ei, summed, order, starts = aggregate_pairs(tu, ti, raw, len(ids.item_ids))
     return TrainEdges(
         user=eu, item=ei, weight=saturate(summed, cfg.weights).astype(np.float32),
         types=_pair_types(t_type, order, starts), event_user=tu, event_item=ti,
@@ -453,7 +445,7 @@ def node_features(inp: Inputs, ids: IdMaps, edges: TrainEdges, w: Window,
                   cfg: GraphConfig) -> Features:
     """Stage 5: node features, fitted and encoded. Behavioural features come from the
     train period only, so the holdout cannot leak into them."""
-    n_users, n_items = ids.n_users, ids.n_items
+    n_users, n_items = len(ids.user_ids), len(ids.item_ids)
     eu, tu, ti = edges.user, edges.event_user, edges.event_item
     user_starts = np.flatnonzero(np.concatenate(([True], eu[1:] != eu[:-1]))) if len(eu) else eu
     last_ts = np.full(n_users, np.nan)
@@ -500,7 +492,7 @@ def build(
     split = split_by_time(ev, w)
 
     ids = extend_id_maps(inp, split, cfg)
-    n_users, n_items = ids.n_users, ids.n_items
+    n_users, n_items = len(ids.user_ids), len(ids.item_ids)
     new_users = n_users - (len(inp.prev_users) if inp.prev_users is not None else 0)
     new_items = n_items - (len(inp.prev_items) if inp.prev_items is not None else 0)
     tick("id maps: %d users (%d new), %d items (%d new)", n_users, new_users, n_items, new_items)
