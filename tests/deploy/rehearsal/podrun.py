@@ -95,38 +95,47 @@ def container_script(
     spec: PodSpec, baked: dict[str, Path], needed: list[Path], stage: Path
 ) -> str:
     """The shell (run as root in fresh namespaces) that builds the container's filesystem
-    view and execs the rendered command as the rendered user."""
-    lines = ["set -e", "mount --make-rprivate /"]
-    # paths the process must reach (the interpreter, the installed package) behind
-    # directories others cannot enter (e.g. /root): the image has them readable
-    masked: dict[Path, list[Path]] = {}
-    for path in needed:
-        blocked = [a for a in reversed(path.parents) if a != Path("/") and not _traversable(a)]
-        if blocked:
-            masked.setdefault(blocked[0], []).append(path)
-    for top, paths in masked.items():
-        for i, p in enumerate(paths):
-            d = stage / f"{top.name}-{i}"
-            d.mkdir(parents=True, exist_ok=True)
-            lines.append(f"mount --bind {shlex.quote(str(p))} {shlex.quote(str(d))}")
-        lines.append(f"mount -t tmpfs -o mode=0755,size=1m tmpfs {shlex.quote(str(top))}")
-        for i, p in enumerate(paths):
-            d = stage / f"{top.name}-{i}"
-            lines += [f"mkdir -p {shlex.quote(str(p))}",
-                      f"mount --move {shlex.quote(str(d))} {shlex.quote(str(p))}"]
+    view and execs the rendered command as the rendered user.
+
+    ``needed`` are host paths the process must reach read-only (the interpreter, the
+    installed package: the image's contents). Each is stashed first under ``stage`` (a
+    private tmpfs outside every path the pod mounts over), so it can be brought back where
+    a later mount hides it: behind a directory others cannot enter (``/root``), which gets
+    an empty tmpfs as in an image, or under one of the chart's emptyDir paths (a checkout
+    under ``/tmp``)."""
+    q = shlex.quote
+    lines = ["set -e", "mount --make-rprivate /",
+             f"mount -t tmpfs -o mode=0700 tmpfs {q(str(stage))}"]
+    for i, path in enumerate(needed):
+        lines += [f"mkdir {q(str(stage / str(i)))}",
+                  f"mount --bind {q(str(path))} {q(str(stage / str(i)))}"]
+    masked = sorted({
+        blocked[0] for path in needed
+        if (blocked := [a for a in reversed(path.parents)
+                        if a != Path("/") and not _traversable(a)])
+    })
+    for top in masked:
+        lines.append(f"mount -t tmpfs -o mode=0755,size=1m tmpfs {q(str(top))}")
+        lines += [f"mkdir -p {q(str(p))}" for p in needed if top in p.parents]
     if spec.read_only_root:
         for mp in [*_mountpoints(), *(str(t) for t in masked)]:
-            lines.append(f"mount -o remount,bind,ro {shlex.quote(mp)}")
+            lines.append(f"mount -o remount,bind,ro {q(mp)}")
     for mp, size in spec.writable.items():
         opt = f"size={size}," if size else ""
-        lines.append(f"mkdir -p {shlex.quote(mp)} 2>/dev/null || true")
-        lines.append(f"mount -t tmpfs -o {opt}mode=1777 tmpfs {shlex.quote(mp)}")
-    wd = shlex.quote(spec.workdir)
+        lines.append(f"mkdir -p {q(mp)} 2>/dev/null || true")
+        lines.append(f"mount -t tmpfs -o {opt}mode=1777 tmpfs {q(mp)}")
+    hiders = [*masked, *(Path(mp) for mp in spec.writable)]
+    for i, path in enumerate(needed):
+        if any(h == path or h in path.parents for h in hiders):
+            lines += [f"mkdir -p {q(str(path))} 2>/dev/null || true",
+                      f"mount --bind {q(str(stage / str(i)))} {q(str(path))}",
+                      f"mount -o remount,bind,ro {q(str(path))}"]
+    wd = q(spec.workdir)
     lines.append(f"mount -t tmpfs -o mode=0755,size=1m tmpfs {wd}")
     for target, src in baked.items():
-        lines += [f"mkdir -p {shlex.quote(target)}",
-                  f"mount --bind {shlex.quote(str(src))} {shlex.quote(target)}"]
+        lines += [f"mkdir -p {q(target)}", f"mount --bind {q(str(src))} {q(target)}"]
     lines.append(f"mount -o remount,bind,ro {wd}")
+    lines.append(f"umount -l {q(str(stage))}")
     env = [f"{k}={v}" for k, v in spec.env.items()]
     priv = ["setpriv", f"--reuid={spec.uid}", f"--regid={spec.gid}"]
     priv += [f"--groups={','.join(map(str, spec.groups))}"] if spec.groups else ["--clear-groups"]
@@ -190,7 +199,8 @@ class Pod:
         self.deleting = False
         self.events = PodEvents()
         self.proc: subprocess.Popen[bytes] | None = None
-        self._stage = Path(tempfile.mkdtemp(prefix=f"rh-{name}-"))
+        # the stash for needed paths: outside every path the pod mounts over (not /tmp)
+        self._stage = Path(tempfile.mkdtemp(prefix=f"rh-{name}-", dir="/var/tmp"))
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._kubelet, daemon=True, name=f"kubelet-{name}")
 
@@ -333,6 +343,8 @@ class Pod:
         self.events.terminated_in_s = time.monotonic() - t0
         self._thread.join(timeout=5)
         self.net.remove(self.netns)
+        with contextlib.suppress(OSError):
+            self._stage.rmdir()
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
