@@ -8,6 +8,10 @@ Checks (each failure names itself; any failure -> GateFailed, exit 1, no bundle)
 - ``foldin``: the fold-in reproduces every training user's trained embedding
   (numpy over all users, and the scorer's own ``user_emb`` for the sample)
   within ``foldin_tol``;
+- ``explain``: for ``explain_users`` of the sampled users, the scorer's explanation outputs
+  (the two largest history contributions to each recommended item's score, their history
+  slots, and what the history adds in all) agree with numpy's float64 contributions
+  ``w_ui / sqrt(d_u d_i) * <S_i, final_j> / (K + 1)`` within ``score_tol``;
 - ``latency``: p99 of a single-user query through onnxruntime within
   ``latency_p99_ms``.
 """
@@ -43,6 +47,8 @@ class ExportConfig(BaseModel):
     """Budget of the scorer alone (one user, onnxruntime, 1 thread). Generous by default: on a
     shared CPU the p99 of a sub-millisecond call is scheduler noise; tighten it per deployment."""
     latency_queries: int = Field(default=300, ge=10)
+    explain_users: int = Field(default=200, ge=0)
+    """Sampled users whose explanations are checked against numpy (0: none)."""
     batch_size: int = Field(default=256, ge=1)
     segment_feature: str | None = "country"
     seed: int = 0
@@ -91,6 +97,48 @@ def foldin_numpy(t: FoldInTables) -> np.ndarray:
     return out
 
 
+def explanation_diff(
+    t: FoldInTables,
+    h_idx: np.ndarray,
+    h_w: np.ndarray,
+    idx: np.ndarray,
+    scores: np.ndarray,
+    top: np.ndarray,
+    contrib: np.ndarray,
+    hpos: np.ndarray,
+    tol: float,
+) -> tuple[float, str]:
+    """One user's explanation outputs against numpy: (largest |difference|, what is wrong or
+    ''). ``top``/``contrib`` are ``[T, k]``; a slot may differ from numpy's only for a tie
+    (its numpy contribution within ``tol`` of the one numpy ranks there)."""
+    real = h_w > 0
+    rec = np.isfinite(scores)
+    if not real.any() or not rec.any():
+        return 0.0, ""
+    w = h_w.astype(np.float64)
+    coef = w / np.sqrt(max(float(w.sum()), 1e-12)) * t.item_inv_sqrt_deg[h_idx]
+    c = (t.item_S[h_idx].astype(np.float64) @ t.item_final[idx[rec]].astype(np.float64).T)
+    c *= coef[:, None] / (t.num_layers + 1)
+    want_pos = np.where(real[:, None], np.maximum(c, 0.0), 0.0).sum(axis=0)
+    c[~real] = -np.inf
+    n_top = top.shape[0]
+    want = -np.sort(-c, axis=0)[:n_top]
+    got = contrib[:, rec].astype(np.float64)
+    chosen = np.take_along_axis(c, top[:, rec], axis=0)
+    both = np.isfinite(want)
+    if not np.array_equal(both, np.isfinite(got)):
+        return float("inf"), "a different number of contributing history items"
+    diffs = [0.0]
+    if both.any():
+        diffs += [float(np.abs(got[both] - want[both]).max()),
+                  float(np.abs(chosen[both] - want[both]).max())]
+    diffs.append(float(np.abs(hpos[rec] - want_pos).max()))
+    diff = max(diffs)
+    if diff > tol:
+        return diff, f"max |onnx - numpy contribution| = {diff:.3e} > {tol:g}"
+    return diff, ""
+
+
 def run_gate(t: FoldInTables, ref_users: np.ndarray, cfg: ExportConfig) -> GateResult:
     """Check the scorer built from ``t`` against the torch reference embeddings."""
     from recsys.export.scorer import build_scorer
@@ -125,8 +173,10 @@ def run_gate(t: FoldInTables, ref_users: np.ndarray, cfg: ExportConfig) -> GateR
     # similar history lengths batched together, and at most ~1M padded slots per batch
     sample = sample[np.argsort(counts[sample], kind="stable")]
     item_final64 = t.item_final.astype(np.float64)
-    max_score_diff = max_emb_diff = 0.0
+    max_score_diff = max_emb_diff = max_expl_diff = 0.0
     mismatched: list[str] = []
+    expl_bad: list[str] = []
+    explained = 0
     k_arr = np.array([k], dtype=np.int64)
     start = 0
     while start < len(sample):
@@ -135,11 +185,20 @@ def run_gate(t: FoldInTables, ref_users: np.ndarray, cfg: ExportConfig) -> GateR
         users = sample[start : start + size]
         start += size
         h_idx, h_w, excl = _pad_batch(t, indptr, users)
-        scores, idx, emb = sess.run(
-            ["scores", "indices", "user_emb"],
+        scores, idx, emb, top, contrib, hpos = sess.run(
+            ["scores", "indices", "user_emb", "because_top", "because_contrib", "history_pos"],
             {"e0": t.user_e0[users], "hist_idx": h_idx, "hist_w": h_w, "excl_idx": excl,
              "k": k_arr},
         )
+        for r in range(len(users)):
+            if explained >= cfg.explain_users:
+                break
+            explained += 1
+            diff, why = explanation_diff(t, h_idx[r], h_w[r], idx[r], scores[r], top[r],
+                                         contrib[r], hpos[r], cfg.score_tol)
+            max_expl_diff = max(max_expl_diff, diff)
+            if why:
+                expl_bad.append(f"user {t.user_ids[users[r]]!r}: {why}")
         max_emb_diff = max(max_emb_diff, float(np.abs(emb - ref_users[users]).max()))
         ref_scores = ref_users[users].astype(np.float64) @ item_final64.T
         for r, u in enumerate(users.tolist()):
@@ -169,7 +228,15 @@ def run_gate(t: FoldInTables, ref_users: np.ndarray, cfg: ExportConfig) -> GateR
         "parity_max_score_diff": max_score_diff,
         "parity_topk_mismatches": float(len(mismatched)),
         "onnx_foldin_max_abs_diff": max_emb_diff,
+        "explain_users": float(explained),
+        "explain_max_abs_diff": max_expl_diff,
+        "explain_mismatches": float(len(expl_bad)),
     })
+    if expl_bad:
+        failures.append(
+            f"explain: the scorer's explanations differ from numpy's contributions for "
+            f"{len(expl_bad)} of {explained} users; first: {expl_bad[0]}"
+        )
     if mismatched:
         failures.append(
             f"parity: top-{k} differs from torch for {len(mismatched)} of {len(sample)} users "

@@ -13,9 +13,17 @@ Scorer inputs (``B`` users, ``L`` history slots, ``E`` exclusion slots):
 - ``k`` int64 ``[1]``.
 
 Outputs: ``scores`` ``[B, k]``, ``indices`` ``[B, k]`` (masked items score -inf),
-``user_emb`` ``[B, d]`` and ``because_slot`` ``[B, k]``: for each recommended item,
-the history slot whose fold-in term ``coef_l * <S_l, final_item>`` is largest
-(the explanation "because you interacted with X"; meaningless without history).
+``user_emb`` ``[B, d]``, and the explanation of each recommended item ``j`` from the
+contributions of the history slots to its score, ``c_lj = coef_l * <S_l, final_j> / (K + 1)``
+(the score is ``<e0, final_j> / (K + 1) + sum_l c_lj``; all meaningless without history):
+
+- ``because_slot`` ``[B, k]``: the slot with the largest contribution (what servers before
+  the two-contribution explanations read; kept so they can still load new bundles);
+- ``because_top`` int64 and ``because_contrib`` float32, ``[B, min(2, L), k]``: the two
+  largest contributions per item and their slots (-inf for padding slots), largest first;
+- ``history_pos`` ``[B, k]``: the sum of the positive contributions per item (what the
+  history adds to the score), so a server can say what share the named item carries.
+
 The fold-in (sym normalisation)::
 
     e_u = (e0_u + sum_i w_ui / sqrt(d_u d_i) * S_i) / (K + 1),  d_u = sum_i w_ui
@@ -66,6 +74,7 @@ def build_scorer(
         _const("zero_f", np.array(0.0, dtype=np.float32)),
         _const("zero1", np.array([0], dtype=np.int64)),
         _const("one1", np.array([1], dtype=np.int64)),
+        _const("two1", np.array([2], dtype=np.int64)),
         _const("n_items", np.array([n_items], dtype=np.int64)),
     ]
     nodes = [
@@ -112,6 +121,20 @@ def build_scorer(
         helper.make_node("Unsqueeze", ["real_slot", "ax2"], ["real_slot3"]),
         helper.make_node("Where", ["real_slot3", "contrib", "neg"], ["contrib_real"]),
         helper.make_node("ArgMax", ["contrib_real"], ["because_slot"], axis=1, keepdims=0),
+        # the two largest contributions per recommended item (one when L == 1), in score units
+        helper.make_node("Shape", ["hist_w"], ["hist_shape"]),
+        helper.make_node("Gather", ["hist_shape", "one1"], ["l_dim"], axis=0),
+        helper.make_node("Min", ["l_dim", "two1"], ["k_expl"]),
+        helper.make_node(
+            "TopK", ["contrib_real", "k_expl"], ["top_contrib", "because_top"], axis=1,
+            largest=1, sorted=1,
+        ),
+        helper.make_node("Mul", ["top_contrib", "inv_k1"], ["because_contrib"]),
+        # what the history adds to each score: the sum of the positive contributions
+        helper.make_node("Where", ["real_slot3", "contrib", "zero_f"], ["contrib_or0"]),
+        helper.make_node("Relu", ["contrib_or0"], ["contrib_pos"]),
+        helper.make_node("ReduceSum", ["contrib_pos", "ax1"], ["pos_sum"], keepdims=0),
+        helper.make_node("Mul", ["pos_sum", "inv_k1"], ["history_pos"]),
     ]
     graph = helper.make_graph(
         nodes,
@@ -128,6 +151,9 @@ def build_scorer(
             helper.make_tensor_value_info("indices", TensorProto.INT64, ["B", "K"]),
             helper.make_tensor_value_info("user_emb", TensorProto.FLOAT, ["B", dim]),
             helper.make_tensor_value_info("because_slot", TensorProto.INT64, ["B", "K"]),
+            helper.make_tensor_value_info("because_top", TensorProto.INT64, ["B", "T", "K"]),
+            helper.make_tensor_value_info("because_contrib", TensorProto.FLOAT, ["B", "T", "K"]),
+            helper.make_tensor_value_info("history_pos", TensorProto.FLOAT, ["B", "K"]),
         ],
         initializer=inits,
     )

@@ -14,11 +14,12 @@ import asyncio
 import json
 import time
 import weakref
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import onnxruntime as ort
@@ -46,6 +47,63 @@ LONG_HISTORY = 512
 """History length above which a request is scored alone instead of padded into a batch."""
 LONG_EXCLUSION = 4096
 
+EXPLAIN_OUTPUTS = ("because_top", "because_contrib", "history_pos")
+"""Scorer outputs of the explanations (bundles exported before them have ``because_slot`` only)."""
+PROFILE_REASON = "because it matches your profile"
+
+
+def _phrases() -> list[tuple[str | None, str, str, str]]:
+    """Per event-type bitmask: the strongest type and how to say it: "[you] bought X",
+    "[your] purchase of X" (verb, suffix, noun)."""
+    order = (("purchase", "bought ", "", "your purchase of "),
+             ("add_to_cart", "added ", " to your cart", "adding "),
+             ("rating", "rated ", "", "your rating of "),
+             ("click", "clicked on ", "", "your click on "),
+             ("view", "viewed ", "", "your view of "))
+    unknown: tuple[str | None, str, str, str] = (None, "interacted with ", "",
+                                                 "your interaction with ")
+    return [next((ph for ph in order if bits & TYPE_BITS[str(ph[0])]), unknown)
+            for bits in range(ALL_TYPES_MASK + 1)]
+
+
+_PHRASES = _phrases()
+
+
+@dataclass(frozen=True, slots=True)
+class Because:
+    """The explanation of one recommended item: a history item and how it was met, or the
+    profile (``item`` -1: no history item adds to the score)."""
+
+    item: int
+    types: int
+    contribution: float | None
+    """What the history item adds to the score (None: the scorer does not say)."""
+    also: bool = False
+    """The second-largest contribution, named because the largest is the same for every item."""
+
+    def as_dict(self, ids: np.ndarray) -> dict[str, Any]:
+        if self.item < 0:
+            return {"reason": PROFILE_REASON}
+        t, a, b, _ = _PHRASES[self.types & ALL_TYPES_MASK]
+        lead = "also because you " if self.also else "because you "
+        return {"item_id": ids[self.item], "event_type": t, "contribution": self.contribution,
+                "reason": f"{lead}{a}{ids[self.item]}{b}"}
+
+    def json(self, ij: list[str]) -> str:
+        """:meth:`as_dict` as JSON, spliced from the escaped item id (see ``finish_json``)."""
+        if self.item < 0:
+            return '{"reason":"' + PROFILE_REASON + '"}'
+        t, a, b, _ = _PHRASES[self.types & ALL_TYPES_MASK]
+        lead = "also because you " if self.also else "because you "
+        c = "null" if self.contribution is None else repr(self.contribution)
+        tj = "null" if t is None else f'"{t}"'
+        return (f'{{"item_id":{ij[self.item]},"event_type":{tj},"contribution":{c},'
+                f'"reason":"{lead}{a}{ij[self.item][1:-1]}{b}"}}')
+
+
+PROFILE = Because(-1, 0, None)
+_NO_TYPES = np.zeros(0, np.int64)
+
 
 @dataclass
 class Prepared:
@@ -55,8 +113,22 @@ class Prepared:
     e0: np.ndarray
     h_idx: np.ndarray
     h_w: np.ndarray
+    h_types: np.ndarray
     excl: np.ndarray
     k: int
+
+
+class Scored(NamedTuple):
+    """The scorer's answer for one request, top-k first."""
+
+    scores: np.ndarray
+    idx: np.ndarray
+    top: np.ndarray
+    """``[T, k]`` history slots with the largest contributions to each item's score (T <= 2)."""
+    contrib: np.ndarray | None
+    """``[T, k]`` those contributions, in score units (None: a scorer that predates them)."""
+    history_pos: np.ndarray | None
+    """``[k]`` what the history adds to each score (the sum of its positive contributions)."""
 
 
 class Batcher:
@@ -78,15 +150,15 @@ class Batcher:
         self._engine = weakref.ref(engine)
         self.inline = inline
         self.max_batch = max_batch
-        self.pending: list[tuple[Prepared, asyncio.Future[tuple[np.ndarray, ...]]]] = []
+        self.pending: list[tuple[Prepared, asyncio.Future[Scored]]] = []
         self.busy = False
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
         self.batches = 0
         self.batched_requests = 0
 
-    async def submit(self, p: Prepared) -> tuple[np.ndarray, ...]:
+    async def submit(self, p: Prepared) -> Scored:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[tuple[np.ndarray, ...]] = loop.create_future()
+        fut: asyncio.Future[Scored] = loop.create_future()
         self.pending.append((p, fut))
         if not self.busy:
             self._start(loop)
@@ -132,8 +204,8 @@ class Batcher:
     def _done(
         self,
         loop: asyncio.AbstractEventLoop,
-        batch: list[tuple[Prepared, asyncio.Future[tuple[np.ndarray, ...]]]],
-        job: asyncio.Future[list[tuple[np.ndarray, ...]]],
+        batch: list[tuple[Prepared, asyncio.Future[Scored]]],
+        job: asyncio.Future[list[Scored]],
     ) -> None:
         self.busy = False
         exc = job.exception()
@@ -201,6 +273,13 @@ class Engine:
         self.manifest = data.manifest
         self.manifest_sha = manifest_sha256(data.uri)
         self.sess = _session(data.scorer_onnx, ort_threads)
+        self.explains = set(EXPLAIN_OUTPUTS) <= {o.name for o in self.sess.get_outputs()}
+        """The scorer gives the two largest contributions per item (bundles exported before
+        them explain by the largest alone, without saying what it adds)."""
+        if not self.explains:
+            log.warning("bundle %s predates the two-contribution explanations: each item names "
+                        "its largest history contribution only; re-export it (recsys export) "
+                        "for the full explanations", data.uri)
         self.proj_sess = (
             _session(data.projection_onnx, ort_threads) if data.projection_onnx else None
         )
@@ -223,6 +302,12 @@ class Engine:
             else np.full(self.n_items, "", dtype=object)
         )
         self.item_category = cats
+        self.item_price = (
+            pd.to_numeric(items["price"], errors="coerce").to_numpy(dtype=np.float64)
+            if "price" in items else np.full(self.n_items, np.nan)
+        )
+        self.user_ids_sorted: list[str] = sorted(self.user_ids.tolist())
+        """For the shopper search of the storefront (``GET /v1/users?prefix=``)."""
         self.category_items = {
             str(c): np.flatnonzero(cats == c).astype(np.int64) for c in pd.unique(cats)
         }
@@ -350,18 +435,18 @@ class Engine:
             source = "events"
         excl = self._excluded(q, hist)
         if hist is None:
-            h_idx, h_w = np.zeros(0, np.int64), np.zeros(0, np.float32)
+            h_idx, h_w, h_types = np.zeros(0, np.int64), np.zeros(0, np.float32), _NO_TYPES
         else:
-            h_idx, h_w = hist[0], hist[1]
-        return Prepared(user_id, source, live_state, e0, h_idx, h_w, excl, k)
+            h_idx, h_w, h_types = hist
+        return Prepared(user_id, source, live_state, e0, h_idx, h_w, h_types, excl, k)
 
-    def run_many(self, batch: list[Prepared]) -> list[tuple[np.ndarray, ...]]:
+    def run_many(self, batch: list[Prepared]) -> list[Scored]:
         """Score a batch, keeping padding bounded: a request with a long history or a long
         exclusion list is scored on its own, so one heavy user cannot make every other
         request in the batch pay (and allocate) for its length."""
         light = [j for j, p in enumerate(batch)
                  if len(p.h_idx) <= LONG_HISTORY and len(p.excl) <= LONG_EXCLUSION]
-        out: list[tuple[np.ndarray, ...] | None] = [None] * len(batch)
+        out: list[Scored | None] = [None] * len(batch)
         if light:
             for j, res in zip(light, self.run_batch([batch[j] for j in light]), strict=True):
                 out[j] = res
@@ -370,7 +455,7 @@ class Engine:
                 out[j] = self.run_batch([p])[0]
         return [r for r in out if r is not None]
 
-    def run_batch(self, batch: list[Prepared]) -> list[tuple[np.ndarray, ...]]:
+    def run_batch(self, batch: list[Prepared]) -> list[Scored]:
         """One onnxruntime call for several requests (safe off the loop: reads no live state)."""
         n = len(batch)
         width = max(max(len(p.h_idx) for p in batch), 1)
@@ -385,60 +470,109 @@ class Engine:
             h_w[r, : len(p.h_w)] = p.h_w
             excl[r, : len(p.excl)] = p.excl
         k = max(p.k for p in batch)
-        scores, idx, slot = self.sess.run(
-            ["scores", "indices", "because_slot"],
-            {"e0": e0, "hist_idx": h_idx, "hist_w": h_w, "excl_idx": excl,
-             "k": np.array([k], dtype=np.int64)},
-        )
-        out: list[tuple[np.ndarray, ...]] = []
+        feeds = {"e0": e0, "hist_idx": h_idx, "hist_w": h_w, "excl_idx": excl,
+                 "k": np.array([k], dtype=np.int64)}
+        out: list[Scored] = []
+        if self.explains:
+            scores, idx, top, contrib, hpos = self.sess.run(
+                ["scores", "indices", *EXPLAIN_OUTPUTS], feeds)
+            for r, p in enumerate(batch):
+                sr = scores[r, : p.k]
+                keep = np.isfinite(sr)
+                out.append(Scored(sr[keep], idx[r, : p.k][keep], top[r, :, : p.k][:, keep],
+                                  contrib[r, :, : p.k][:, keep], hpos[r, : p.k][keep]))
+            return out
+        scores, idx, slot = self.sess.run(["scores", "indices", "because_slot"], feeds)
         for r, p in enumerate(batch):
-            sr, ir, br = scores[r, : p.k], idx[r, : p.k], slot[r, : p.k]
+            sr = scores[r, : p.k]
             keep = np.isfinite(sr)
-            out.append((sr[keep], ir[keep], br[keep]))
+            out.append(Scored(sr[keep], idx[r, : p.k][keep], slot[r, : p.k][keep][None, :],
+                              None, None))
         return out
 
-    def finish(self, p: Prepared, result: tuple[np.ndarray, ...]) -> dict[str, Any]:
-        scores, idx, slot = result
-        ids = self.item_ids
-        if len(p.h_idx):
-            because = [
-                {"item_id": ids[b], "reason": f"because you interacted with {ids[b]}"}
-                for b in p.h_idx[slot].tolist()
+    # ---------- explanations ----------
+
+    def explain(self, p: Prepared, s: Scored) -> tuple[list[Because], dict[str, Any] | None]:
+        """Per recommended item, what its explanation names; and the note, when one history
+        item is the largest contribution to most of the list.
+
+        An item is explained by its largest history contribution with the event type ("because
+        you bought X"), or by the profile when no history item adds to its score. When one
+        history item is the largest contribution of at least two items and at least half the
+        list, naming it on each of them would explain nothing: the answer says so once
+        (``explanation``: how many items, and the share of what the history adds to their
+        scores that it carries) and those items name their second-largest contribution
+        instead ("also because you viewed Y"), where one adds to their score."""
+        n = len(s.idx)
+        if not len(p.h_idx):
+            return [PROFILE] * n, None
+        c1: list[float | None] = (s.contrib[0].tolist() if s.contrib is not None
+                                  else [None] * n)
+        h_idx, h_types = p.h_idx, p.h_types
+        out = [
+            Because(int(h_idx[b]), int(h_types[b]), c) if c is None or c > 0.0 else PROFILE
+            for b, c in zip(s.top[0].tolist(), c1, strict=True)
+        ]
+        if n < 2 or len(h_idx) < 2:
+            return out, None
+        (lead, count), = Counter(b.item for b in out).most_common(1)
+        if lead < 0 or count < 2 or 2 * count < n:
+            return out, None
+        group = [r for r, b in enumerate(out) if b.item == lead]
+        lead_types = out[group[0]].types
+        if s.contrib is not None and len(s.top) > 1:
+            slots2, c2 = s.top[1].tolist(), s.contrib[1].tolist()
+            for r in group:
+                if c2[r] > 0.0:
+                    b = slots2[r]
+                    out[r] = Because(int(h_idx[b]), int(h_types[b]), c2[r], also=True)
+        t, _, suffix, noun = _PHRASES[lead_types & ALL_TYPES_MASK]
+        said = f"{noun}{self.item_ids[lead]}{suffix}"
+        where = f"all {n}" if count == n else f"{count} of these {n}"
+        note: dict[str, Any] = {
+            "item_id": self.item_ids[lead], "event_type": t, "items": count, "share": None,
+            "reason": f"{said[0].upper()}{said[1:]} weighs most in {where}",
+        }
+        if s.history_pos is not None:
+            share = [
+                float(c1[r] or 0.0) / max(float(s.history_pos[r]), 1e-30) for r in group
             ]
-        else:
-            because = [{"reason": "because it matches your profile"}] * len(idx)
+            lo, hi = min(share), max(share)
+            note["share"] = [round(lo, 4), round(hi, 4)]
+            span = f"{lo:.0%}" if round(lo, 2) == round(hi, 2) else f"{lo:.0%}-{hi:.0%}"
+            note["reason"] += f": {span} of what your history adds to each score"
+        return out, note
+
+    def finish(self, p: Prepared, result: Scored) -> dict[str, Any]:
+        ids = self.item_ids
+        because, note = self.explain(p, result)
         items = [
-            {"item_id": ids[j], "score": sc, "because": b}
-            for j, sc, b in zip(idx.tolist(), scores.tolist(), because, strict=True)
+            {"item_id": ids[j], "score": sc, "because": b.as_dict(ids)}
+            for j, sc, b in zip(result.idx.tolist(), result.scores.tolist(), because,
+                                strict=True)
         ]
         return {"user_id": p.user_id, "model_version": self.version, "source": p.source,
-                "live_state": p.live_state, "items": items, "_idx": idx}
+                "live_state": p.live_state, "explanation": note, "items": items,
+                "_idx": result.idx}
 
-    def finish_json(self, p: Prepared, result: tuple[np.ndarray, ...]) -> bytes:
+    def finish_json(self, p: Prepared, result: Scored) -> bytes:
         """The JSON body of :meth:`finish`'s answer (without ``_idx``), byte for byte what
         ``json.dumps(..., separators=(",", ":"))`` writes, built from per-item JSON strings
         made once at load: a quarter of the cost of building dicts and encoding them
         (JSON string escaping is per character, so an escaped id can be spliced into the
         escaped reason; a float is written with ``repr``, as ``json`` does)."""
-        scores, idx, slot = result
         ij = self.item_id_json
-        if len(p.h_idx):
-            items = [
-                f'{{"item_id":{ij[j]},"score":{sc!r},"because":{{"item_id":{ij[b]},'
-                f'"reason":"because you interacted with {ij[b][1:-1]}"}}}}'
-                for j, sc, b in zip(idx.tolist(), scores.tolist(), p.h_idx[slot].tolist(),
-                                    strict=True)
-            ]
-        else:
-            items = [
-                f'{{"item_id":{ij[j]},"score":{sc!r},'
-                '"because":{"reason":"because it matches your profile"}}'
-                for j, sc in zip(idx.tolist(), scores.tolist(), strict=True)
-            ]
+        because, note = self.explain(p, result)
+        items = [
+            f'{{"item_id":{ij[j]},"score":{sc!r},"because":{b.json(ij)}}}'
+            for j, sc, b in zip(result.idx.tolist(), result.scores.tolist(), because,
+                                strict=True)
+        ]
+        note_json = "null" if note is None else json.dumps(note, separators=(",", ":"))
         return (
             f'{{"user_id":{json.dumps(p.user_id)},"model_version":{self.version_json},'
             f'"source":{json.dumps(p.source)},"live_state":{json.dumps(p.live_state)},'
-            f'"items":[{",".join(items)}]}}'
+            f'"explanation":{note_json},"items":[{",".join(items)}]}}'
         ).encode()
 
     async def recommend_body(
@@ -450,7 +584,7 @@ class Engine:
             idx = p.pop("_idx")
             return json.dumps(p, separators=(",", ":")).encode(), str(p["source"]), idx
         result = await self.batcher.submit(p)
-        return self.finish_json(p, result), p.source, result[1]
+        return self.finish_json(p, result), p.source, result.idx
 
     def recommend(
         self, user_id: str, q: Query, live: Sequence[LiveEvent] = ()
@@ -502,7 +636,7 @@ class Engine:
             for j, sc in zip(picked.tolist(), scores, strict=True)
         ]
         return {"user_id": user_id, "model_version": self.version, "source": source,
-                "live_state": live_state, "items": items, "_idx": picked}
+                "live_state": live_state, "explanation": None, "items": items, "_idx": picked}
 
     def similar(self, item_id: str, k: int) -> dict[str, Any]:
         j = self.item_index.get(item_id)

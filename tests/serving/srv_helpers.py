@@ -12,13 +12,17 @@ from pathlib import Path
 
 import httpx
 
+from recsys.artifacts import InputRef
 from recsys.export.bundle import BundleMeta, write_bundle
 from recsys.export.synthetic import synthetic_tables
 
 API_KEY = "test-key-123"
 
 
-def make_bundle(uri: str, version: str, seed: int, **kw: object) -> str:
+def make_bundle(
+    uri: str, version: str, seed: int, data_cutoff: str | None = None,
+    inputs: dict[str, InputRef] | None = None, **kw: object,
+) -> str:
     t = synthetic_tables(seed=seed, **kw)  # type: ignore[arg-type]
     meta = BundleMeta(
         version=version,
@@ -27,8 +31,9 @@ def make_bundle(uri: str, version: str, seed: int, **kw: object) -> str:
         num_users=len(t.user_ids),
         num_items=len(t.item_ids),
         segment_feature="country",
+        data_cutoff=data_cutoff,
     )
-    write_bundle(t, uri, meta)
+    write_bundle(t, uri, meta, inputs=inputs)
     return uri
 
 

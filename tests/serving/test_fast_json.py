@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from srv_helpers import make_bundle
 
-from recsys.serving.engine import Query, load_engine
+from recsys.serving.engine import Query, Scored, load_engine
 from recsys.serving.live import LiveEvent
 
 
@@ -34,17 +34,27 @@ def test_finish_json_equals_json_dumps(tmp_path: Path) -> None:
         assert body == json.dumps(want, separators=(",", ":")).encode()
         assert source == want["source"]
         assert np.array_equal(idx, want_idx)
-    # every odd id both as a recommended item and as the "because" item
+    # every odd id both as a recommended item and as the "because" item, every event type
     p = engine.prepare("u1", Query(k=5), live["u1"])
     assert not isinstance(p, dict)
-    p.h_idx = np.arange(len(odd), dtype=np.int64)
-    result = (np.linspace(1.0, 0.1, len(odd)).astype(np.float32),
-              np.arange(len(odd), dtype=np.int64)[::-1].copy(),
-              np.arange(len(odd), dtype=np.int64))
-    want = engine.finish(p, result)
-    want.pop("_idx")
-    assert engine.finish_json(p, result) == json.dumps(want, separators=(",", ":")).encode()
+    n = len(odd)
+    p.h_idx = np.arange(n, dtype=np.int64)
+    p.h_types = np.array([1, 2, 4, 8, 16 | 1], dtype=np.int64)
+    recs = np.arange(n, dtype=np.int64)[::-1].copy()
+    scores = np.linspace(1.0, 0.1, n).astype(np.float32)
+    own = Scored(scores, recs, np.stack([np.arange(n), np.roll(np.arange(n), 1)]),
+                 np.array([[0.5, 0.25, -1.0, 1e-3, 2.0], [0.1, 0.1, -2.0, 0.0, 1.0]],
+                          np.float32), np.full(n, 3.0, np.float32))
+    lead = own._replace(top=np.stack([np.zeros(n, np.int64), np.arange(n)]),
+                        contrib=np.array([[0.5] * n, [0.2, 0.0, 0.1, 0.3, 0.4]], np.float32))
+    old = Scored(scores, recs, np.arange(n, dtype=np.int64)[None, :], None, None)
+    for result in (own, lead, old):
+        want = engine.finish(p, result)
+        want.pop("_idx")
+        assert engine.finish_json(p, result) == json.dumps(want, separators=(",", ":")).encode()
+    assert engine.finish(p, lead)["explanation"]["item_id"] == odd[0]
     p.h_idx = p.h_idx[:0]  # no history: the profile explanation
-    want = engine.finish(p, result)
+    p.h_types = p.h_types[:0]
+    want = engine.finish(p, own)
     want.pop("_idx")
-    assert engine.finish_json(p, result) == json.dumps(want, separators=(",", ":")).encode()
+    assert engine.finish_json(p, own) == json.dumps(want, separators=(",", ":")).encode()
