@@ -8,9 +8,10 @@ PYTHON=${PYTHON:-python3}
 
 # System services the tests and the production-shape demo run for real: Redis (live
 # state across replicas), nginx (the replicas demo), HAProxy + wrk (the rolling-update
-# rehearsal behind a load balancer whose endpoints change without a reload).
+# rehearsal behind a load balancer whose endpoints change without a reload), Chromium
+# (the browser tests of the pages, headless, driven by Playwright: never `playwright install`).
 # Installed from Debian's packages once; skipped when already present.
-system_packages=(redis-server:redis-server nginx:nginx haproxy:haproxy wrk:wrk)
+system_packages=(redis-server:redis-server nginx:nginx haproxy:haproxy wrk:wrk chromium:chromium)
 missing=()
 for entry in "${system_packages[@]}"; do
     command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry##*:}")

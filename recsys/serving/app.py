@@ -7,7 +7,11 @@ Endpoints (OpenAPI at ``/docs``), all JSON:
   user's live events folded in;
 - ``POST /v1/events``: one event or a batch; stored in the live store before 2xx;
 - ``GET /v1/items/{item_id}/similar``;
-- ``GET /v1/model``: the active and previous bundle;
+- ``GET /v1/model``: the active and previous bundle; ``GET /v1/ops/lineage``: where the
+  active one came from; ``GET /v1/ops/health``: served-recommendation health (window);
+- ``GET /v1/users?prefix=``, ``GET /v1/users/{user_id}/history``, ``GET /v1/items?ids=``,
+  ``GET /v1/catalog``: what a storefront shows besides recommendations;
+- ``/ui/`` (storefront) and ``/ui/ops`` (operations view): pages on the API above;
 - ``POST /v1/admin/rollback``, ``POST /v1/admin/reload`` (API key);
 - ``/healthz``, ``/readyz``, ``/metrics``.
 
@@ -30,11 +34,14 @@ from recsys.serving import registry as reg
 from recsys.serving.bundles import Manager, settle_heap
 from recsys.serving.context import ServerContext
 from recsys.serving.engine import Engine, load_engine
+from recsys.serving.health import HealthCollector, ServedHealth
 from recsys.serving.live import open_live_store
 from recsys.serving.metrics import Metrics
 from recsys.serving.middleware import BodyLimit
+from recsys.serving.routes_browse import add_browse_routes
 from recsys.serving.routes_ops import add_ops_routes
 from recsys.serving.routes_read import add_read_routes
+from recsys.serving.routes_ui import add_ui_routes
 from recsys.serving.routes_write import add_write_routes
 from recsys.serving.schemas import ServeConfig
 
@@ -45,9 +52,11 @@ __all__ = ["ServeConfig", "create_app", "serve"]
 
 def create_app(cfg: ServeConfig, initial: Engine | None = None) -> FastAPI:
     metrics = Metrics()
-    manager = Manager(cfg, metrics)
+    health = ServedHealth(cfg.health_window_s, cfg.health_bucket_s)
+    metrics.registry.register(HealthCollector(health))
+    manager = Manager(cfg, metrics, health)
     store = open_live_store(cfg.live_store, cfg)
-    ctx = ServerContext(cfg, metrics, manager, store)
+    ctx = ServerContext(cfg, metrics, manager, store, health)
     if initial is not None:
         manager.activate(initial)
 
@@ -79,6 +88,8 @@ def create_app(cfg: ServeConfig, initial: Engine | None = None) -> FastAPI:
     add_ops_routes(app, ctx)
     add_write_routes(app, ctx)
     add_read_routes(app, ctx)
+    add_browse_routes(app, ctx)
+    add_ui_routes(app, ctx)
     return app
 
 

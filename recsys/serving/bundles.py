@@ -11,6 +11,7 @@ from recsys.errors import InputError
 from recsys.logs import get_logger
 from recsys.serving import registry as reg
 from recsys.serving.engine import Engine, load_engine
+from recsys.serving.health import ServedHealth
 from recsys.serving.metrics import Metrics
 from recsys.serving.schemas import ServeConfig
 
@@ -20,9 +21,12 @@ log = get_logger(__name__)
 class Manager:
     """The active engine, the previous one (rollback), and the registry watcher."""
 
-    def __init__(self, cfg: ServeConfig, metrics: Metrics) -> None:
+    def __init__(
+        self, cfg: ServeConfig, metrics: Metrics, health: ServedHealth | None = None
+    ) -> None:
         self.cfg = cfg
         self.metrics = metrics
+        self.health = health or ServedHealth(cfg.health_window_s, cfg.health_bucket_s)
         self.active: Engine | None = None
         self.previous: Engine | None = None
         self.refused: dict[tuple[str, str], str] = {}
@@ -41,6 +45,7 @@ class Manager:
         self.metrics.model_info.clear()
         self.metrics.model_info.labels(version=engine.version, uri=engine.uri).set(1)
         self.metrics.coverage.set(0.0)
+        self.health.activate(engine, engine.n_items, engine.cutoff_us)
         settle_s = settle_heap()
         log.info("serving bundle %s (%s); previous %s; heap settled in %.1f ms",
                  engine.version, engine.uri,

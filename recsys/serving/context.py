@@ -3,13 +3,15 @@ store; and the two steps every read takes (the active engine, the user's live ev
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import HTTPException
 
 from recsys.logs import get_logger
 from recsys.serving.bundles import Manager
 from recsys.serving.engine import Engine
+from recsys.serving.health import ServedHealth
+from recsys.serving.lineage import LineageCache
 from recsys.serving.live import LiveEvent, LiveStore, StoreUnavailable
 from recsys.serving.metrics import Metrics
 from recsys.serving.schemas import ServeConfig
@@ -23,6 +25,8 @@ class ServerContext:
     metrics: Metrics
     manager: Manager
     store: LiveStore
+    health: ServedHealth
+    lineage: LineageCache = field(default_factory=LineageCache)
 
     def engine(self) -> Engine:
         e = self.manager.active
@@ -40,4 +44,6 @@ class ServerContext:
             log.debug("serving %s from the bundle alone: %s", user_id, exc)
             return [], "unavailable"
         self.metrics.live_reads.labels(outcome="ok").inc()
+        if events:  # oldest first
+            self.health.note_event(events[-1].ts_us)
         return events, "ok"

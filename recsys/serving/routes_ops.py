@@ -1,8 +1,10 @@
-"""Operations routes: health, readiness, metrics, the served model, rollback and reload."""
+"""Operations routes: health, readiness, metrics, the served model and its lineage, the
+served-recommendation health, rollback and reload."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import JSONResponse, Response
@@ -12,6 +14,7 @@ from recsys.errors import InputError
 from recsys.serving import registry as reg
 from recsys.serving.context import ServerContext
 from recsys.serving.http import api_key_dependency, respond, timed
+from recsys.serving.lineage import Step
 from recsys.serving.schemas import ReloadBody
 
 
@@ -54,6 +57,51 @@ def add_ops_routes(app: FastAPI, ctx: ServerContext) -> None:
             "last_error": manager.last_error,
         })
 
+    @app.get("/v1/ops/health")
+    async def served_health() -> Response:
+        """Served-recommendation health over the sliding window (``window_s``): catalogue
+        coverage, Gini of exposure, the share of answers by source (history, features,
+        segment, popularity, store_fallback), latency p50/p99, model age, age of the newest
+        live event. The same figures are Prometheus gauges on ``/metrics``."""
+        return respond(ctx.health.snapshot())
+
+    @app.get("/v1/ops/lineage")
+    async def model_lineage() -> Response:
+        """The serving model version, where it came from (bundle -> model run -> graph
+        snapshot -> validation report, each with its manifest hash, dates and HTML reports
+        under ``/ui/reports/``), and the version a rollback would serve."""
+        e = ctx.engine()
+        entry, history = await _registry_entries()
+        published = entry.published_at if entry and entry.bundle_uri == e.uri else None
+        steps = await ctx.lineage.get(e.uri, e.manifest_sha)
+        previous: dict[str, Any] | None = None
+        if cfg.registry:
+            if history:
+                prev = history[-1]
+                previous = {"version": prev.version, "uri": prev.bundle_uri,
+                            "manifest_sha256": prev.manifest_sha256,
+                            "published_at": prev.published_at, "from": "registry"}
+        elif manager.previous is not None:
+            p = manager.previous
+            previous = {"version": p.version, "uri": p.uri, "manifest_sha256": p.manifest_sha,
+                        "published_at": None, "from": "this server"}
+        return respond({
+            "active": {"version": e.version, "uri": e.uri, "manifest_sha256": e.manifest_sha,
+                       "data_cutoff": e.meta.data_cutoff, "published_at": published},
+            "previous": previous,
+            "registry": cfg.registry,
+            "lineage": [_with_urls(s, e.manifest_sha, bool(published)) for s in steps],
+        })
+
+    async def _registry_entries() -> tuple[reg.RegistryEntry | None, list[reg.RegistryEntry]]:
+        if not cfg.registry:
+            return None, []
+        try:
+            pointer = await asyncio.to_thread(reg.read_pointer, cfg.registry)
+        except InputError:
+            return None, []
+        return (pointer.current, pointer.history) if pointer else (None, [])
+
     @app.post("/v1/admin/rollback", dependencies=authorized)
     @timed(metrics, "admin")
     async def admin_rollback() -> Response:
@@ -86,3 +134,15 @@ def add_ops_routes(app: FastAPI, ctx: ServerContext) -> None:
             await manager.check_registry()
         return respond({"model_version": ctx.engine().version,
                         "last_error": manager.last_error})
+
+
+def _with_urls(s: Step, loaded_sha: str, from_registry: bool) -> dict[str, Any]:
+    """A step as JSON, with its reports' URLs; the bundle is checked against the hash it had
+    when this server loaded it (the registry's, when it came from the registry)."""
+    d = s.to_dict()
+    if s.step == "bundle":
+        d["recorded_sha256"] = loaded_sha
+        d["verified"] = s.sha256 == loaded_sha if s.sha256 else None
+        d["link"] = "named by the registry" if from_registry else "loaded by this server"
+    d["reports"] = [{**r, "url": f"/ui/reports/{s.step}/{r['path']}"} for r in d["reports"]]
+    return d

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from recsys.serving.schemas import RecommendBody
 def add_read_routes(app: FastAPI, ctx: ServerContext) -> None:
     cfg, metrics = ctx.cfg, ctx.metrics
 
-    async def recommend(user_id: str, body: RecommendBody) -> Response:
+    async def recommend(user_id: str, body: RecommendBody, t0: float) -> Response:
         check_id(user_id, "user_id", cfg.max_id_len)
         e = ctx.engine()
         k = body.k or cfg.default_k
@@ -57,6 +58,7 @@ def add_read_routes(app: FastAPI, ctx: ServerContext) -> None:
                 if e is ctx.manager.active:
                     metrics.coverage.set(e.n_served / max(e.n_items, 1))
         metrics.sources.labels(source=source).inc()
+        ctx.health.record(e, source, live_state, idx, time.perf_counter() - t0)
         return Response(content=body_json, media_type="application/json")
 
     rec_params = [
@@ -79,6 +81,7 @@ def add_read_routes(app: FastAPI, ctx: ServerContext) -> None:
         """Top-k for a user, with filters; cold-start features as ``f.<name>`` parameters.
         ``live_state`` in the answer is ``unavailable`` when the live store could not be
         read and the answer comes from the bundle's history alone."""
+        t0 = time.perf_counter()
         qp = request.query_params
         user_id = request.path_params["user_id"]
         feats: dict[str, str | float | int | None] = {
@@ -98,13 +101,13 @@ def add_read_routes(app: FastAPI, ctx: ServerContext) -> None:
             segment=str_param(qp.get("segment"), "segment", cfg.max_id_len),
             features=feats or None,
         )
-        return await recommend(user_id, body)
+        return await recommend(user_id, body, t0)
 
     @app.post("/v1/recommendations/{user_id}")
     @timed(metrics, "recommendations")
     async def post_recommendations(user_id: str, body: RecommendBody) -> Response:
         """Same as GET, with filters and cold-start ``features`` in a JSON body."""
-        return await recommend(user_id, body)
+        return await recommend(user_id, body, time.perf_counter())
 
     similar_params: list[dict[str, Any]] = [
         qparam("item_id", "Item id", where="path"),

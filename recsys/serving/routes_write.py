@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from recsys.serving.context import ServerContext
 from recsys.serving.http import api_key_dependency, check_id, respond, timed
-from recsys.serving.live import AcceptedEvent, StoreUnavailable
+from recsys.serving.live import AcceptedEvent, StoreUnavailable, to_us
 from recsys.serving.schemas import Event, EventBatch
 
 
@@ -67,6 +67,7 @@ def add_write_routes(app: FastAPI, ctx: ServerContext) -> None:
             return respond({"detail": f"events not stored, retry later: {exc}"},
                            status_code=503, headers={"Retry-After": retry_after})
         metrics.store_write.observe(time.perf_counter() - t0)
+        ctx.health.note_event(max(to_us(a.ts) for a in accepted))
         # "folded": events naming a product the active bundle knows, which every replica
         # folds into the user's next answer; the others are kept for the lake only
         folded = sum(a.known_item for a in accepted)

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from recsys.data.schema import EVENT_TYPES, RATING_MAX, RATING_MIN
 
@@ -56,6 +56,16 @@ class ServeConfig(BaseModel):
     wait in the socket buffers and form the next batch)."""
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     """Largest request body (a full batch of events fits well within the default 1 MiB)."""
+    health_window_s: float = Field(default=300.0, gt=0)
+    """Sliding window of the served-recommendation health (coverage, Gini, sources, p99)."""
+    health_bucket_s: float = Field(default=10.0, gt=0)
+    """Step of that window: answers leave it a bucket at a time."""
+
+    @model_validator(mode="after")
+    def _health_window(self) -> ServeConfig:
+        if self.health_bucket_s > self.health_window_s:
+            raise ValueError("health_bucket_s must be at most health_window_s")
+        return self
 
 
 EventType = Literal["view", "click", "add_to_cart", "purchase", "rating"]
