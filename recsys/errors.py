@@ -34,3 +34,16 @@ class GateFailed(RecsysError):
         if report:
             lines.append(f"  report: {report}")
         super().__init__("\n".join(lines))
+
+
+class GateUndecided(GateFailed):
+    """A gate could not decide (the model gate on a holdout too small to tell the models
+    apart). Exit code 1 like a refusal; callers that apply an undecided policy catch it."""
+
+    def __init__(self, gate: str, failures: list[str], report: str | None = None) -> None:
+        super().__init__(gate, failures, report)
+        lines = [f"{gate} gate undecided: {len(self.failures)} check(s) could not decide"]
+        lines += [f"  - {f}" for f in self.failures]
+        if report:
+            lines.append(f"  report: {report}")
+        self.args = ("\n".join(lines),)

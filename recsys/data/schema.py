@@ -24,6 +24,13 @@ EVENT_TYPES: Final = ("view", "click", "add_to_cart", "purchase", "rating")
 RATING_MIN: Final = 1.0
 RATING_MAX: Final = 5.0
 
+ID_MAX_LEN: Final = 128
+"""Longest id (user, product, event) the API accepts (``ServeConfig.max_id_len``'s default,
+the ``Event`` model's ``max_length``); the data gate holds the lake's ids to the same bound."""
+ID_CONTROL_CHARS: Final = r"[\x00-\x1f\x7f-\x9f]"
+"""Control characters (C0, DEL, C1): an id holding one cannot be printed, logged or put in a
+URL path as it is, so the data gate refuses it."""
+
 EVENTS_SCHEMA: Final = pa.schema(
     [
         pa.field("event_id", pa.string(), nullable=False),

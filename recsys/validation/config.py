@@ -57,6 +57,12 @@ class ValidationConfig(BaseModel):
         le=1,
         description="Share of events repeating an earlier (user_id, item_id, event_type, ts)",
     )
+    max_dimension_age_days: dict[str, int] = Field(
+        default_factory=lambda: {"users": 3, "items": 3},
+        description="Oldest the users / items snapshot read for a day may be, in days: the "
+        "gate reads the latest partition on or before the day, and one older than this means "
+        "the table stopped being updated",
+    )
     age_min: float = Field(13, description="Youngest plausible user age")
     age_max: float = Field(110, description="Oldest plausible user age")
     max_future_skew_hours: float | None = Field(
@@ -76,4 +82,13 @@ class ValidationConfig(BaseModel):
             raise ValueError("age_min must not exceed age_max")
         if self.min_history_days > self.history_days:
             raise ValueError("min_history_days must not exceed history_days")
+        tables = {"users", "items"}
+        unknown = sorted(set(self.max_dimension_age_days) - tables)
+        if unknown:
+            raise ValueError(f"max_dimension_age_days: unknown table(s) {unknown} "
+                             f"(dimension tables: {sorted(tables)})")
+        self.max_dimension_age_days = {
+            **{t: 3 for t in tables}, **self.max_dimension_age_days}
+        if min(self.max_dimension_age_days.values()) < 0:
+            raise ValueError("max_dimension_age_days: ages must be >= 0")
         return self

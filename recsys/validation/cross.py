@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 from recsys.data.lake import list_partitions, partition_files
 from recsys.data.schema import EVENTS
 from recsys.errors import InputError
+from recsys.reports import Check
 from recsys.storage import get_fs
 from recsys.validation.config import ValidationConfig
-from recsys.validation.results import CheckResult
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,19 @@ def unknown_ids(
         f"events.{column}.known_in_{dim}", EVENTS, column,
         f"share of {column} not in {dim} dt={dim_day.isoformat()} <= {tolerance:g}",
         f"unknown_{column}_rate", rate, 0.0, tolerance, observed,
+    )  # fmt: skip
+
+
+def freshness(table: str, part_day: dt.date, day: dt.date, cfg: ValidationConfig) -> Metric:
+    """Age in days of the dimension snapshot the gate read (the latest partition on or before
+    ``day``): a table that stopped being updated must say so, not be read silently."""
+    limit = cfg.max_dimension_age_days[table]
+    age = (day - part_day).days
+    return Metric(
+        f"{table}.dt.freshness", table, "dt",
+        f"latest partition at most {limit} day(s) older than {day.isoformat()}",
+        f"{table}_age_days", float(age), 0.0, float(limit),
+        f"latest partition dt={part_day.isoformat()}: {age} day(s) old",
     )  # fmt: skip
 
 
@@ -127,14 +140,14 @@ def read_history(lake: str, day: dt.date, cfg: ValidationConfig) -> History:
     return History(days, rows, mix)
 
 
-def _skipped(name: str, column: str, rule: str, why: str) -> CheckResult:
-    return CheckResult(
+def _skipped(name: str, column: str, rule: str, why: str) -> Check:
+    return Check(
         name=name, table=EVENTS, column=column, rule=rule, observed="n/a",
-        passed=True, skipped=True, note=why, stage="cross",
+        status="skipped", note=why, stage="cross",
     )  # fmt: skip
 
 
-def volume(n_rows: int, hist: History, cfg: ValidationConfig) -> Metric | CheckResult:
+def volume(n_rows: int, hist: History, cfg: ValidationConfig) -> Metric | Check:
     rule = (
         f"row count within {cfg.volume_min_ratio:g}x-{cfg.volume_max_ratio:g}x "
         f"of the trailing {cfg.history_days}-day median"
@@ -153,7 +166,7 @@ def volume(n_rows: int, hist: History, cfg: ValidationConfig) -> Metric | CheckR
     )  # fmt: skip
 
 
-def mix_drift(types: pa.ChunkedArray, hist: History, cfg: ValidationConfig) -> Metric | CheckResult:
+def mix_drift(types: pa.ChunkedArray, hist: History, cfg: ValidationConfig) -> Metric | Check:
     """Total variation distance between today's event-type shares and the trailing days'."""
     rule = f"event-type mix total variation distance vs trailing days <= {cfg.max_mix_tvd:g}"
     if len(hist.days) < cfg.min_history_days or not hist.mix:

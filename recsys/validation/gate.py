@@ -32,11 +32,11 @@ from recsys.data.lake import (
 from recsys.data.schema import EVENTS, ITEMS, KEYS, USERS
 from recsys.errors import GateFailed, InputError
 from recsys.logs import get_logger
-from recsys.reports import VALIDATION, report_uri, write_report
+from recsys.reports import GATE_REPORT, VALIDATION, Check, report_uri, write_gate_report
 from recsys.storage import get_fs, join, sha256_file
 from recsys.validation import cross
 from recsys.validation.config import ValidationConfig
-from recsys.validation.results import CheckResult, GateResult
+from recsys.validation.results import GateResult
 from recsys.validation.schema_check import check_schema
 
 if TYPE_CHECKING:
@@ -51,8 +51,9 @@ log = get_logger(__name__)
 REPORT_KIND = "validation_report"
 
 
-RESULT_JSON = "result.json"
-"""The report's document: every check with its observed value (:meth:`GateResult.to_json`)."""
+RESULT_JSON = GATE_REPORT
+"""The report's document: every check with its observed value, in the shape every gate
+writes (:class:`~recsys.reports.GateReport`, from :meth:`GateResult.gate_report`)."""
 
 
 def default_report_uri(lake: str, day: dt.date) -> str:
@@ -90,10 +91,10 @@ def _snapshot_day(lake: str, table: str, day: dt.date) -> dt.date:
     return found
 
 
-def _skipped(spec: Spec, missing: set[str]) -> CheckResult:
-    return CheckResult(
+def _skipped(spec: Spec, missing: set[str]) -> Check:
+    return Check(
         name=spec.name, table=spec.table, column=spec.column, rule=spec.rule,
-        observed="n/a", passed=True, skipped=True,
+        observed="n/a", status="skipped",
         note=f"skipped: column(s) {', '.join(sorted(missing))} failed the schema check",
         expectation=spec.expectation.expectation_type,
     )  # fmt: skip
@@ -119,7 +120,7 @@ def _to_pandas(part: _Part) -> pd.DataFrame:
     return pa.table(cols).to_pandas()
 
 
-def _run_table(gx_run: GxRunner, part: _Part, specs: list[Spec]) -> list[CheckResult]:
+def _run_table(gx_run: GxRunner, part: _Part, specs: list[Spec]) -> list[Check]:
     runnable = [s for s in specs if set(s.needs) <= part.usable]
     df = _to_pandas(part) if part.usable else pd.DataFrame()
     ran = {c.name: c for c in gx_run.run(part.table, df, runnable, "gx", part.sha256)}
@@ -130,10 +131,10 @@ def _run_table(gx_run: GxRunner, part: _Part, specs: list[Spec]) -> list[CheckRe
 
 def _cross_checks(
     gx_run: GxRunner, lake: str, ev: _Part, users: _Part, items: _Part, cfg: ValidationConfig
-) -> list[CheckResult]:
+) -> list[Check]:
     from recsys.validation.suites import metric_spec
 
-    figures: list[cross.Metric | CheckResult] = []
+    figures: list[cross.Metric | Check] = []
     for col, dim, tol in (
         ("user_id", users, cfg.max_unknown_user_rate),
         ("item_id", items, cfg.max_unknown_item_rate),
@@ -148,6 +149,8 @@ def _cross_checks(
         figures.append(cross.duplicate_rate(ev.data, cfg))
     else:
         figures.append(_cross_skip("events.*.duplicate_rate", "*", "duplicate rate"))
+    for dim in (users, items):
+        figures.append(cross.freshness(dim.table, dim.day, ev.day, cfg))
     history = cross.read_history(lake, ev.day, cfg)
     figures.append(cross.volume(ev.data.num_rows, history, cfg))
     if "event_type" in ev.usable:
@@ -158,19 +161,19 @@ def _cross_checks(
     ]
     df = pd.DataFrame({m.metric: [m.value] for m in metrics})
     ran = {c.name: c for c in gx_run.run("cross_partition", df, specs, "cross")}
-    out: list[CheckResult] = []
+    out: list[Check] = []
     for f in figures:
-        if isinstance(f, CheckResult):
+        if isinstance(f, Check):
             out.append(f)
         else:  # GX gives the verdict; the observed text carries the context it lacks
             out.append(ran[f.name].model_copy(update={"observed": f.observed}))
     return out
 
 
-def _cross_skip(name: str, column: str, rule: str) -> CheckResult:
-    return CheckResult(
-        name=name, table=EVENTS, column=column, rule=rule, observed="n/a", passed=True,
-        skipped=True, note="skipped: a column it needs failed the schema check", stage="cross",
+def _cross_skip(name: str, column: str, rule: str) -> Check:
+    return Check(
+        name=name, table=EVENTS, column=column, rule=rule, observed="n/a",
+        status="skipped", note="skipped: a column it needs failed the schema check", stage="cross",
     )  # fmt: skip
 
 
@@ -186,22 +189,18 @@ def _publish(
     uri: str, result: GateResult, parts: list[_Part], docs: Path | None, cfg: ValidationConfig
 ) -> None:
     config = cfg.model_dump(mode="json")
-    write_report(
+    write_gate_report(
         uri,
-        REPORT_KIND,
-        {RESULT_JSON: result.to_json(config)},
+        result.gate_report(config),
+        kind=REPORT_KIND,
         docs=docs,
         inputs={
             p.table: InputRef(uri=partition_uri(result.lake, p.table, p.day), sha256=p.sha256)
             for p in parts
         },
-        counts={
-            **{f"rows_{k}": v for k, v in result.counts.items()},
-            "checks": len(result.checks),
-            "failed": len(result.failed),
-        },
+        counts={f"rows_{k}": v for k, v in result.counts.items()},
         config=config,
-        extra={"date": result.day.isoformat(), "passed": result.passed},
+        extra={"date": result.day.isoformat()},
     )
 
 
@@ -237,7 +236,7 @@ def run_gate(
     report_uri = report or default_report_uri(lake, day)
     steps = _Stages(day)
     parts: list[_Part] = []
-    checks: list[CheckResult] = []
+    checks: list[Check] = []
     for table, part_day in (
         (EVENTS, day),
         (USERS, _snapshot_day(lake, USERS, day)),

@@ -24,7 +24,8 @@ from great_expectations.data_context.types.base import (
     ProgressBarsConfig,
 )
 
-from recsys.validation.results import CheckResult, Stage
+from recsys.reports import Check
+from recsys.validation.results import Stage
 from recsys.validation.suites import Spec
 
 SITE = "recsys"
@@ -96,7 +97,7 @@ class GxRunner:
         specs: Sequence[Spec],
         stage: Stage,
         fingerprint: str | None = None,
-    ) -> list[CheckResult]:
+    ) -> list[Check]:
         """Validate ``df`` against ``specs``; one result per spec, in order.
 
         ``fingerprint`` identifies the data (e.g. the hash of its files); without it
@@ -128,18 +129,18 @@ class GxRunner:
             result = checkpoint.run(
                 batch_parameters={"dataframe": df}, run_id=RunIdentifier(run_name=self.run_name)
             )
-        by_name: dict[str, CheckResult] = {}
+        by_name: dict[str, Check] = {}
         for vr in result.run_results.values():
             for r in vr.results:
                 cfg = r.expectation_config
                 meta = (cfg.meta or {}) if cfg is not None else {}
-                by_name[str(meta.get("check"))] = CheckResult(
+                by_name[str(meta.get("check"))] = Check(
                     name=str(meta.get("check")),
                     table=str(meta.get("table")),
                     column=str(meta.get("column")),
                     rule=str(meta.get("rule")),
                     observed=self._observed(r.result, r.exception_info),
-                    passed=bool(r.success),
+                    status="passed" if r.success else "failed",
                     stage=stage,
                     expectation=cfg.type if cfg is not None else None,
                 )

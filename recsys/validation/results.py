@@ -1,36 +1,16 @@
-"""What the gate found: one :class:`CheckResult` per check, gathered in a :class:`GateResult`."""
+"""What the gate found: one :class:`~recsys.reports.Check` per check, gathered in a
+:class:`GateResult`, whose :meth:`GateResult.gate_report` is the report's ``report.json``."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from recsys.reports import Check, GateReport
+
 Stage = Literal["schema", "gx", "cross"]
-
-
-class CheckResult(BaseModel):
-    """One check: what was looked at, the rule, what was seen, and the verdict."""
-
-    name: str
-    """Stable id, ``<table>.<column>.<check>``, e.g. ``events.user_id.not_null``."""
-    table: str
-    column: str
-    """The column checked, or ``*`` for table-level checks (row volume, mix)."""
-    rule: str
-    observed: str
-    passed: bool
-    skipped: bool = False
-    note: str | None = None
-    stage: Stage = "gx"
-    expectation: str | None = None
-    """The great-expectations expectation type that ran it, if any."""
-
-    def line(self) -> str:
-        """``table.column: rule (observed ...)``: the line a person reads on failure."""
-        return f"{self.table}.{self.column}: {self.rule} (observed {self.observed})"
 
 
 class GateResult(BaseModel):
@@ -38,7 +18,10 @@ class GateResult(BaseModel):
 
     lake: str
     day: dt.date
-    checks: list[CheckResult] = Field(default_factory=list)
+    checks: list[Check] = Field(default_factory=list)
+    """Every check: the shared :class:`~recsys.reports.Check`, ``name`` ``<table>.<column>.<check>``
+    (``events.user_id.not_null``), ``column`` ``*`` for table-level checks (volume, mix),
+    ``stage`` where it ran (schema, gx, cross) and ``expectation`` the GX expectation type."""
     counts: dict[str, int] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
     report: str | None = None
@@ -51,7 +34,7 @@ class GateResult(BaseModel):
         return all(c.passed for c in self.checks)
 
     @property
-    def failed(self) -> list[CheckResult]:
+    def failed(self) -> list[Check]:
         return [c for c in self.checks if not c.passed]
 
     def failure_lines(self) -> list[str]:
@@ -76,16 +59,10 @@ class GateResult(BaseModel):
             lines.append(f"  report: {self.report}")
         return "\n".join(lines)
 
-    def to_json(self, config: dict[str, Any]) -> str:
-        doc = {
-            "gate": "validation",
-            "lake": self.lake,
-            "date": self.day.isoformat(),
-            "passed": self.passed,
-            "counts": self.counts,
-            "failed": self.failure_lines(),
-            "notes": self.notes,
-            "config": config,
-            "checks": [c.model_dump(mode="json") for c in self.checks],
-        }
-        return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+    def gate_report(self, config: dict[str, Any]) -> GateReport:
+        """The shared report shape (``report.json``): every check, the rows read, the notes."""
+        return GateReport.of(
+            "validation", list(self.checks), day=self.day, subject=self.lake,
+            counts={f"rows_{k}": float(v) for k, v in self.counts.items()}, notes=self.notes,
+            details={"failed": self.failure_lines(), "config": config},
+        )

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from recsys.data.schema import SCHEMAS
-from recsys.validation.results import CheckResult
+from recsys.reports import Check
 
 _UTC = {"UTC", "Etc/UTC", "+00:00", "Z"}
 
@@ -48,10 +48,10 @@ def _compatible(actual: pa.DataType, expected: pa.DataType, nullable: bool) -> b
     return True
 
 
-def check_schema(table: str, schema: pa.Schema, source: str) -> tuple[list[CheckResult], set[str]]:
+def check_schema(table: str, schema: pa.Schema, source: str) -> tuple[list[Check], set[str]]:
     """One check per contract column; returns them and the columns that are usable."""
     contract = SCHEMAS[table]
-    out: list[CheckResult] = []
+    out: list[Check] = []
     usable: set[str] = set()
     for field in contract:
         name = f"{table}.{field.name}.type"
@@ -59,10 +59,10 @@ def check_schema(table: str, schema: pa.Schema, source: str) -> tuple[list[Check
         idx = schema.get_field_index(field.name)
         if idx < 0:
             out.append(
-                CheckResult(
+                Check(
                     name=name, table=table, column=field.name, rule=rule,
                     observed=f"column missing in {source} (has {', '.join(schema.names)})",
-                    passed=False, stage="schema",
+                    status="failed", stage="schema",
                 )
             )  # fmt: skip
             continue
@@ -71,9 +71,10 @@ def check_schema(table: str, schema: pa.Schema, source: str) -> tuple[list[Check
         if ok:
             usable.add(field.name)
         out.append(
-            CheckResult(
+            Check(
                 name=name, table=table, column=field.name, rule=rule,
-                observed=str(actual), passed=ok, stage="schema",
+                observed=str(actual), status="passed" if ok else "failed",
+                stage="schema",
             )
         )  # fmt: skip
     return out, usable

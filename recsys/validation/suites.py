@@ -10,6 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import numpy as np
+import pyarrow as pa
+from great_expectations.expectations.core.expect_column_value_lengths_to_be_between import (
+    ExpectColumnValueLengthsToBeBetween,
+)
 from great_expectations.expectations.core.expect_column_values_to_be_between import (
     ExpectColumnValuesToBeBetween,
 )
@@ -25,10 +30,23 @@ from great_expectations.expectations.core.expect_column_values_to_be_unique impo
 from great_expectations.expectations.core.expect_column_values_to_not_be_null import (
     ExpectColumnValuesToNotBeNull,
 )
+from great_expectations.expectations.core.expect_column_values_to_not_match_regex import (
+    ExpectColumnValuesToNotMatchRegex,
+)
 from great_expectations.expectations.expectation import Expectation
 from great_expectations.expectations.row_conditions import Column
 
-from recsys.data.schema import EVENT_TYPES, EVENTS, ITEMS, RATING_MAX, RATING_MIN, USERS
+from recsys.data.schema import (
+    EVENT_TYPES,
+    EVENTS,
+    ID_CONTROL_CHARS,
+    ID_MAX_LEN,
+    ITEMS,
+    RATING_MAX,
+    RATING_MIN,
+    SCHEMAS,
+    USERS,
+)
 from recsys.validation.config import ValidationConfig
 
 
@@ -72,11 +90,47 @@ def _unique(table: str, column: str) -> Spec:
     )  # fmt: skip
 
 
+def _id_specs(table: str, column: str) -> list[Spec]:
+    """An id the API could not take is refused here, with the API's own bounds."""
+    return [
+        Spec(
+            f"{table}.{column}.length", table, column,
+            f"length 1..{ID_MAX_LEN} (the API's limit for ids)",
+            ExpectColumnValueLengthsToBeBetween(column=column, min_value=1, max_value=ID_MAX_LEN),
+            (column,),
+        ),
+        Spec(
+            f"{table}.{column}.printable", table, column, "no control characters",
+            ExpectColumnValuesToNotMatchRegex(column=column, regex=ID_CONTROL_CHARS), (column,),
+        ),
+    ]  # fmt: skip
+
+
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+
+
+def _finite_specs(table: str) -> list[Spec]:
+    """Every floating-point column of the contract holds finite numbers: no +-inf (a NaN is
+    a missing value, which the null rules judge: a column that is not nullable refuses it
+    there)."""
+    return [
+        Spec(
+            f"{table}.{f.name}.finite", table, f.name, "finite (no +-inf)",
+            ExpectColumnValuesToBeBetween(column=f.name, min_value=-_FLOAT_MAX,
+                                          max_value=_FLOAT_MAX),
+            (f.name,),
+        )
+        for f in SCHEMAS[table] if pa.types.is_floating(f.type)
+    ]  # fmt: skip
+
+
 def events_specs(cfg: ValidationConfig, day: dt.date, cutoff: dt.datetime) -> list[Spec]:
     """Events of partition ``day``; ``cutoff`` is the end of the logical date (or earlier)."""
     start, end = day_bounds(day)
     is_rating = Column("event_type") == "rating"
     specs = [_not_null(EVENTS, c) for c in ("event_id", "user_id", "item_id", "event_type", "ts")]
+    specs += [s for c in ("event_id", "user_id", "item_id") for s in _id_specs(EVENTS, c)]
+    specs += _finite_specs(EVENTS)
     specs += [
         _unique(EVENTS, "event_id"),
         Spec(
@@ -127,6 +181,8 @@ def users_specs(cfg: ValidationConfig, day: dt.date) -> list[Spec]:
     return [
         _not_null(USERS, "user_id"),
         _unique(USERS, "user_id"),
+        *_id_specs(USERS, "user_id"),
+        *_finite_specs(USERS),
         Spec(
             "users.age.plausible", USERS, "age", f"{cfg.age_min:g} <= age <= {cfg.age_max:g}",
             ExpectColumnValuesToBeBetween(
@@ -146,6 +202,8 @@ def items_specs(cfg: ValidationConfig, day: dt.date) -> list[Spec]:
     return [
         _not_null(ITEMS, "item_id"),
         _unique(ITEMS, "item_id"),
+        *_id_specs(ITEMS, "item_id"),
+        *_finite_specs(ITEMS),
         Spec(
             "items.price.non_negative", ITEMS, "price", "price >= 0",
             ExpectColumnValuesToBeBetween(column="price", min_value=0),

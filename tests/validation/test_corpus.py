@@ -172,6 +172,27 @@ CASES = [
          ("events.*: row count within 0.3x-3x of the trailing 7-day median", "0.1")),
     Case("mix_drift", "events", _clicks_to_views, "events.event_type.mix_drift",
          ("events.event_type: event-type mix total variation distance", "largest shift view")),
+    # ids the API could not take, and numbers that are not finite
+    Case("long_user_id", "events", _set("user_id", "u" * 129), "events.user_id.length",
+         ("events.user_id: length 1..128 (the API's limit for ids) (observed 1 of",)),
+    Case("long_event_id", "events", _set("event_id", "e" * 300), "events.event_id.length",
+         ("events.event_id: length 1..128",)),
+    Case("control_char_item_id", "events", _set("item_id", "p000001\x07"),
+         "events.item_id.printable", ("events.item_id: no control characters (observed 1 of",)),
+    Case("control_char_users_key", "users", _set("user_id", "u\tnew"), "users.user_id.printable",
+         ("users.user_id: no control characters",),
+         also=frozenset({"events.user_id.known_in_users"})),
+    Case("long_items_key", "items", _set("item_id", "p" * 129), "items.item_id.length",
+         ("items.item_id: length 1..128",), also=frozenset({"events.item_id.known_in_items"})),
+    Case("infinite_price", "items", _set("price", float("inf")), "items.price.finite",
+         ("items.price: finite (no +-inf) (observed 1 of", "'inf'")),
+    Case("infinite_age", "users", _set("age", float("-inf")), "users.age.finite",
+         ("users.age: finite (no +-inf)", "'-inf'"), also=frozenset({"users.age.plausible"})),
+    Case("infinite_rating_value", "events", _set("value", float("inf"), _is("rating")),
+         "events.value.finite", ("events.value: finite (no +-inf)",),
+         also=frozenset({"events.value.rating_range"})),
+    Case("nan_rating_value", "events", _set("value", float("nan"), _is("rating")),
+         "events.value.rating_present", ("events.value: not null for rating events",)),
 ]  # fmt: skip
 
 
@@ -185,8 +206,37 @@ def test_bad_partition_fails_naming_the_problem(
     assert "validation gate failed" in res.err
     for text in case.says:
         assert text in res.err, f"{text!r} not in:\n{res.err}"
-    doc = json.loads((Path(default_report_uri(str(lake), END)) / "result.json").read_text())
-    failed = {c["name"] for c in doc["checks"] if not c["passed"]}
+    doc = json.loads((Path(default_report_uri(str(lake), END)) / "report.json").read_text())
+    failed = {c["name"] for c in doc["checks"] if c["status"] == "failed"}
     assert case.check in failed
     assert failed - case.also == {case.check}, "only the planted flaw may fail"
-    assert doc["passed"] is False
+    assert doc["decision"] == "failed"
+
+
+def test_stale_dimension_table_fails_naming_it(
+    lake: Path, run_cli: Callable[..., CliRun], tmp_path: Path
+) -> None:
+    """The items table stopped being updated two days ago: read, but not silently."""
+    import shutil
+
+    from recsys.data.lake import read_partition, write_partition
+
+    # the last snapshot written holds every product the events name; it is just old
+    latest = read_partition(str(lake), "items", END)
+    for age in (0, 1):
+        shutil.rmtree(lake / "items" / f"dt={(END - dt.timedelta(days=age)).isoformat()}")
+    write_partition(str(lake), "items", END - dt.timedelta(days=2), latest)
+    cfg = tmp_path / "gate.json"
+    cfg.write_text(json.dumps({"data_docs": False, "max_dimension_age_days": {"items": 1}}))
+    res = run_cli("validate", "--lake", str(lake), "--date", END.isoformat(), "--config", str(cfg))
+    assert res.code == 1, res.err
+    assert ("items.dt: latest partition at most 1 day(s) older than 2026-11-27 (observed latest "
+            "partition dt=2026-11-25: 2 day(s) old)") in res.err
+    doc = json.loads((Path(default_report_uri(str(lake), END)) / "report.json").read_text())
+    failed = {c["name"] for c in doc["checks"] if c["status"] == "failed"}
+    assert failed == {"items.dt.freshness"}
+    # within the allowed age it passes (the default allows 3 days), and says which day it read
+    cfg.write_text(json.dumps({"data_docs": False}))
+    res = run_cli("validate", "--lake", str(lake), "--date", END.isoformat(), "--config", str(cfg))
+    assert res.code == 0, res.err
+    assert "used the snapshot dt=2026-11-25" in res.out

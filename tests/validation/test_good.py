@@ -1,4 +1,4 @@
-"""The good lake passes, and the report artifact holds result.json and Data Docs."""
+"""The good lake passes, and the report artifact holds report.json and Data Docs."""
 
 from __future__ import annotations
 
@@ -21,12 +21,14 @@ def test_good_lake_passes_with_report_and_data_docs(
     assert res.code == 0, res.err
     assert "validation PASSED" in res.out
     report = Path(default_report_uri(str(lake), END))
-    doc = json.loads((report / "result.json").read_text())
-    assert doc["passed"] is True and doc["date"] == END.isoformat()
+    doc = json.loads((report / "report.json").read_text())
+    assert doc["gate"] == "validation" and doc["decision"] == "passed"
+    assert doc["day"] == END.isoformat()
     names = {c["name"] for c in doc["checks"]}
-    assert {"events.user_id.not_null", "events.*.volume", "events.event_type.mix_drift"} <= names
+    assert {"events.user_id.not_null", "events.*.volume", "events.event_type.mix_drift",
+            "events.user_id.length", "items.price.finite", "users.dt.freshness"} <= names
     for check in doc["checks"]:
-        assert set(check) >= {"name", "table", "column", "rule", "observed", "passed"}
+        assert set(check) >= {"name", "table", "column", "rule", "observed", "status"}
     index = report / "data_docs" / "index.html"
     assert index.is_file() and "events" in index.read_text()
     manifest = verify_artifact(str(report))
@@ -72,7 +74,7 @@ def test_memory_lake_and_report(synth_lake: Path) -> None:
     result = run_gate(mem, END, None, ValidationConfig())
     assert result.passed and result.report == default_report_uri(mem, END)
     fs, root = get_fs(result.report)
-    assert fs.exists(f"{root}/result.json") and fs.exists(f"{root}/data_docs/index.html")
+    assert fs.exists(f"{root}/report.json") and fs.exists(f"{root}/data_docs/index.html")
     assert read_manifest(result.report).kind == "validation_report"
 
 
