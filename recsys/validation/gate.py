@@ -3,8 +3,8 @@
 It reads the events partition of ``D`` and the users/items snapshots of that
 day as written (no casting), checks the schema on Arrow, runs the GX suites
 per table and the cross-partition checks, and publishes a report artifact
-(``result.json`` + Data Docs) even when checks fail, because the report is
-what a person reads. Then it raises :class:`~recsys.errors.GateFailed` listing
+(``report.json``, the :class:`~recsys.reports.GateReport` of every check, and Data Docs)
+even when checks fail, because the report is what a person reads. Then it raises :class:`~recsys.errors.GateFailed` listing
 each failed check, or returns the :class:`GateResult`.
 """
 
@@ -32,7 +32,7 @@ from recsys.data.lake import (
 from recsys.data.schema import EVENTS, ITEMS, KEYS, USERS
 from recsys.errors import GateFailed, InputError
 from recsys.logs import get_logger
-from recsys.reports import GATE_REPORT, VALIDATION, Check, report_uri, write_gate_report
+from recsys.reports import VALIDATION, Check, report_uri, write_gate_report
 from recsys.storage import get_fs, join, sha256_file
 from recsys.validation import cross
 from recsys.validation.config import ValidationConfig
@@ -51,9 +51,6 @@ log = get_logger(__name__)
 REPORT_KIND = "validation_report"
 
 
-RESULT_JSON = GATE_REPORT
-"""The report's document: every check with its observed value, in the shape every gate
-writes (:class:`~recsys.reports.GateReport`, from :meth:`GateResult.gate_report`)."""
 
 
 def default_report_uri(lake: str, day: dt.date) -> str:
@@ -280,7 +277,7 @@ def run_gate(
             report=report_uri,
         )
         if docs is not None and not (docs / "index.html").is_file():
-            docs = None  # GX wrote no site (nothing ran); the report still has result.json
+            docs = None  # GX wrote no site (nothing ran); the report still has report.json
         _publish(report_uri, result, parts, docs, cfg)
         steps.done("report")
     steps.close()
