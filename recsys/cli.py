@@ -175,8 +175,15 @@ def build_graph(
         typer.Option("--out", help="Snapshot URI (default: <lake>/graphs/as_of=DATE)"),
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="GraphConfig file")] = None,
+    report: Annotated[
+        str | None,
+        typer.Option("--report", help="Graph gate report (default: <lake>/reports/graph/dt=DATE)"),
+    ] = None,
 ) -> None:
-    """Build the point-in-time weighted graph snapshot with node features (exit 1: gate failed)."""
+    """Build the point-in-time weighted graph snapshot with node features (exit 1: gate failed).
+
+    The holdout grows back from the as-of day until it holds the configured users and pairs
+    (``holdout_*`` settings); the snapshot's manifest records its span and counts."""
     from recsys.config import load_config
     from recsys.data.lake import parse_date
     from recsys.graph.build import build_snapshot
@@ -190,7 +197,7 @@ def build_graph(
             cfg = GraphConfig.model_validate({**cfg.model_dump(), "window_days": window_days})
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--window-days") from None
-    typer.echo(build_snapshot(lake, parse_date(as_of), cfg, out))
+    typer.echo(build_snapshot(lake, parse_date(as_of), cfg, out, report))
 
 
 @app.command()

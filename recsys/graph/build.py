@@ -53,6 +53,7 @@ from recsys.graph.weights import (
     saturate,
 )
 from recsys.logs import get_logger
+from recsys.reports import GRAPH, report_uri, write_gate_report
 
 log = get_logger("graph.build")
 _EPOCH = dt.date(1970, 1, 1)
@@ -289,20 +290,24 @@ def _snapshot_root(out: str) -> str:
 
 @dataclass(frozen=True)
 class Window:
-    """The days a snapshot covers: ``[start, as_of]``, the last ``holdout_days`` held out."""
+    """The days a snapshot covers: ``[start, as_of]``, the last :attr:`holdout_span` held out
+    (the span is sized on the data: :func:`size_holdout`)."""
 
     as_of: dt.date
     start: dt.date
     holdout_start: dt.date
 
     @classmethod
-    def of(cls, as_of: dt.date, cfg: GraphConfig) -> Window:
-        holdout_start = (
-            as_of - dt.timedelta(days=cfg.holdout_days - 1)
-            if cfg.holdout_days
-            else as_of + dt.timedelta(days=1)
-        )
+    def of(cls, as_of: dt.date, cfg: GraphConfig, span: int | None = None) -> Window:
+        """The window of ``as_of`` holding out ``span`` days (default ``holdout_days``)."""
+        span = cfg.holdout_days if span is None else span
+        holdout_start = as_of - dt.timedelta(days=span - 1)
         return cls(as_of, as_of - dt.timedelta(days=cfg.window_days - 1), holdout_start)
+
+    @property
+    def holdout_span(self) -> int:
+        """Days held out: ``as_of - holdout_start + 1`` (0: no holdout)."""
+        return (self.as_of - self.holdout_start).days + 1
 
     @property
     def start_us(self) -> int:
@@ -364,13 +369,96 @@ class Split:
 
 
 def split_by_time(ev: Events, w: Window) -> Split:
-    """Stage 2: train and holdout events by time, with the independent point-in-time check."""
+    """Stage 3: train and holdout events by time, with the independent point-in-time check."""
     in_window = (ev.ts_us >= w.start_us) & (ev.ts_us < w.cutoff_us)
     train = in_window & (ev.ts_us < w.holdout_us)
     hold = in_window & (ev.ts_us >= w.holdout_us)
     assert_point_in_time(ev.ts_us[train], w.holdout_us, "train")
     assert_point_in_time(ev.ts_us[hold], w.cutoff_us, "holdout")
     return Split(in_window, train, hold)
+
+
+@dataclass(frozen=True)
+class HoldoutSize:
+    """How the holdout was sized: its span and what it holds (see :func:`size_holdout`)."""
+
+    span: int
+    users: int
+    pairs: int
+    target_met: bool
+    why: str
+    """Why the holdout stopped growing where it did."""
+
+
+def size_holdout(inp: Inputs, w: Window, cfg: GraphConfig) -> tuple[Window, HoldoutSize]:
+    """Stage 2: grow the holdout back from the as-of day until it holds enough to decide.
+
+    The span starts at ``holdout_days`` and grows a day at a time until the holdout holds
+    at least ``holdout_min_users`` users and ``holdout_min_pairs`` pairs, up to
+    ``holdout_max_days`` (and never past the day where it would hold more than
+    ``holdout_max_event_share`` of the window's events, nor to the window's first day).
+    What a span ``d`` holds is counted exactly as :func:`_holdout` will pick the pairs: a
+    pair counts when its user has an event before the holdout (train edges), its product
+    is mapped (the previous snapshot's or the as-of catalogue's, or seen before the
+    holdout), it has an event of a holdout type, and no event of it is before the holdout.
+    """
+    if cfg.holdout_days == 0:
+        return Window.of(w.as_of, cfg, 0), HoldoutSize(0, 0, 0, True, "holdout disabled")
+    ev = inp.events
+    in_window = (ev.ts_us >= w.start_us) & (ev.ts_us < w.cutoff_us)
+    day = ev.ts_us[in_window] // US_PER_DAY
+    user, item = ev.user[in_window], ev.item[in_window]
+    n_u, n_i = max(len(ev.user_vocab), 1), max(len(ev.item_vocab), 1)
+    never = np.iinfo(np.int64).max
+    u_first = np.full(n_u, never, dtype=np.int64)
+    np.minimum.at(u_first, user, day)
+    i_first = np.full(n_i, never, dtype=np.int64)
+    np.minimum.at(i_first, item, day)
+    known_items = [x for x in (inp.prev_items,) if x is not None]
+    if cfg.include_catalog_items and inp.items is not None:
+        known_items.append(inp.items["item_id"].to_numpy(dtype=object))
+    if known_items and len(ev.item_vocab):
+        mapped = pd.Index(np.asarray(ev.item_vocab, dtype=object)).isin(
+            np.concatenate(known_items).astype(object))
+        i_first[: len(mapped)][mapped] = np.iinfo(np.int64).min
+    hold_types = np.array([TYPE_CODE[t] for t in cfg.holdout_event_types], dtype=np.int8)
+    key = user * np.int64(n_i) + item
+    order = np.argsort(key, kind="stable")
+    key_s = key[order]
+    starts = np.flatnonzero(np.concatenate(([True], key_s[1:] != key_s[:-1]))) if len(key_s) \
+        else np.zeros(0, np.int64)
+    p_first = np.minimum.reduceat(day[order], starts) if len(starts) else day[:0]
+    p_pos = (np.maximum.reduceat(np.isin(ev.type_code[in_window], hold_types)[order]
+                                 .astype(np.int8), starts) > 0) if len(starts) else day[:0] > 0
+    p_key = key_s[starts]
+    p_first, p_key = p_first[p_pos], p_key[p_pos]
+    p_user, p_item = p_key // n_i, p_key % n_i
+    pu_first, pi_first = u_first[p_user], i_first[p_item]
+    day_sorted = np.sort(day)
+    as_of_day = (w.as_of - _EPOCH).days
+    max_span = min(max(cfg.holdout_max_days, cfg.holdout_days), cfg.window_days - 1)
+    span, users, pairs, why = cfg.holdout_days, 0, 0, ""
+    for d in range(cfg.holdout_days, max_span + 1):
+        first = as_of_day - d + 1
+        share = (len(day_sorted) - np.searchsorted(day_sorted, first)) / max(len(day_sorted), 1)
+        if d > cfg.holdout_days and share > cfg.holdout_max_event_share:
+            why = (f"stopped at {span} day(s): {d} would hold {share:.0%} of the window's "
+                   f"events (holdout_max_event_share {cfg.holdout_max_event_share:g})")
+            break
+        ok = (p_first >= first) & (pu_first < first) & (pi_first < first)
+        span, pairs = d, int(ok.sum())
+        users = int((np.bincount(p_user[ok], minlength=n_u) > 0).sum())
+        if users >= cfg.holdout_min_users and pairs >= cfg.holdout_min_pairs:
+            why = f"{users} users and {pairs} pairs in {d} day(s) reach the targets"
+            break
+    else:
+        why = f"stopped at holdout_max_days: {max_span} day(s)" if max_span > cfg.holdout_days \
+            else f"holdout_days={cfg.holdout_days}"
+    met = users >= cfg.holdout_min_users and pairs >= cfg.holdout_min_pairs
+    if not met:
+        why += (f"; holds {users} users and {pairs} pairs, short of the targets "
+                f"{cfg.holdout_min_users} / {cfg.holdout_min_pairs}")
+    return Window.of(w.as_of, cfg, span), HoldoutSize(span, users, pairs, met, why)
 
 
 @dataclass
@@ -383,7 +471,7 @@ class IdMaps:
 
 
 def extend_id_maps(inp: Inputs, split: Split, cfg: GraphConfig) -> IdMaps:
-    """Stage 3: the previous snapshot's id maps with this window's new train users and
+    """Stage 4: the previous snapshot's id maps with this window's new train users and
     products appended (and the as-of catalogue's products, for cold start)."""
     ev = inp.events
     seen_items = ev.item_vocab[present(ev.item[split.train], len(ev.item_vocab))]
@@ -417,7 +505,7 @@ class TrainEdges:
 
 def weigh_train_edges(ev: Events, split: Split, ids: IdMaps, w: Window,
                       cfg: GraphConfig) -> TrainEdges:
-    """Stage 4: per pair, the saturated sum of decayed per-type event weights."""
+    """Stage 5: per pair, the saturated sum of decayed per-type event weights."""
     ts = ev.ts_us[split.train]
     tu = ids.user_lookup[ev.user[split.train]]
     ti = ids.item_lookup[ev.item[split.train]]
@@ -443,7 +531,7 @@ class Features:
 
 def node_features(inp: Inputs, ids: IdMaps, edges: TrainEdges, w: Window,
                   cfg: GraphConfig) -> Features:
-    """Stage 5: node features, fitted and encoded. Behavioural features come from the
+    """Stage 6: node features, fitted and encoded. Behavioural features come from the
     train period only, so the holdout cannot leak into them."""
     n_users, n_items = len(ids.user_ids), len(ids.item_ids)
     eu, tu, ti = edges.user, edges.event_user, edges.event_item
@@ -482,13 +570,19 @@ def build(
     cfg: GraphConfig,
     out: str,
     _before_publish: Callable[[str], None] | None = None,
+    report: str | None = None,
 ) -> str:
-    """Build, gate and publish the snapshot of ``as_of`` at ``out``; returns ``out``."""
+    """Build, gate and publish the snapshot of ``as_of`` at ``out``; returns ``out``.
+
+    The graph gate's report (``report.json``, pass or fail) goes to ``report`` (default
+    ``<lake>/reports/graph/dt=<as_of>``)."""
     tick = _Timer(as_of)
-    w = Window.of(as_of, cfg)
+    w = Window.of(as_of, cfg, cfg.holdout_max_days)
     inp = read_inputs(lake, w, out)
     ev = inp.events
     tick("read %d events", len(ev))
+    w, size = size_holdout(inp, w, cfg)
+    tick("holdout: %d day(s) from %s; %s", size.span, w.holdout_start, size.why)
     split = split_by_time(ev, w)
 
     ids = extend_id_maps(inp, split, cfg)
@@ -518,11 +612,18 @@ def build(
          len(served.user), len(served.extra_user_ids))
 
     type_counts = np.bincount(edges.event_type, minlength=len(EVENT_TYPES))
-    report, stats = check_graph(
+    gate, stats = check_graph(
         eu, ei, edges.weight, n_users, n_items, type_counts, inp.prev_stats, cfg.gate
     )
-    enforce(report, out)
-    tick("graph gate passed (%d checks)", len(report.checks))
+    report_at = report or report_uri(lake, GRAPH, as_of)
+    write_gate_report(report_at, gate.model_copy(update={
+        "day": as_of, "subject": out,
+        "counts": {"users": n_users, "items": n_items, "edges": len(eu),
+                   "holdout_days": w.holdout_span, "holdout_pairs": len(hu)},
+        "notes": [f"holdout: {size.why}"] if cfg.holdout_days else [],
+    }), config=cfg.gate.model_dump(mode="json"), extra={"as_of": as_of.isoformat()})
+    enforce(gate, out, report_at)
+    tick("graph gate passed (%d checks): %s", len(gate.checks), report_at)
 
     snapshot = GraphSnapshot(
         uri=out, as_of=as_of, user_ids=ids.user_ids, item_ids=ids.item_ids,
@@ -549,6 +650,8 @@ def build(
         "events_outside_window": int(len(ev) - split.in_window.sum()),
         "train_events": len(edges.event_user),
         "holdout_events": int(split.hold.sum()),
+        "holdout_days": w.holdout_span,
+        "holdout_users": len(unique_int(hu)),
         "holdout_pairs": len(hu),
         "history_edges": len(served.user),
         "history_only_users": len(served.extra_user_ids),
@@ -557,10 +660,12 @@ def build(
         "item_features": int(feats.item_x.shape[1]),
     }
     write_snapshot(
-        out, snapshot, stats=stats, gate=report, config=cfg, inputs=inp.refs, counts=counts,
+        out, snapshot, stats=stats, gate=gate, config=cfg, inputs=inp.refs, counts=counts,
         extra={
             "window_start": w.start.isoformat(),
             "holdout_start": w.holdout_start.isoformat(),
+            "holdout_target_met": size.target_met,
+            "holdout_sizing": size.why,
             "cutoff": dt.datetime.fromtimestamp(w.cutoff_us / 1e6, tz=dt.UTC).isoformat(),
         },
         before_publish=_before_publish,
@@ -571,12 +676,15 @@ def build(
 
 
 def build_snapshot(
-    lake: str, as_of: dt.date, config: GraphConfig | None = None, out: str | None = None
+    lake: str, as_of: dt.date, config: GraphConfig | None = None, out: str | None = None,
+    report: str | None = None,
 ) -> str:
     """Build, gate and publish the snapshot of ``as_of``; returns its URI.
 
     ``out`` defaults to :func:`recsys.graph.snapshot.snapshot_uri`; the previous snapshot
     (for the id maps and the drift checks) is the latest one before ``as_of`` in the same
-    folder.
+    folder. The graph gate's report goes to ``report`` (default: the lake's graph report of
+    ``as_of``).
     """
-    return build(lake, as_of, config or GraphConfig(), out or snapshot_uri(lake, as_of))
+    return build(lake, as_of, config or GraphConfig(), out or snapshot_uri(lake, as_of),
+                 report=report)

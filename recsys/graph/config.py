@@ -112,7 +112,22 @@ class GraphConfig(BaseModel):
     window_days: int = Field(default=365, ge=1)
     """Days of events (ending with the as-of day, included) that enter the snapshot."""
     holdout_days: int = Field(default=1, ge=0)
-    """Last days of the window held out for evaluation; 0 disables the holdout."""
+    """Fewest days at the end of the window held out for the model gate (the holdout starts
+    with them and grows back from there); 0 disables the holdout."""
+    holdout_max_days: int = Field(default=28, ge=1)
+    """Most days the holdout grows back to while it holds fewer than ``holdout_min_users``
+    users or ``holdout_min_pairs`` pairs."""
+    holdout_min_users: int = Field(default=400, ge=0)
+    """Users the holdout should hold (each with train edges and a holdout pair not in train).
+    From a power calculation (:data:`recsys.evaluation.stats.POWER_DEFAULTS`): 400 users
+    detect a mean per-user NDCG@20 difference of 0.035 when the differences have a standard
+    deviation of 0.25, with 80 % power at the 5 % level."""
+    holdout_min_pairs: int = Field(default=400, ge=0)
+    """Holdout (user, product) pairs the holdout should hold (a user has at least one, so
+    this binds only above ``holdout_min_users``)."""
+    holdout_max_event_share: float = Field(default=0.25, gt=0, le=1)
+    """The holdout stops growing before it holds more than this share of the window's events,
+    so training keeps the rest (its first ``holdout_days`` days are held out regardless)."""
     holdout_event_types: list[str] = Field(
         default_factory=lambda: ["click", "add_to_cart", "purchase", "rating"]
     )
@@ -129,6 +144,11 @@ class GraphConfig(BaseModel):
             raise ValueError(
                 f"holdout_days ({self.holdout_days}) must be smaller than "
                 f"window_days ({self.window_days})"
+            )
+        if self.holdout_days and self.holdout_max_days < self.holdout_days:
+            raise ValueError(
+                f"holdout_max_days ({self.holdout_max_days}) must be at least "
+                f"holdout_days ({self.holdout_days})"
             )
         unknown = sorted(set(self.holdout_event_types) - set(EVENT_TYPES))
         if unknown:

@@ -2,14 +2,15 @@
 
 Checks: node and edge counts above minimums, no duplicate edges, weights
 finite and > 0, share of isolated nodes, degree-distribution drift and
-event-type-mix drift against the previous snapshot. Each failure names the
-check and the observed value; :func:`enforce` raises :class:`GateFailed`, and
-the build then publishes nothing.
+event-type-mix drift against the previous snapshot. The result is the shared
+:class:`~recsys.reports.GateReport` (each failure names the check and the observed
+value); the build writes it as the graph report's ``report.json`` whatever the outcome,
+and :func:`enforce` raises :class:`GateFailed`, so the build then publishes nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 from recsys.data.schema import EVENT_TYPES
 from recsys.errors import GateFailed
 from recsys.graph.config import GateConfig
+from recsys.reports import Check, GateReport
 
 N_DEGREE_BINS = 32
 
@@ -49,34 +51,6 @@ class GraphStats:
             item_degree_hist=[float(x) for x in d["item_degree_hist"]],
             type_mix={str(k): float(v) for k, v in d["type_mix"].items()},
         )
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    observed: float
-    threshold: float
-    rule: str
-
-    def line(self) -> str:
-        return f"{self.name}: observed {self.observed:.6g}, rule {self.rule} {self.threshold:.6g}"
-
-
-@dataclass
-class GateReport:
-    checks: list[Check] = field(default_factory=list)
-
-    @property
-    def failures(self) -> list[Check]:
-        return [c for c in self.checks if not c.ok]
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
 
 
 def degree_histogram(degree: np.ndarray) -> list[float]:
@@ -133,6 +107,14 @@ def compute_stats(
     )
 
 
+_OPS = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "==": lambda a, b: a == b}
+
+
+def _check(name: str, observed: float, op: str, threshold: float) -> Check:
+    return Check.of(name, bool(_OPS[op](observed, threshold)), f"{op} {threshold:.6g}",
+                    f"{observed:.6g}", value=float(observed), threshold=float(threshold))
+
+
 def check_graph(
     user: np.ndarray,
     item: np.ndarray,
@@ -160,60 +142,32 @@ def check_graph(
     iso_users = 1.0 - active_users / n_users if n_users else 0.0
     iso_items = 1.0 - active_items / n_items if n_items else 0.0
 
-    r = GateReport()
-    r.checks.append(
-        Check("min_users", active_users >= cfg.min_users, active_users, cfg.min_users, ">=")
-    )
-    r.checks.append(
-        Check("min_items", active_items >= cfg.min_items, active_items, cfg.min_items, ">=")
-    )
-    r.checks.append(Check("min_edges", len(user) >= cfg.min_edges, len(user), cfg.min_edges, ">="))
-    r.checks.append(Check("duplicate_edges", duplicates == 0, duplicates, 0, "=="))
-    r.checks.append(Check("weights_finite_positive", bad_weights == 0, bad_weights, 0, "=="))
-    r.checks.append(
-        Check(
-            "isolated_user_share",
-            iso_users <= cfg.max_isolated_user_share,
-            iso_users,
-            cfg.max_isolated_user_share,
-            "<=",
-        )
-    )
-    r.checks.append(
-        Check(
-            "isolated_item_share",
-            iso_items <= cfg.max_isolated_item_share,
-            iso_items,
-            cfg.max_isolated_item_share,
-            "<=",
-        )
-    )
+    checks = [
+        _check("min_users", active_users, ">=", cfg.min_users),
+        _check("min_items", active_items, ">=", cfg.min_items),
+        _check("min_edges", len(user), ">=", cfg.min_edges),
+        _check("duplicate_edges", duplicates, "==", 0),
+        _check("weights_finite_positive", bad_weights, "==", 0),
+        _check("isolated_user_share", iso_users, "<=", cfg.max_isolated_user_share),
+        _check("isolated_item_share", iso_items, "<=", cfg.max_isolated_item_share),
+    ]
     if previous is not None:
         # on a handful of nodes a histogram distance is noise, so drift needs enough of them
         if min(active_users, previous_active(previous, "user")) >= cfg.drift_min_nodes:
             du = tv_distance(stats.user_degree_hist, previous.user_degree_hist)
-            r.checks.append(
-                Check(
-                    "user_degree_drift", du <= cfg.max_degree_drift, du, cfg.max_degree_drift, "<="
-                )
-            )
+            checks.append(_check("user_degree_drift", du, "<=", cfg.max_degree_drift))
         if min(active_items, previous_active(previous, "item")) >= cfg.drift_min_nodes:
             di = tv_distance(stats.item_degree_hist, previous.item_degree_hist)
-            r.checks.append(
-                Check(
-                    "item_degree_drift", di <= cfg.max_degree_drift, di, cfg.max_degree_drift, "<="
-                )
-            )
+            checks.append(_check("item_degree_drift", di, "<=", cfg.max_degree_drift))
         mix_now = [stats.type_mix.get(t, 0.0) for t in EVENT_TYPES]
         mix_prev = [previous.type_mix.get(t, 0.0) for t in EVENT_TYPES]
         dm = tv_distance(mix_now, mix_prev)
-        r.checks.append(
-            Check("type_mix_drift", dm <= cfg.max_type_mix_drift, dm, cfg.max_type_mix_drift, "<=")
-        )
+        checks.append(_check("type_mix_drift", dm, "<=", cfg.max_type_mix_drift))
+    r = GateReport.of("graph", checks)
     return r, stats
 
 
-def enforce(report: GateReport, where: str) -> None:
+def enforce(report: GateReport, where: str, report_uri: str | None = None) -> None:
     """Raise :class:`GateFailed` naming each failed check and its observed value."""
     if not report.passed:
-        raise GateFailed("graph", [f"{where}: {c.line()}" for c in report.failures])
+        raise GateFailed("graph", [f"{where}: {c.line()}" for c in report.failed], report_uri)

@@ -43,7 +43,8 @@ from recsys.artifacts import (
 from recsys.errors import InputError
 from recsys.graph.config import GraphConfig
 from recsys.graph.features import FeatureSpec
-from recsys.graph.gate import GateReport, GraphStats
+from recsys.graph.gate import GraphStats
+from recsys.reports import GateReport
 from recsys.storage import get_fs, join, read_bytes
 
 KIND = "graph_snapshot"
@@ -183,7 +184,7 @@ def write_snapshot(
     config: GraphConfig,
     inputs: dict[str, InputRef] | None = None,
     counts: dict[str, int | float] | None = None,
-    extra: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
     before_publish: Callable[[str], None] | None = None,
 ) -> str:
     """Publish ``snapshot`` at ``out`` (the manifest last); returns ``out``.
@@ -212,7 +213,7 @@ def write_snapshot(
         draft.write_npy(ITEM_FEATURES, s.item_features)
         draft.write_text(FEATURE_SPEC, s.feature_spec.to_json())
         draft.write_parquet(ITEMS, _items_table(s.items))
-        draft.write_json(STATS, {"graph": stats.to_dict(), "gate": gate.to_dict()})
+        draft.write_json(STATS, {"graph": stats.to_dict(), "gate": gate.model_dump(mode="json")})
         if before_publish is not None:
             before_publish(draft.uri)
         draft.inputs = dict(sorted((inputs or {}).items()))

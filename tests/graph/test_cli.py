@@ -51,6 +51,13 @@ def test_build_graph_command(make_lake: Callable[..., str], tmp_path: Path) -> N
     # a gate failure exits 1 and names the check; a bad date exits 2
     cfg.write_text(json.dumps({"gate": {"min_edges": 10**9}}))
     r = _cli("build-graph", "--lake", lake, "--as-of", END.isoformat(), "--config", str(cfg))
-    assert r.returncode == 1 and "min_edges: observed" in r.stderr
+    assert r.returncode == 1 and "min_edges: >= 1e+09 (observed" in r.stderr
+    # the graph gate's report says the same to programs, in the lake unless told elsewhere
+    from recsys.reports import GRAPH, read_gate_report, report_uri
+
+    report = read_gate_report(report_uri(lake, GRAPH, END))
+    assert report.gate == "graph" and report.decision == "failed"
+    assert [c.name for c in report.failed] == ["min_edges"]
+    assert report.failed[0].value is not None and report.failed[0].threshold == 10**9
     r = _cli("build-graph", "--lake", lake, "--as-of", "2026-13-01")
     assert r.returncode == 2 and "not a date" in r.stderr
