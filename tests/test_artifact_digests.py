@@ -37,9 +37,9 @@ MODEL = f"{ROOT}/runs/model"
 BUNDLE = f"{ROOT}/bundles/model"
 
 DIGESTS = {
-    "graph": "7911e397b50c3306e2f3a9ef06977af418554596ba4c644ba6882c89266683b6",
-    "model": "e0979a953c8df5de501d8c6f89a83d40fc6528828037f25bb9f1e0fa25eda63f",
-    "bundle": "7f2cff1d4ed9747ef9ffe5a3dea7e46d2621734ac123c8ff9f05eb7541101a88",
+    "graph": "4788a2401e262799776c4525014c839d6b1923954d162f4f5e10ecaad396de7a",
+    "model": "9d25d052f64502edf9f2967babee1ab20c191361151d785f35cb03dcca93788b",
+    "bundle": "3782d62a20f64dc52f6a1148972462ce4249cb4c77046b8e7e43bcc625a49dfe",
 }
 
 
