@@ -199,8 +199,12 @@ class Deployment:
             time.sleep(0.1)
 
     def close(self) -> None:
+        """Kill what is left (cleanup, not a rehearsed termination) and wait for the pods
+        already terminating."""
+        self._generation += 1  # stops a rollout still running in the background
         for _, pod in list(self.pods):
-            self._delete(pod)
+            pod.kill()
+        self.pods = []
         for t in self.terminating:
             t.join(timeout=120)
 

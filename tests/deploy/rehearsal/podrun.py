@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import itertools
 import os
 import shlex
 import signal
@@ -32,16 +33,23 @@ from rehearsal.podspec import PodSpec, Probe
 
 
 def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+    done = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+
+
+_networks = itertools.count()
 
 
 class Network:
     """A bridge on the host (the node) with one network namespace per pod."""
 
     def __init__(self) -> None:
-        tag = f"{os.getpid() % 100000}"
-        self.bridge = f"rhbr{tag}"
-        self.prefix = f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}"
+        # unique per process and per network: a test's pods never meet the previous one's
+        k = next(_networks)
+        self.tag = f"{os.getpid() % 10000}n{k % 100}"
+        self.bridge = f"rhbr{self.tag}"
+        self.prefix = f"10.{200 + os.getpid() % 50}.{(os.getpid() + k) % 250}"
         self.gateway = f"{self.prefix}.1"
         self._next = 10
         self._lock = threading.Lock()
@@ -54,8 +62,7 @@ class Network:
         with self._lock:
             n = self._next
             self._next += 1
-        tag = os.getpid() % 100000
-        ns, host_if, pod_if = f"rh{tag}-{n}", f"rhv{tag % 1000}x{n}", "eth0"
+        ns, host_if, pod_if = f"rh{self.tag}-{n}", f"rv{self.tag}x{n}", "eth0"
         ip = f"{self.prefix}.{n}"
         _ip("netns", "add", ns)
         _ip("link", "add", host_if, "type", "veth", "peer", "name", f"{host_if}p")
@@ -341,6 +348,16 @@ class Pod:
                 self.proc.wait()
             self.events.exit_codes.append(self.proc.returncode)
         self.events.terminated_in_s = time.monotonic() - t0
+        self._thread.join(timeout=5)
+        self.net.remove(self.netns)
+        with contextlib.suppress(OSError):
+            self._stage.rmdir()
+
+    def kill(self) -> None:
+        """Tear down at once (test cleanup, not a rehearsal of termination)."""
+        self.deleting = True
+        self._set_ready(False)
+        self._kill_container()
         self._thread.join(timeout=5)
         self.net.remove(self.netns)
         with contextlib.suppress(OSError):
