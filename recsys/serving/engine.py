@@ -14,7 +14,6 @@ import asyncio
 import json
 import time
 import weakref
-from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -69,40 +68,42 @@ def _phrases() -> list[tuple[str | None, str, str, str]]:
 _PHRASES = _phrases()
 
 
-@dataclass(frozen=True, slots=True)
-class Because:
-    """The explanation of one recommended item: a history item and how it was met, or the
-    profile (``item`` -1: no history item adds to the score)."""
-
-    item: int
-    types: int
-    contribution: float | None
-    """What the history item adds to the score (None: the scorer does not say)."""
-    also: bool = False
-    """The second-largest contribution, named because the largest is the same for every item."""
-
-    def as_dict(self, ids: np.ndarray) -> dict[str, Any]:
-        if self.item < 0:
-            return {"reason": PROFILE_REASON}
-        t, a, b, _ = _PHRASES[self.types & ALL_TYPES_MASK]
-        lead = "also because you " if self.also else "because you "
-        return {"item_id": ids[self.item], "event_type": t, "contribution": self.contribution,
-                "reason": f"{lead}{a}{ids[self.item]}{b}"}
-
-    def json(self, ij: list[str]) -> str:
-        """:meth:`as_dict` as JSON, spliced from the escaped item id (see ``finish_json``)."""
-        if self.item < 0:
-            return '{"reason":"' + PROFILE_REASON + '"}'
-        t, a, b, _ = _PHRASES[self.types & ALL_TYPES_MASK]
-        lead = "also because you " if self.also else "because you "
-        c = "null" if self.contribution is None else repr(self.contribution)
-        tj = "null" if t is None else f'"{t}"'
-        return (f'{{"item_id":{ij[self.item]},"event_type":{tj},"contribution":{c},'
-                f'"reason":"{lead}{a}{ij[self.item][1:-1]}{b}"}}')
-
-
-PROFILE = Because(-1, 0, None)
+Because = tuple[int, int, float | None, bool]
+"""What a recommended item's explanation names: (history item index, its event-type bits,
+what it adds to the score or None when the scorer does not say, ``also``: the item's
+second-largest contribution, named because the largest one leads most of the list);
+item -1 is the profile (no history item adds to the score)."""
+PROFILE: Because = (-1, 0, None, False)
 _NO_TYPES = np.zeros(0, np.int64)
+NEG_INF = float("-inf")
+_LEADS = ("because you ", "also because you ")
+_PROFILE_JSON = '{"reason":"' + PROFILE_REASON + '"}'
+_PHRASE_JSON = [
+    [("null" if t is None else f'"{t}"', f"{lead}{verb}", suffix)
+     for t, verb, suffix, _ in _PHRASES]
+    for lead in _LEADS
+]
+"""Per ``also`` and event-type bits: (event type as JSON, reason before the id, after it)."""
+
+
+def because_dict(b: Because, ids: np.ndarray) -> dict[str, Any]:
+    item, types, contribution, also = b
+    if item < 0:
+        return {"reason": PROFILE_REASON}
+    t, verb, suffix, _ = _PHRASES[types & ALL_TYPES_MASK]
+    return {"item_id": ids[item], "event_type": t, "contribution": contribution,
+            "reason": f"{_LEADS[also]}{verb}{ids[item]}{suffix}"}
+
+
+def because_json(b: Because, ij: list[str]) -> str:
+    """:func:`because_dict` as JSON, spliced from the escaped item id (see ``finish_json``)."""
+    item, types, contribution, also = b
+    if item < 0:
+        return _PROFILE_JSON
+    tj, before, after = _PHRASE_JSON[also][types & ALL_TYPES_MASK]
+    c = "null" if contribution is None else repr(contribution)
+    return (f'{{"item_id":{ij[item]},"event_type":{tj},"contribution":{c},'
+            f'"reason":"{before}{ij[item][1:-1]}{after}"}}')
 
 
 @dataclass
@@ -477,10 +478,10 @@ class Engine:
             scores, idx, top, contrib, hpos = self.sess.run(
                 ["scores", "indices", *EXPLAIN_OUTPUTS], feeds)
             for r, p in enumerate(batch):
-                sr = scores[r, : p.k]
-                keep = np.isfinite(sr)
-                out.append(Scored(sr[keep], idx[r, : p.k][keep], top[r, :, : p.k][:, keep],
-                                  contrib[r, :, : p.k][:, keep], hpos[r, : p.k][keep]))
+                # masked items score -inf and come last (top-k is sorted): keep the prefix
+                m = int(np.count_nonzero(scores[r, : p.k] > NEG_INF))
+                out.append(Scored(scores[r, :m], idx[r, :m], top[r, :, :m], contrib[r, :, :m],
+                                  hpos[r, :m]))
             return out
         scores, idx, slot = self.sess.run(["scores", "indices", "because_slot"], feeds)
         for r, p in enumerate(batch):
@@ -499,33 +500,47 @@ class Engine:
         An item is explained by its largest history contribution with the event type ("because
         you bought X"), or by the profile when no history item adds to its score. When one
         history item is the largest contribution of at least two items and at least half the
-        list, naming it on each of them would explain nothing: the answer says so once
-        (``explanation``: how many items, and the share of what the history adds to their
-        scores that it carries) and those items name their second-largest contribution
-        instead ("also because you viewed Y"), where one adds to their score."""
+        list (the highest-ranked such item on a tie), naming it on each of them would explain
+        nothing: the answer says so once (``explanation``: how many items, and the share of
+        what the history adds to their scores that it carries) and those items name their
+        second-largest contribution instead ("also because you viewed Y"), where one adds to
+        their score."""
         n = len(s.idx)
         if not len(p.h_idx):
             return [PROFILE] * n, None
-        c1: list[float | None] = (s.contrib[0].tolist() if s.contrib is not None
-                                  else [None] * n)
-        h_idx, h_types = p.h_idx, p.h_types
-        out = [
-            Because(int(h_idx[b]), int(h_types[b]), c) if c is None or c > 0.0 else PROFILE
-            for b, c in zip(s.top[0].tolist(), c1, strict=True)
-        ]
-        if n < 2 or len(h_idx) < 2:
+        first = s.top[0]
+        named: list[int] = p.h_idx[first].tolist()
+        types: list[int] = p.h_types[first].tolist()
+        if s.contrib is None:
+            out: list[Because] = [(j, t, None, False) for j, t in zip(named, types, strict=True)]
+        else:
+            out = [(j, t, c, False) if c > 0.0 else PROFILE
+                   for j, t, c in zip(named, types, s.contrib[0].tolist(), strict=True)]
+            named = [b[0] for b in out]
+        if n < 2 or len(p.h_idx) < 2:
             return out, None
-        (lead, count), = Counter(b.item for b in out).most_common(1)
-        if lead < 0 or count < 2 or 2 * count < n:
+        lead, count = -1, 1
+        for j in dict.fromkeys(named):  # first appearance order: ties go to the higher rank
+            c = named.count(j)
+            if c > count and j >= 0:
+                lead, count = j, c
+        if lead < 0 or 2 * count < n:
             return out, None
-        group = [r for r, b in enumerate(out) if b.item == lead]
-        lead_types = out[group[0]].types
+        return out, self._lead_note(p, s, out, lead, count)
+
+    def _lead_note(self, p: Prepared, s: Scored, out: list[Because], lead: int,
+                   count: int) -> dict[str, Any]:
+        """Name each led item's second contribution (in ``out``) and say what ``lead`` does."""
+        n = len(out)
+        group = [r for r, b in enumerate(out) if b[0] == lead]
+        c1 = [out[r][2] for r in group]
+        lead_types = out[group[0]][1]
         if s.contrib is not None and len(s.top) > 1:
             slots2, c2 = s.top[1].tolist(), s.contrib[1].tolist()
             for r in group:
                 if c2[r] > 0.0:
                     b = slots2[r]
-                    out[r] = Because(int(h_idx[b]), int(h_types[b]), c2[r], also=True)
+                    out[r] = (int(p.h_idx[b]), int(p.h_types[b]), c2[r], True)
         t, _, suffix, noun = _PHRASES[lead_types & ALL_TYPES_MASK]
         said = f"{noun}{self.item_ids[lead]}{suffix}"
         where = f"all {n}" if count == n else f"{count} of these {n}"
@@ -534,20 +549,19 @@ class Engine:
             "reason": f"{said[0].upper()}{said[1:]} weighs most in {where}",
         }
         if s.history_pos is not None:
-            share = [
-                float(c1[r] or 0.0) / max(float(s.history_pos[r]), 1e-30) for r in group
-            ]
+            share = [float(c or 0.0) / max(float(s.history_pos[r]), 1e-30)
+                     for r, c in zip(group, c1, strict=True)]
             lo, hi = min(share), max(share)
             note["share"] = [round(lo, 4), round(hi, 4)]
             span = f"{lo:.0%}" if round(lo, 2) == round(hi, 2) else f"{lo:.0%}-{hi:.0%}"
             note["reason"] += f": {span} of what your history adds to each score"
-        return out, note
+        return note
 
     def finish(self, p: Prepared, result: Scored) -> dict[str, Any]:
         ids = self.item_ids
         because, note = self.explain(p, result)
         items = [
-            {"item_id": ids[j], "score": sc, "because": b.as_dict(ids)}
+            {"item_id": ids[j], "score": sc, "because": because_dict(b, ids)}
             for j, sc, b in zip(result.idx.tolist(), result.scores.tolist(), because,
                                 strict=True)
         ]
@@ -564,7 +578,7 @@ class Engine:
         ij = self.item_id_json
         because, note = self.explain(p, result)
         items = [
-            f'{{"item_id":{ij[j]},"score":{sc!r},"because":{b.json(ij)}}}'
+            f'{{"item_id":{ij[j]},"score":{sc!r},"because":{because_json(b, ij)}}}'
             for j, sc, b in zip(result.idx.tolist(), result.scores.tolist(), because,
                                 strict=True)
         ]

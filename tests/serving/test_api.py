@@ -86,7 +86,7 @@ def _expected_because(bundle: str, user: str, recs: list[str]) -> tuple[list[str
     order = np.argsort(-contrib, axis=0, kind="stable")
     named = [str(ids[idx[order[0, j]]]) for j in range(len(recs))]
     assert (contrib.max(axis=0) > 0).all()  # else the profile explains an item
-    lead = max(set(named), key=named.count)
+    lead = max(dict.fromkeys(named), key=named.count)  # a tie: the higher-ranked one
     if named.count(lead) < 2 or 2 * named.count(lead) < len(recs):
         return named, None
     for j in range(len(recs)):
