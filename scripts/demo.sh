@@ -123,3 +123,7 @@ echo "Try: curl '$RECSYS_SERVE_URL/v1/recommendations/$user?k=10'"
 echo "     curl -X POST -H 'X-API-Key: $RECSYS_API_KEY' -H 'content-type: application/json' \\"
 echo "          -d '{\"user_id\": \"$user\", \"item_id\": \"<an item id>\", \"event_type\": \"purchase\"}' $RECSYS_SERVE_URL/v1/events"
 echo "Open the Airflow UI: source scripts/airflow_env.sh && airflow standalone  (http://localhost:8080)"
+echo "Operations view (model, lineage, served health, rollback): $RECSYS_SERVE_URL/ui/ops"
+echo "API key for clicks and rollback in the pages: $RECSYS_API_KEY"
+echo
+echo "Storefront: $RECSYS_SERVE_URL/ui/?user=$user"

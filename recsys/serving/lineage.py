@@ -149,6 +149,7 @@ def lineage(bundle_uri: str) -> list[Step]:
     steps.append(graph)
     if graph.manifest is None:
         return steps
+    bundle.as_of = bundle.as_of or graph.as_of  # a bundle serves its graph's as-of day
     found = _validation_of(graph.manifest)
     if found is None:
         steps.append(Step("validation", None, "the graph names no validation report"))

@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from browser import launch
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = ROOT / "runs" / "ui-artifacts"
 
 
@@ -31,10 +30,10 @@ def playwright() -> Iterator[Playwright]:
 
 @pytest.fixture(scope="session")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/setup.sh` as root (it installs "
-                    "Debian's chromium); the browser tests never download one")
-    b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+    try:
+        b = launch(playwright)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     yield b
     b.close()
 

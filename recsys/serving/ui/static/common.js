@@ -75,8 +75,30 @@ export function short(hash) {
   return hash ? hash.slice(0, 12) : "—";
 }
 
+const PAGES = [["storefront", "/ui/", "Storefront"], ["ops", "/ui/ops", "Operations"]];
+
+// The header both pages share: title, navigation, anything ``extra``, the API-key box.
+export function header(page, title, keyHint, extra = []) {
+  const top = document.querySelector("header.top");
+  top.replaceChildren(
+    el("h1", {}, "recsys ", el("span", { class: "sub" }, title)),
+    el("nav", {},
+      ...PAGES.map(([id, href, name]) => el("a",
+        { href, "aria-current": id === page ? "page" : null }, name)),
+      el("a", { href: "/docs" }, "API"), el("a", { href: "/metrics" }, "/metrics")),
+    ...extra,
+    el("div", { class: "keybox" },
+      el("input", { id: "api-key", type: "password", placeholder: keyHint,
+                    autocomplete: "off", "aria-label": "API key" }),
+      el("button", { id: "api-key-save", type: "button" }, "Use key"),
+      el("button", { id: "api-key-forget", type: "button", class: "link", hidden: true },
+        "forget"),
+      el("span", { id: "api-key-state", class: "key-state" })));
+  setupKeyBox(top);
+}
+
 // The API-key box in the header: type it once; the page keeps it for this tab only.
-export function setupKeyBox(root, onChange = () => {}) {
+function setupKeyBox(root, onChange = () => {}) {
   const input = root.querySelector("#api-key");
   const save = root.querySelector("#api-key-save");
   const forget = root.querySelector("#api-key-forget");

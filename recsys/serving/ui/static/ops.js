@@ -2,7 +2,7 @@
 // HTML reports), the previous version with a rollback button, and the served-recommendation
 // health the server computes over its sliding window.
 import {
-  api, el, fmtAge, setupKeyBox, short, showMessage,
+  api, el, fmtAge, header, short, showMessage,
 } from "./common.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -80,7 +80,8 @@ function renderHealth(h) {
       "0: every item recommended equally often; 1: one item takes every slot", "gini"),
     tile("latency p50", ms(h.latency_p50_s), "server side, recommendation requests", "p50"),
     tile("latency p99", ms(h.latency_p99_s), "server side, recommendation requests", "p99"),
-    tile("model data age", fmtAge(h.model_data_age_s), "since the bundle's data cutoff", "model-age"),
+    tile("model data age", fmtAge(h.model_data_age_s).replace(" ago", ""),
+      "since the bundle's data cutoff (the end of the newest data it learned from)", "model-age"),
     tile("serving for", fmtAge(h.model_serving_age_s).replace(" ago", ""),
       "since this server started serving the bundle", "serving-age"),
     tile("newest live event", fmtAge(h.newest_live_event_age_s),
@@ -122,7 +123,7 @@ async function rollback() {
   await refresh();
 }
 
-setupKeyBox(document);
+header("ops", "operations", "API key for rollback");
 $("#rollback").addEventListener("click", rollback);
 refresh();
 setInterval(() => { if ($("#auto").checked) refresh(); }, 5000);

@@ -2,7 +2,7 @@
 // reason for each, click view / add to cart / buy (a real POST /v1/events) and watch the
 // next real GET change the list: what entered is highlighted, what left is shown apart.
 import {
-  api, el, fmtAge, fmtPrice, setupKeyBox, showMessage,
+  api, el, fmtAge, fmtPrice, header, showMessage,
 } from "./common.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -254,7 +254,8 @@ function suggest() {
 }
 
 async function init() {
-  setupKeyBox(document);
+  header("storefront", "storefront", "API key for clicks",
+    [el("span", { class: "badge", id: "model-version", title: "model version serving" }, "…")]);
   $("#visitor-id").textContent = visitorId();
   try {
     state.catalog = await api("/v1/catalog");
