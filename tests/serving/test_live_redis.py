@@ -231,6 +231,10 @@ def test_store_down_reads_fall_back_and_writes_refuse(
             metrics = c.get("/metrics").text
             assert 'recsys_live_reads_total{outcome="unavailable"}' in metrics
             assert 'recsys_events_total{outcome="unavailable"} 1.0' in metrics
+            # the served health counts that answer as the store fallback (two before it: ok)
+            answers = c.get("/v1/ops/health").json()["source_answers"]
+            assert answers["store_fallback"] == 1 and answers["history"] == 2
+            assert 'recsys_served_source_share{source="store_fallback"} 0.333' in metrics
 
             redis_server.start()  # AOF: the purchase is still there
             deadline = time.monotonic() + 10
