@@ -4,15 +4,23 @@
 Waits for the day's events partition, then runs every gate in order; a failed
 gate stops the run and the model in production keeps serving.
 
-`wait_for_events` (deferrable) -> `validate` (gate 1, data) -> `build_graph`
-(gate 2, graph) -> `train_local` | `train_azureml` -> `evaluate_gate`
-(gate 3: beats popularity, not worse than production beyond the margin) ->
-`export` (gate 4: ONNX parity and latency) -> `deploy` (gate 5: publish,
-smoke test of the live endpoint, automatic rollback).
+`plan` (the run's paths; fails, naming the reason, when the day has nothing to
+process) -> `wait_for_events` (deferrable) -> `validate` (gate 1, data) ->
+`build_graph` (gate 2, graph; the holdout grows back until it holds enough users
+to decide) -> `train_local` | `train_azureml` -> `evaluate_gate` (gate 3: the
+candidate, popularity and the production bundle on the same holdout users, with
+paired bootstrap intervals: beats popularity, not worse than production beyond
+the margin; **undecided** when the holdout cannot tell, which follows the gate's
+`undecided_policy` and shows as a skipped task when nothing deploys) -> `export`
+(gate 4: ONNX parity and latency) -> `deploy` (gate 5: publish, smoke test of the
+live endpoint, automatic rollback). Each gate writes `report.json` under
+`<lake>/reports/<gate>/dt=<day>`, and the tasks read it.
 
 Every artifact path derives from the run's day (`plan` logs them all), so a
 rerun overwrites its own artifacts and a backfill rebuilds history with
-point-in-time graphs.
+point-in-time graphs. The DAG has no start date of its own: any day the lake
+has events for can be run or backfilled (the pipeline config's `start_date`, if
+set, is the earliest), and a day with nothing to process fails at `plan`.
 
 ## Trigger form
 | param | meaning |
@@ -29,7 +37,8 @@ run time from the file named by `RECSYS_RETRAIN_CONFIG`, and `RECSYS_LAKE` /
 `RECSYS_REGISTRY`.
 
 Backfill (both dates inclusive; add `--reprocess-behavior completed` to redo days already run):
-`airflow backfill create --dag-id recsys_retrain --from-date 2026-11-25 --to-date 2026-11-27`
+`airflow backfill create --dag-id recsys_retrain --from-date 2026-11-25 --to-date 2026-11-27`;
+one day by hand: `airflow dags test recsys_retrain 2026-11-25`.
 """
 
 from __future__ import annotations
@@ -67,7 +76,10 @@ def _lineage(outlet_events: Any, asset: Asset, info: dict[str, Any]) -> None:
 @dag(
     dag_id="recsys_retrain",
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
-    start_date=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+    # no start_date: Airflow creates no task instance for a run before its tasks' start date,
+    # so `dags test` of an earlier day would "succeed" having run nothing. Without one every
+    # day can be run; `plan` refuses, naming the reason, a day before the pipeline config's
+    # start_date or outside the lake's events. Scheduling (catchup off) needs none.
     catchup=False,
     max_active_runs=1,
     tags=["recsys", "training", "gates"],
@@ -102,7 +114,10 @@ def _lineage(outlet_events: Any, asset: Asset, info: dict[str, Any]) -> None:
 def recsys_retrain() -> None:
     @task(multiple_outputs=True)
     def plan(params: Any = None, dag_run: Any = None, logical_date: Any = None) -> dict[str, Any]:
-        return tasks.plan(logical_date, params.get("as_of"), run_after=dag_run.run_after)
+        with tasks.gate_is_final():
+            out = tasks.plan(logical_date, params.get("as_of"), run_after=dag_run.run_after)
+            tasks.check_processable(dt.date.fromisoformat(out["day"]))
+        return out
 
     paths: Any = plan()  # a dict of URIs at run time
 
@@ -157,10 +172,11 @@ def recsys_retrain() -> None:
     @task(trigger_rule="none_failed_min_one_success")
     def evaluate_gate(paths: dict[str, Any], params: Any = None, ti: Any = None) -> dict[str, Any]:
         try:
-            return tasks.evaluate_and_gate(paths, force_deploy=bool(params["force_deploy"]))
+            with tasks.gate_is_final():
+                return tasks.evaluate_and_gate(paths, force_deploy=bool(params["force_deploy"]))
         finally:
             ti.xcom_push(
-                key=ModelReportLink.key, value=report_page(paths["model_report"], "report.md")
+                key=ModelReportLink.key, value=report_page(paths["model_report"], "report.html")
             )
 
     @task(outlets=[BUNDLE], **IO_RETRY)

@@ -267,6 +267,10 @@ def export(
         typer.Option("--version", help="Model version named by the server (default: from hashes)"),
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="ExportConfig file")] = None,
+    report: Annotated[
+        str | None,
+        typer.Option("--report", help="Write the export gate's report.json here (pass or fail)"),
+    ] = None,
 ) -> None:
     """Export a trained model to an ONNX serving bundle; exit 1 if the export gate fails."""
     from recsys.config import load_config
@@ -274,7 +278,7 @@ def export(
     from recsys.export.gate import ExportConfig
 
     cfg = load_config(config, ExportConfig).model_copy(update={"k": k})
-    typer.echo(export_model(model, out, cfg, version=version).summary())
+    typer.echo(export_model(model, out, cfg, version=version, report=report).summary())
 
 
 @app.command("publish")
@@ -335,23 +339,57 @@ def evaluate(
     graph: Annotated[str, typer.Option("--graph", help="Graph snapshot URI (its holdout)")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document")] = False,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
+    baselines: Annotated[
+        str,
+        typer.Option("--baselines", help="Comma-separated: popularity, mf-bpr, ease, gf-cf"),
+    ] = "popularity,mf-bpr,ease,gf-cf",
+    production_bundle: Annotated[
+        str | None,
+        typer.Option("--production-bundle",
+                     help="A serving bundle scored on the same users (those it knows)"),
+    ] = None,
+    per_user: Annotated[
+        str | None,
+        typer.Option("--per-user", help="Write every user's metrics (Parquet) to this URI"),
+    ] = None,
 ) -> None:
-    """Evaluate a model and every baseline (popularity, MF-BPR, EASE, GF-CF) on the holdout."""
+    """Evaluate a model, the baselines (and a production bundle) on the holdout, per user.
+
+    Each metric comes with its 95 % paired-bootstrap interval over the holdout users
+    (``ndcg@20`` and ``ndcg@20_ci`` in ``--json``), with the holdout's users, pairs and span.
+    """
+    import io
     import json
 
+    from recsys.storage import write_bytes_atomic
     from recsys.training.evaluate import evaluate_on_snapshot
 
-    result = evaluate_on_snapshot(model, graph, device)
+    names = tuple(b.strip() for b in baselines.split(",") if b.strip())
+    result = evaluate_on_snapshot(
+        model, graph, device, baselines=names, production_bundle=production_bundle
+    )
+    if per_user:
+        buf = io.BytesIO()
+        result.scores.to_frame().to_parquet(buf, index=False)
+        write_bytes_atomic(per_user, buf.getvalue())
+    summary = result.summary()
     if as_json:
-        typer.echo(json.dumps(result, indent=2, default=float))
+        typer.echo(json.dumps(summary, indent=2, default=float))
         return
-    for name, metrics in result.items():
+    meta = summary["_meta"]
+    typer.echo(
+        f"holdout: {meta['holdout_users']} users, {meta['holdout_pairs']} pairs"
+        + (f", {meta['holdout_days']} day(s) from {meta['holdout_start']}"
+           if "holdout_days" in meta else "")
+    )
+    for name, metrics in summary.items():
         if name.startswith("_"):
             continue
         shown = ", ".join(
-            f"{k}={metrics[k]:.4f}" for k in ("recall@20", "ndcg@20", "coverage@20") if k in metrics
+            f"{k}={metrics[k]:.4f} [{metrics[k + '_ci'][0]:.4f}, {metrics[k + '_ci'][1]:.4f}]"
+            for k in ("recall@20", "ndcg@20") if k in metrics
         )
-        typer.echo(f"{name:<12} {shown}")
+        typer.echo(f"{name:<12} {shown} ({metrics['users']} users)")
 
 
 def main() -> None:

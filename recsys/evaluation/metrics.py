@@ -20,6 +20,9 @@ Definitions (those of the LightGCN reference, gusye1234/LightGCN-PyTorch,
   which normalises by min(|test|, K) so a perfect list scores 1.
 - Coverage@K  = distinct items over all top-K lists / catalogue size.
 
+Each averaged metric has a ``*_rows`` twin giving its per-user terms (the model gate
+compares two models user by user: :mod:`recsys.evaluation.stats`).
+
 No torch here: numpy only, so the evaluator runs in any process.
 """
 
@@ -30,12 +33,18 @@ import numpy as np
 from recsys.errors import InputError
 
 __all__ = [
+    "ROWS",
     "catalogue_coverage",
     "hit_rate_at_k",
+    "hit_rate_rows",
     "map_at_k",
+    "map_rows",
     "ndcg_at_k",
+    "ndcg_rows",
     "precision_at_k",
+    "precision_rows",
     "recall_at_k",
+    "recall_rows",
 ]
 
 
@@ -66,34 +75,36 @@ def _check_relevant(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
     return counted
 
 
-def recall_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
-    """Mean over users with test items of hits@K / |test|."""
+def recall_rows(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    """hits@K / |test| of each user with test items (the terms Recall@K averages)."""
     _check_k(hits, k)
     counted = _check_relevant(hits, n_relevant)
-    h = hits[counted, :k].sum(axis=1)
-    return float(np.mean(h / n_relevant[counted]))
+    out: np.ndarray = hits[counted, :k].sum(axis=1) / n_relevant[counted]
+    return out
 
 
-def precision_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
-    """Mean over users with test items of hits@K / K."""
+def precision_rows(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    """hits@K / K of each user with test items."""
     _check_k(hits, k)
     counted = _check_relevant(hits, n_relevant)
-    return float(np.mean(hits[counted, :k].sum(axis=1) / k))
+    out: np.ndarray = hits[counted, :k].sum(axis=1) / np.float64(k)
+    return out
 
 
-def hit_rate_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
-    """Share of users with test items that have at least one hit in the top K."""
+def hit_rate_rows(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    """1.0 for each user with test items and a hit in the top K, else 0.0."""
     _check_k(hits, k)
     counted = _check_relevant(hits, n_relevant)
-    return float(np.mean(hits[counted, :k].any(axis=1)))
+    out: np.ndarray = np.asarray(hits[counted, :k].any(axis=1), dtype=np.float64)
+    return out
 
 
 def _discounts(k: int) -> np.ndarray:
     return 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
 
 
-def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
-    """Mean NDCG@K with binary relevance and IDCG over min(|test|, K) ranks."""
+def ndcg_rows(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    """NDCG@K of each user with test items (binary relevance, IDCG over min(|test|, K))."""
     _check_k(hits, k)
     counted = _check_relevant(hits, n_relevant)
     disc = _discounts(k)
@@ -101,17 +112,53 @@ def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
     # IDCG: the first min(|test|, K) discounts, read off a cumulative sum
     ideal_len = np.minimum(n_relevant[counted], k)
     idcg = np.cumsum(disc)[ideal_len - 1]
-    return float(np.mean(dcg / idcg))
+    out: np.ndarray = dcg / idcg
+    return out
 
 
-def map_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
-    """Mean AP@K = sum over hit ranks r <= K of Precision@r, / min(|test|, K)."""
+def map_rows(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    """AP@K of each user with test items."""
     _check_k(hits, k)
     counted = _check_relevant(hits, n_relevant)
     h = hits[counted, :k]
     prec_at_r = np.cumsum(h, axis=1) / np.arange(1, k + 1, dtype=np.float64)
-    ap = (prec_at_r * h).sum(axis=1) / np.minimum(n_relevant[counted], k)
-    return float(np.mean(ap))
+    out: np.ndarray = (prec_at_r * h).sum(axis=1) / np.minimum(n_relevant[counted], k)
+    return out
+
+
+ROWS = {
+    "recall": recall_rows,
+    "ndcg": ndcg_rows,
+    "precision": precision_rows,
+    "hit_rate": hit_rate_rows,
+    "map": map_rows,
+}
+"""Per-user terms of each averaged metric, by name (``ndcg@20`` is ``ndcg_rows(.., 20)``)."""
+
+
+def recall_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
+    """Mean over users with test items of hits@K / |test|."""
+    return float(np.mean(recall_rows(hits, n_relevant, k)))
+
+
+def precision_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
+    """Mean over users with test items of hits@K / K."""
+    return float(np.mean(precision_rows(hits, n_relevant, k)))
+
+
+def hit_rate_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
+    """Share of users with test items that have at least one hit in the top K."""
+    return float(np.mean(hit_rate_rows(hits, n_relevant, k)))
+
+
+def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
+    """Mean NDCG@K with binary relevance and IDCG over min(|test|, K) ranks."""
+    return float(np.mean(ndcg_rows(hits, n_relevant, k)))
+
+
+def map_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
+    """Mean AP@K = sum over hit ranks r <= K of Precision@r, / min(|test|, K)."""
+    return float(np.mean(map_rows(hits, n_relevant, k)))
 
 
 def catalogue_coverage(topk: np.ndarray, n_items: int, k: int) -> float:

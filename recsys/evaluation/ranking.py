@@ -17,14 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.errors import InputError
-from recsys.evaluation.metrics import (
-    catalogue_coverage,
-    hit_rate_at_k,
-    map_at_k,
-    ndcg_at_k,
-    precision_at_k,
-    recall_at_k,
-)
+from recsys.evaluation.metrics import ROWS, catalogue_coverage
 
 ScoreBatch = Callable[[np.ndarray], np.ndarray]
 """``score_batch(users)`` -> float ``[len(users), n_items]`` scores, higher is better."""
@@ -36,6 +29,7 @@ __all__ = [
     "hit_matrix",
     "interactions_csr",
     "topk_full_ranking",
+    "topk_rows",
 ]
 
 
@@ -213,6 +207,29 @@ def hit_matrix(
     return hits, n_relevant
 
 
+def topk_rows(
+    topk: np.ndarray,
+    users: np.ndarray,
+    test_csr: sp.csr_matrix,
+    ks: Sequence[int] = (20,),
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per-user terms of Recall, NDCG, Precision, HitRate and MAP at each K.
+
+    Returns ``(counted, rows)``: the users of ``users`` with at least one test item, in
+    their order, and for each metric name (``ndcg@20``) one float64 value per counted
+    user; the metric is the mean of its row (:func:`evaluate_topk`).
+    """
+    if not ks:
+        raise InputError("ks must name at least one cutoff")
+    hits, n_relevant = hit_matrix(topk, users, test_csr)
+    counted = np.asarray(users, dtype=np.int64)[n_relevant > 0]
+    rows: dict[str, np.ndarray] = {}
+    for k in ks:
+        for name, fn in ROWS.items():
+            rows[f"{name}@{k}"] = fn(hits, n_relevant, k)
+    return counted, rows
+
+
 def evaluate_topk(
     topk: np.ndarray,
     users: np.ndarray,
@@ -225,17 +242,12 @@ def evaluate_topk(
     Averages run over the users in ``users`` with at least one test item;
     coverage counts distinct items over all lists given (every row of ``topk``).
     """
-    if not ks:
-        raise InputError("ks must name at least one cutoff")
-    hits, n_relevant = hit_matrix(topk, users, test_csr)
+    _, rows = topk_rows(topk, users, test_csr, ks)
     n_items = int(test_csr.shape[1]) if n_items is None else n_items
     out: dict[str, float] = {}
     for k in ks:
-        out[f"recall@{k}"] = recall_at_k(hits, n_relevant, k)
-        out[f"ndcg@{k}"] = ndcg_at_k(hits, n_relevant, k)
-        out[f"precision@{k}"] = precision_at_k(hits, n_relevant, k)
-        out[f"hit_rate@{k}"] = hit_rate_at_k(hits, n_relevant, k)
-        out[f"map@{k}"] = map_at_k(hits, n_relevant, k)
+        for name in ROWS:
+            out[f"{name}@{k}"] = float(np.mean(rows[f"{name}@{k}"]))
         out[f"coverage@{k}"] = catalogue_coverage(topk, n_items, k)
     return out
 

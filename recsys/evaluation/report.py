@@ -11,11 +11,15 @@ import html
 import io
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from recsys.errors import InputError
 from recsys.storage import write_bytes_atomic
 
-__all__ = ["plot_history", "render_model_report", "write_model_report"]
+if TYPE_CHECKING:
+    from recsys.reports import GateReport
+
+__all__ = ["plot_history", "render_gate_report", "render_model_report", "write_model_report"]
 
 _X_KEYS = ("epoch", "step")
 _LOWER_IS_BETTER = ("loss", "time", "_s", "latency")
@@ -161,3 +165,105 @@ def write_model_report(
     ``val_recall@20``, ...); ``notes`` are shown as a definition list.
     """
     write_bytes_atomic(uri, render_model_report(title, metrics, history, notes).encode("utf-8"))
+
+
+_STATUS_STYLE = """
+.passed{background:#c8f0c8}.failed{background:#f6c6c6}.undecided{background:#f6e7b0}
+.skipped{background:#e8e8e8}.banner{font-size:1.3em;padding:.5em 1em;display:inline-block}
+td.l,th.l{text-align:left}
+"""
+
+
+def plot_intervals(comparisons: dict[str, Any], metric: str) -> bytes:
+    """PNG of each comparison's difference interval against its threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(k, v) for k, v in comparisons.items() if "interval" in v]
+    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.7 * max(len(rows), 1)), dpi=100)
+    try:
+        for y, (_, c) in enumerate(rows):
+            lo, hi = c["interval"]
+            mid = c["difference"]
+            ax.errorbar([mid], [y], xerr=[[mid - lo], [hi - mid]], fmt="o", capsize=5,
+                        color="#336")
+            ax.plot([c["threshold"]] * 2, [y - 0.3, y + 0.3], color="#c33", lw=2)
+        ax.axvline(0, color="#999", lw=0.8)
+        ax.set_yticks(range(len(rows)), [f"candidate - {n}" for n, _ in rows])
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.set_xlabel(f"mean per-user difference of {metric} (red: threshold)")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def _ci(v: Any) -> str:
+    return f"[{v[0]:.4f}, {v[1]:.4f}]" if isinstance(v, list | tuple) and len(v) == 2 else "–"
+
+
+def render_gate_report(report: GateReport) -> str:
+    """The model gate's report as one HTML page: the decision, each check with its
+    interval, every model's metrics with their intervals and the users counted."""
+    d = report.details
+    metric = str(d.get("metric", ""))
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>Model gate {esc(str(report.day or ''))}</title>",
+        f"<style>{_STYLE}{_STATUS_STYLE}</style></head><body>",
+        f"<h1>Model gate {esc(str(report.day or ''))}</h1>",
+        f"<p>candidate <code>{esc(str(report.subject or ''))}</code></p>",
+        f"<p class='banner {esc(report.decision)}'>{esc(report.decision.upper())}"
+        + (f" &rarr; {'deploy' if d.get('deploy') else 'no deploy'}: {esc(str(d['outcome']))}"
+           if "outcome" in d else "") + "</p>",
+    ]
+    if d.get("forced"):
+        parts.append("<p><b>Deploy forced despite the gate's decision.</b></p>")
+    parts.append("<h2>Checks</h2><table><tr><th class=l>check</th><th class=l>rule</th>"
+                 "<th class=l>observed</th><th>status</th></tr>")
+    for c in report.checks:
+        note = f"<br><i>{esc(c.note)}</i>" if c.note else ""
+        parts.append(f"<tr><td class=l>{esc(c.name)}</td><td class=l>{esc(c.rule)}</td>"
+                     f"<td class=l>{esc(c.observed)}{note}</td>"
+                     f"<td class='{esc(c.status)}'>{esc(c.status)}</td></tr>")
+    parts.append("</table>")
+    comparisons = d.get("comparisons") or {}
+    if any("interval" in v for v in comparisons.values()):
+        png = base64.b64encode(plot_intervals(comparisons, metric)).decode("ascii")
+        parts.append(f'<img alt="difference intervals" src="data:image/png;base64,{png}">')
+    metrics: dict[str, dict[str, Any]] = d.get("metrics") or {}
+    names = [n for n in next(iter(metrics.values()), {}) if not n.endswith("_ci") and n != "users"]
+    if metrics:
+        conf = float(d.get("confidence", 0.95))
+        parts.append(f"<h2>Metrics on the holdout ({conf:.0%} intervals)</h2>")
+        parts.append("<table><tr><th class=l>model</th><th>users</th>"
+                     + "".join(f"<th>{esc(n)}</th>" for n in names) + "</tr>")
+        for model, m in metrics.items():
+            cells = "".join(
+                f"<td>{_fmt(float(m[n])) if n in m else '–'}<br><small>{_ci(m.get(n + '_ci'))}"
+                f"</small></td>" for n in names)
+            parts.append(f"<tr><th class=l>{esc(model)}</th><td>{m.get('users', 0)}</td>"
+                         f"{cells}</tr>")
+        parts.append("</table>")
+    facts = {
+        "holdout": ", ".join(f"{k} {v}" for k, v in (d.get("holdout") or {}).items()),
+        "users compared": ", ".join(
+            f"{k}: {v['users']}" + (f" ({v['left_out']} left out: new since production's "
+                                    "snapshot)" if v.get("left_out") else "")
+            for k, v in comparisons.items()),
+        "production": str(d.get("production") or "none serving"),
+        "statistics": "paired bootstrap of per-user differences: "
+        + ", ".join(f"{k} {v}" for k, v in (d.get("bootstrap") or {}).items()),
+        "undecided policy": str(d.get("undecided_policy", "")),
+    }
+    parts.append("<h2>How this was decided</h2><dl>")
+    for k, v in facts.items():
+        if v:
+            parts.append(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>")
+    parts.append("</dl></body></html>\n")
+    return "".join(parts)

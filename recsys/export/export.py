@@ -19,6 +19,7 @@ from recsys.export.tables import compute_tables, with_served_history
 from recsys.graph.config import WeightConfig
 from recsys.graph.snapshot import load_snapshot
 from recsys.logs import get_logger
+from recsys.reports import write_gate_report
 from recsys.training.artifact import load_model
 
 log = get_logger(__name__)
@@ -44,12 +45,19 @@ def export_from_model(
     version: str,
     inputs: dict[str, InputRef] | None = None,
     edge_types: np.ndarray | None = None,
+    report: str | None = None,
 ) -> ExportResult:
-    """Tables -> gate -> bundle. Raises GateFailed (and writes nothing) when a check fails."""
+    """Tables -> gate -> bundle. Raises GateFailed (and writes no bundle) when a check fails;
+    the gate's ``report.json`` goes to ``report`` (if given) either way."""
     tables, ref = compute_tables(model, snapshot, edge_types, cfg.segment_feature)
     result = run_gate(tables, ref.users, cfg)
+    if report is not None:
+        gate = result.report(cfg).model_copy(update={"subject": out_uri,
+                                                     "day": getattr(snapshot, "as_of", None)})
+        write_gate_report(report, gate, inputs=inputs, config=cfg.model_dump(mode="json"),
+                          extra={"version": version})
     if result.failures:
-        raise GateFailed("export", result.failures)
+        raise GateFailed("export", result.failures, report)
     tables = with_served_history(tables, snapshot)
     as_of = getattr(snapshot, "as_of", None)
     cutoff = None
@@ -90,7 +98,8 @@ def _weight_rules(snapshot: Any) -> WeightRules:
 
 
 def export_model(
-    model_uri: str, out_uri: str, cfg: ExportConfig, version: str | None = None
+    model_uri: str, out_uri: str, cfg: ExportConfig, version: str | None = None,
+    report: str | None = None,
 ) -> ExportResult:
     """``recsys export``: load the trained model and its graph, gate, and write the bundle."""
     loaded = load_model(model_uri)
@@ -110,5 +119,5 @@ def export_model(
         "graph": InputRef(uri=graph_uri, sha256=graph_sha),
     }
     return export_from_model(
-        loaded.model, snapshot, out_uri, cfg, version, inputs, snapshot.train_types
+        loaded.model, snapshot, out_uri, cfg, version, inputs, snapshot.train_types, report
     )

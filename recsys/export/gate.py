@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recsys.export.bundle import FoldInTables
 from recsys.logs import get_logger
+from recsys.reports import Check, GateReport
 
 log = get_logger(__name__)
 
@@ -58,6 +59,33 @@ class ExportConfig(BaseModel):
 class GateResult:
     metrics: dict[str, float]
     failures: list[str]
+    """One line per failure, each starting with its check's name (``parity: ...``)."""
+
+    def report(self, cfg: ExportConfig) -> GateReport:
+        """The shared report shape (``report.json``): one check per name of ``CHECKS``, failed
+        with its failure lines, else passed with the figures it measured."""
+        checks = []
+        for name, (rule, keys) in CHECKS.items():
+            lines = [f.split(": ", 1)[-1] for f in self.failures if f.startswith(f"{name}:")]
+            seen = ", ".join(f"{k} {self.metrics[k]:.4g}" for k in keys if k in self.metrics)
+            checks.append(Check.of(name, not lines, rule.format(c=cfg),
+                                   "; ".join(lines) or seen or "n/a"))
+        known = tuple(f"{name}:" for name in CHECKS)
+        checks += [Check.of(f.split(":", 1)[0], False, "see the message", f)
+                   for f in self.failures if not f.startswith(known)]
+        return GateReport.of("export", checks, details={"metrics": dict(self.metrics)})
+
+
+CHECKS = {
+    "foldin": ("fold-in reproduces the trained user embeddings within {c.foldin_tol:g}",
+               ("foldin_max_abs_diff", "onnx_foldin_max_abs_diff")),
+    "parity": ("onnxruntime's top-{c.k} equals torch's apart from ties, scores within "
+               "{c.score_tol:g}", ("parity_topk_mismatches", "parity_max_score_diff")),
+    "explain": ("explanations agree with numpy's contributions within {c.score_tol:g}",
+                ("explain_mismatches", "explain_max_abs_diff")),
+    "latency": ("single-user p99 <= {c.latency_p99_ms:g} ms", ("latency_p99_ms",)),
+}
+"""The export gate's checks: rule (formatted with the config) and the figures they report."""
 
 
 def _session(model_bytes: bytes) -> Any:

@@ -7,10 +7,11 @@ taken from :class:`recsys.config.Settings` unless the file sets them.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from recsys.config import Settings, load_config
 
@@ -83,19 +84,25 @@ class RetrainConfig(BaseModel):
 
     lake: str | None = None
     """Lake URI; ``None``: ``RECSYS_LAKE``."""
+    start_date: dt.date | None = None
+    """First day the pipeline processes: a run (scheduled, triggered or backfilled) for an
+    earlier day fails, naming this setting. ``None``: any day the lake has events for (a run
+    for a day before the lake's first events partition fails, naming it)."""
     registry: str | None = None
     """Registry URI; ``None``: ``RECSYS_REGISTRY``."""
     validation_config: str | None = None
     graph_config: str | None = None
     train_config: str | None = None
     model_gate_config: str | None = None
-    """File of the model gate (popularity and production margins)."""
+    """File of the model gate (:class:`recsys.evaluation.gate.ModelGateConfig`: metric,
+    margins, bootstrap, the undecided policy)."""
     export_config: str | None = None
     train_device: str = "cpu"
     """``--device`` of local training: ``cpu`` or ``cuda``."""
-    evaluation: Literal["recorded", "full"] = "recorded"
-    """``recorded``: the holdout metrics training measured (model and popularity);
-    ``full``: ``recsys evaluate`` (every baseline, MF-BPR retrained: about twice the cost)."""
+    evaluation: Literal["gate", "full"] = "gate"
+    """What ``recsys evaluate`` scores for the model gate, per holdout user: ``gate``: the
+    candidate, popularity and the production bundle (one forward pass each); ``full``: also
+    EASE, GF-CF and MF-BPR (retrained: about twice the cost of training), for the report."""
     live_store: str | None = None
     """The servers' live store, which the compaction drains: ``memory`` (read ``event_log``)
     or ``redis://`` / ``rediss://`` (its stream); default ``$RECSYS_LIVE_STORE``, else memory."""
@@ -105,6 +112,12 @@ class RetrainConfig(BaseModel):
     azureml: AzureMLConfig = AzureMLConfig()
     deploy: DeployConfig = DeployConfig()
     sensor: SensorConfig = SensorConfig()
+
+    @field_validator("evaluation", mode="before")
+    @classmethod
+    def _recorded_is_gate(cls, v: Any) -> Any:
+        # "recorded" (the metrics training recorded) cannot pair users: it means "gate" now
+        return "gate" if v == "recorded" else v
 
     def resolved_lake(self) -> str:
         return self.lake or Settings().lake

@@ -162,6 +162,7 @@ def write_deploy_record(
         **record,
         "day": day.isoformat(),
         "model_gate_forced": bool(gate and gate.get("forced")),
+        "model_gate_decision": (gate or {}).get("decision"),
         "model_report": model_report,
     }
     bundle_uri = str(record["bundle_uri"])

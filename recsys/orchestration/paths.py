@@ -41,8 +41,10 @@ class RunPaths(BaseModel):
     """``_SUCCESS`` in the partition: written last, so its presence means complete."""
     validation_report: str
     graph: str
+    graph_report: str
     model: str
     model_report: str
+    export_report: str
     bundles: str
     """Parent of the immutable, versioned bundle folders (see :func:`bundle_uri`)."""
     deploy_report: str
@@ -81,7 +83,7 @@ def run_paths(day: dt.date, lake: str, registry: str) -> RunPaths:
     from recsys.data.lake import SUCCESS, partition_uri
     from recsys.data.schema import EVENTS
     from recsys.graph.snapshot import snapshot_uri
-    from recsys.reports import DEPLOY, MODEL, VALIDATION, report_uri
+    from recsys.reports import DEPLOY, EXPORT, GRAPH, MODEL, VALIDATION, report_uri
 
     events = partition_uri(lake, EVENTS, day)
     return RunPaths(
@@ -92,8 +94,10 @@ def run_paths(day: dt.date, lake: str, registry: str) -> RunPaths:
         events_marker=join(events, SUCCESS),
         validation_report=report_uri(lake, VALIDATION, day),
         graph=snapshot_uri(lake, day),
+        graph_report=report_uri(lake, GRAPH, day),
         model=join(lake, MODELS_DIR, f"as_of={day.isoformat()}"),
         model_report=report_uri(lake, MODEL, day),
+        export_report=report_uri(lake, EXPORT, day),
         bundles=join(lake, BUNDLES_DIR),
         deploy_report=report_uri(lake, DEPLOY, day),
     )

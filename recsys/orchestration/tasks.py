@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -25,10 +24,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from recsys.artifacts import InputRef, manifest_sha256, read_manifest
-from recsys.errors import GateFailed, InputError, RecsysError
+from recsys.artifacts import InputRef, manifest_sha256
+from recsys.errors import GateFailed, GateUndecided, InputError, RecsysError
 from recsys.logs import get_logger
-from recsys.orchestration.config import RetrainConfig, load_retrain_config
+from recsys.orchestration.config import CONFIG_ENV, RetrainConfig, load_retrain_config
 from recsys.orchestration.paths import as_dict, day_of, from_dict, run_paths
 
 log = get_logger(__name__)
@@ -43,7 +42,7 @@ def plan(
     run_after: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Resolve the run's day (:func:`~recsys.orchestration.paths.day_of`) and every artifact
-    URI; pure (reads and writes nothing)."""
+    URI; pure (reads and writes nothing: :func:`check_processable` looks at the lake)."""
     cfg = config or load_retrain_config()
     day = day_of(logical_date, as_of, run_after)
     paths = run_paths(day, cfg.resolved_lake(), cfg.resolved_registry())
@@ -52,17 +51,53 @@ def plan(
     return as_dict(paths)
 
 
+def check_processable(day: dt.date, config: RetrainConfig | None = None) -> None:
+    """Fail loudly, naming the reason, when a run for ``day`` would process nothing: a day
+    before the configured ``start_date``, a lake without events, a day before its first
+    events partition, or a past day without a partition while later days have one (it had
+    no events or was never imported: the sensor would wait for nothing)."""
+    from recsys.data.lake import list_partitions
+    from recsys.data.schema import EVENTS
+
+    cfg = config or load_retrain_config()
+    where = os.environ.get(CONFIG_ENV) or "the pipeline config"
+    if cfg.start_date is not None and day < cfg.start_date:
+        raise InputError(
+            f"{day}: before the pipeline's start_date {cfg.start_date} ({where}): nothing is "
+            "processed before it; set start_date earlier to run or backfill this day"
+        )
+    lake = cfg.resolved_lake()
+    days = list_partitions(lake, EVENTS)
+    if not days:
+        raise InputError(
+            f"{lake}/{EVENTS}: no events partition at all, nothing to process for {day}: "
+            "import the shop's events first (recsys import events, or recsys synth)"
+        )
+    if day < days[0]:
+        raise InputError(
+            f"{day}: before the lake's first events partition ({days[0]} in {lake}/{EVENTS}): "
+            f"nothing to process; run or backfill from {days[0]} on"
+        )
+    if day < days[-1] and day not in set(days):
+        raise InputError(
+            f"{lake}/{EVENTS}: no partition for {day} although later days have one (through "
+            f"{days[-1]}): the day had no events or was never imported, so nothing to process"
+        )
+
+
 # ---------------------------------------------------------------- CLI runner
 
 
-def run_cli(args: list[str], env: dict[str, str] | None = None) -> str:
+def run_cli(args: list[str], env: dict[str, str] | None = None,
+            report: str | None = None) -> str:
     """Run ``recsys ARGS`` in a child process; returns its stdout.
 
-    Its stderr (progress and logs) streams into the task log line by line as
-    it comes, so a long training shows its progress live. Exit 1 (a gate
-    refused) becomes :class:`GateFailed` with the CLI's own check lines, exit
-    2 an :class:`InputError` with its message: the task log names the failed
-    check exactly as the CLI printed it.
+    Its stderr (progress and logs) streams into the task log line by line as it comes, so
+    a long training shows its progress live. Exit 1 (a gate refused) becomes the
+    :class:`GateFailed` of the gate's own ``report.json`` at ``report`` (every gate writes
+    one, pass or fail: :func:`recsys.reports.read_gate_report`); the console output is
+    for people and is never parsed. Exit 2 becomes an :class:`InputError` with the CLI's
+    last message.
     """
     cmd = [sys.executable, "-m", "recsys.cli", *args]
     log.info("running: recsys %s", " ".join(args))
@@ -81,33 +116,19 @@ def run_cli(args: list[str], env: dict[str, str] | None = None) -> str:
         stdout = out.read()
     if code == 0:
         return stdout
-    if code == 1:
-        raise gate_failure(tail, default=args[0])
+    if code == 1 and report is not None:
+        from recsys.reports import read_gate_report
+
+        try:
+            gate = read_gate_report(report)
+        except InputError as exc:
+            raise GateFailed(args[0], [f"recsys {args[0]} exited 1 but wrote no gate report "
+                                       f"({exc})"], report) from None
+        raise gate.error(report)
     last = next((ln for ln in reversed(tail) if ln.strip()), f"exit code {code}")
+    if code == 1:
+        raise GateFailed(args[0], [f"recsys {args[0]} exited 1: {last.strip()}"])
     raise InputError(f"recsys {args[0]} failed (exit {code}): {last.strip()}")
-
-
-_GATE_LINE = re.compile(r"^(?P<gate>[\w-]+) gate failed: ")
-
-
-def gate_failure(stderr_lines: list[str], default: str) -> GateFailed:
-    """Rebuild the CLI's ``GateFailed`` (``<gate> gate failed: ...``, ``  - check`` lines)."""
-    for i, line in enumerate(stderr_lines):
-        m = _GATE_LINE.match(line.strip())
-        if not m:
-            continue
-        checks: list[str] = []
-        report = None
-        for nxt in stderr_lines[i + 1 :]:
-            text = nxt.strip()
-            if text.startswith("- "):
-                checks.append(text[2:])
-            elif text.startswith("report: "):
-                report = text[len("report: ") :]
-            else:
-                break
-        return GateFailed(m.group("gate"), checks or [line.strip()], report)
-    return GateFailed(default, [ln for ln in stderr_lines if ln.strip()][-5:] or ["exit code 1"])
 
 
 def _config_arg(path: str | None) -> list[str]:
@@ -138,8 +159,9 @@ def build_graph(paths_d: dict[str, Any], config: RetrainConfig | None = None) ->
 
     cfg = config or load_retrain_config()
     p = from_dict(paths_d)
-    uri = build_snapshot(p.lake, p.day, load_config(cfg.graph_config, GraphConfig), out=p.graph)
-    return {"graph": uri, "sha256": manifest_sha256(uri)}
+    uri = build_snapshot(p.lake, p.day, load_config(cfg.graph_config, GraphConfig), out=p.graph,
+                         report=p.graph_report)
+    return {"graph": uri, "sha256": manifest_sha256(uri), "report": p.graph_report}
 
 
 def read_train_config(path: str | None) -> dict[str, Any]:
@@ -192,92 +214,47 @@ def train_local(
     return {"model": p.model, "sha256": manifest_sha256(p.model)}
 
 
-def recorded_metrics(model_uri: str) -> dict[str, Any]:
-    """The holdout metrics ``recsys train`` recorded in the model artifact, keyed by model name.
-
-    Training already scores the model and the popularity baseline on the
-    snapshot's time-based holdout (full ranking, train items masked); reading
-    them back costs nothing, where ``recsys evaluate`` also retrains MF-BPR.
-    """
-    from recsys.training.artifact import read_metrics
-
-    m = read_metrics(model_uri)
-    if not m.get("holdout"):
-        raise InputError(f"{model_uri}: no holdout metrics recorded (empty holdout?)")
-    return {"gnn": dict(m["holdout"]), **dict(m.get("baselines") or {})}
-
-
-def evaluate(
-    paths_d: dict[str, Any], model_uri: str | None = None, mode: str = "recorded"
-) -> dict[str, Any]:
-    """Metrics of a model and the baselines on the run's time-based holdout.
-
-    ``full`` runs ``recsys evaluate --json`` (every baseline, MF-BPR retrained);
-    ``recorded`` reads what training measured on the same holdout.
-    """
-    p = from_dict(paths_d)
-    model = model_uri or p.model
-    if mode == "recorded":
-        return recorded_metrics(model)
-    out = run_cli(["evaluate", "--model", model, "--graph", p.graph, "--json"])
-    metrics: dict[str, Any] = json.loads(out[out.index("{") :])
-    return metrics
-
-
-CANDIDATE_KEYS = ("gnn", "model", "candidate")
-
-
-def candidate_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """The trained model's entry of the evaluation (the baselines sit beside it)."""
-    for name in CANDIDATE_KEYS:
-        if isinstance(metrics.get(name), dict):
-            return {k: float(v) for k, v in metrics[name].items()}
-    raise InputError(f"evaluation output has no model entry ({CANDIDATE_KEYS}): {sorted(metrics)}")
-
-
-def production_metrics(
-    paths_d: dict[str, Any], mode: str = "recorded"
-) -> tuple[str | None, dict[str, float] | None, str | None]:
-    """The production model, its metrics, and where they come from (``None``s if none serves).
-
-    With ``full`` evaluation the production model is scored on this run's
-    holdout when its shape still fits today's graph (the fair comparison);
-    otherwise (new users or products since, or ``recorded`` mode) the holdout
-    metrics recorded when it was trained stand in, and the report says so.
-    """
-    p = from_dict(paths_d)
-    prod_model = production_model(p.registry)
-    if prod_model is None:
-        return None, None, None
-    if prod_model == p.model:  # a rerun of the day that is serving: nothing else to beat
-        return prod_model, None, None
-    if mode == "full":
-        try:
-            metrics = candidate_metrics(evaluate(paths_d, prod_model, mode))
-            return prod_model, metrics, "this run's holdout"
-        except (InputError, GateFailed) as exc:
-            log.warning("production model %s not scorable on %s (%s)", prod_model, p.graph, exc)
-    try:
-        return prod_model, candidate_metrics(recorded_metrics(prod_model)), "its own holdout"
-    except InputError as exc:
-        log.warning("production model %s has no usable metrics (%s)", prod_model, exc)
-        return prod_model, None, None
-
-
-def production_model(registry: str) -> str | None:
-    """The model behind the bundle in production (from the bundle's lineage), if any."""
+def production_bundle(registry: str) -> str | None:
+    """The bundle in production, if one serves and it verifies (a damaged one is compared
+    with nothing, with a warning: the gate then judges the candidate against popularity)."""
+    from recsys.artifacts import verify_artifact
     from recsys.serving.registry import current
 
     entry = current(registry)
     if entry is None:
         return None
     try:
-        manifest = read_manifest(entry.bundle_uri)
-    except InputError:
-        log.warning("production bundle %s unreadable: compared with nothing", entry.bundle_uri)
+        verify_artifact(entry.bundle_uri)
+    except InputError as exc:
+        log.warning("production bundle %s unusable (%s): compared with nothing",
+                    entry.bundle_uri, exc)
         return None
-    ref = manifest.inputs.get("model")
-    return ref.uri if ref else None
+    return entry.bundle_uri
+
+
+def evaluate(
+    paths_d: dict[str, Any], mode: str = "gate", production: str | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """Per-user metrics of the run's model, popularity (``full``: every baseline) and the
+    ``production`` bundle on the run's holdout (``recsys evaluate`` in a child process: torch
+    stays out of the worker); returns them and the holdout's description."""
+    import pandas as pd
+
+    from recsys.evaluation.gate import BASELINES, POPULARITY
+    from recsys.evaluation.holdout import HoldoutScores
+
+    p = from_dict(paths_d)
+    with tempfile.TemporaryDirectory(prefix="recsys-evaluate-") as tmp:
+        per_user = str(Path(tmp) / "per_user.parquet")
+        args = ["evaluate", "--model", p.model, "--graph", p.graph, "--json",
+                "--per-user", per_user,
+                "--baselines", POPULARITY if mode == "gate" else ",".join(BASELINES)]
+        if production:
+            args += ["--production-bundle", production]
+        out = run_cli(args)
+        scores = HoldoutScores.from_frame(pd.read_parquet(per_user))
+    summary: dict[str, Any] = json.loads(out[out.index("{"):])
+    return scores, dict(summary.get("_meta") or {})
 
 
 def evaluate_and_gate(
@@ -285,48 +262,55 @@ def evaluate_and_gate(
     force_deploy: bool = False,
     config: RetrainConfig | None = None,
 ) -> dict[str, Any]:
-    """Gate 3: evaluate the candidate and gate it against popularity and production.
+    """Gate 3: the candidate against popularity and the production bundle, on the same users.
 
-    The decision and the metrics are written to the model report whatever the
-    outcome; a failed gate raises unless ``force_deploy``, in which case the
-    override is recorded in the report and logged as a warning.
+    The decision (passed, failed or undecided, with each comparison's interval) and every
+    compared user's metrics are written to the model report whatever the outcome. A failed
+    gate raises :class:`GateFailed`, an undecided one that its policy does not deploy
+    :class:`GateUndecided`, unless ``force_deploy``: then the override is recorded in the
+    report and logged as a warning.
     """
     from recsys.config import load_config
-    from recsys.evaluation.gate import ModelGateConfig, check_model_gate, write_gate_report
+    from recsys.evaluation.gate import (
+        ModelGateConfig,
+        check_model_gate,
+        decide_deploy,
+        write_model_report,
+    )
 
     cfg = config or load_retrain_config()
     p = from_dict(paths_d)
     gcfg = load_config(cfg.model_gate_config, ModelGateConfig)
-    metrics = evaluate(paths_d, mode=cfg.evaluation)
-    prod_model, prod_metrics, prod_source = production_metrics(paths_d, cfg.evaluation)
-    decision = check_model_gate(
-        candidate_metrics(metrics), metrics["popularity"], prod_metrics, gcfg
-    )
-    if not decision.passed and force_deploy:
-        decision = decision.model_copy(update={"forced": True})
-    report = write_gate_report(
-        p.model_report,
-        p.day,
+    prod = production_bundle(p.registry)
+    scores, holdout = evaluate(paths_d, cfg.evaluation, prod)
+    report = check_model_gate(scores, gcfg, production=prod, day=p.day, holdout={
+        k: holdout[k] for k in ("holdout_start", "holdout_days", "holdout_users",
+                                "holdout_pairs", "holdout_target_met") if k in holdout
+    })
+    outcome = decide_deploy(report, gcfg.undecided_policy, prod, force_deploy)
+    uri = write_model_report(
+        p.model_report, report, outcome, scores,
         candidate=InputRef(uri=p.model, sha256=manifest_sha256(p.model)),
         graph=InputRef(uri=p.graph, sha256=manifest_sha256(p.graph)),
-        metrics=metrics,
-        production=(prod_model, prod_metrics, prod_source),
-        decision=decision,
-        force_deploy=force_deploy,
-        config=gcfg,
+        production=InputRef(uri=prod, sha256=manifest_sha256(prod)) if prod else None,
+        config=gcfg, force_deploy=force_deploy,
     )
-    if not decision.passed and not force_deploy:
-        raise GateFailed("model", decision.failures, report=report)
-    if not decision.passed:
-        log.warning(
-            "model gate FAILED but deploy is FORCED (recorded in %s): %s", report, decision.failures
-        )
+    if not outcome.deploy:
+        raise report.error(uri)
+    if outcome.forced:
+        log.warning("model gate %s but deploy is FORCED (recorded in %s): %s",
+                    report.decision.upper(), uri, report.failure_lines())
+    elif report.decision == "undecided":
+        log.warning("model gate UNDECIDED, deploying: %s (%s)", outcome.reason, uri)
     return {
         "model": p.model,
-        "report": report,
-        "passed": bool(decision.passed),
-        "forced": bool(force_deploy and not decision.passed),
-        "reasons": list(decision.reasons),
+        "report": uri,
+        "decision": report.decision,
+        "passed": report.passed,
+        "forced": outcome.forced,
+        "deploy": outcome.deploy,
+        "outcome": outcome.reason,
+        "reasons": [c.line() for c in report.checks],
     }
 
 
@@ -346,15 +330,17 @@ def export(paths_d: dict[str, Any], config: RetrainConfig | None = None) -> dict
     p = from_dict(paths_d)
     version = bundle_version(p.day, manifest_sha256(p.model))
     out = bundle_uri(p, version)
-    args = ["export", "--model", p.model, "--version", version, *_config_arg(cfg.export_config)]
+    args = ["export", "--model", p.model, "--version", version, "--report", p.export_report,
+            *_config_arg(cfg.export_config)]
     reused = _published_bundle(out)
     if reused:
         with tempfile.TemporaryDirectory(prefix="recsys-export-") as tmp:
-            run_cli([*args, "--out", str(Path(tmp) / version)])
+            run_cli([*args, "--out", str(Path(tmp) / version)], report=p.export_report)
         log.info("bundle %s is already published at %s: kept unchanged", version, out)
     else:
-        run_cli([*args, "--out", out])
-    return {"bundle": out, "version": version, "sha256": manifest_sha256(out), "reused": reused}
+        run_cli([*args, "--out", out], report=p.export_report)
+    return {"bundle": out, "version": version, "sha256": manifest_sha256(out), "reused": reused,
+            "report": p.export_report}
 
 
 def _published_bundle(uri: str) -> bool:
@@ -468,13 +454,19 @@ def compact(
 
 @contextmanager
 def gate_is_final() -> Iterator[None]:
-    """Inside Airflow, make a refused gate or bad input fail the task without retries.
+    """Inside Airflow, make a refused gate or bad input fail the task without retries, and an
+    undecided gate that deploys nothing skip it (and so the export and deploy after it).
 
     Retries exist for transient I/O; a gate that refused the data, or an input
-    that breaks a rule, would refuse again.
+    that breaks a rule, would refuse again. An undecided model gate is neither a failure
+    nor a pass: the task is skipped with the gate's message, and the report says why.
     """
     try:
         yield
+    except GateUndecided as exc:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(str(exc)) from exc
     except RecsysError as exc:
         from airflow.sdk.exceptions import AirflowFailException
 

@@ -4,8 +4,9 @@ It reads the events partition of ``D`` and the users/items snapshots of that
 day as written (no casting), checks the schema on Arrow, runs the GX suites
 per table and the cross-partition checks, and publishes a report artifact
 (``report.json``, the :class:`~recsys.reports.GateReport` of every check, and Data Docs)
-even when checks fail, because the report is what a person reads. Then it raises :class:`~recsys.errors.GateFailed` listing
-each failed check, or returns the :class:`GateResult`.
+even when checks fail, because the report is what a person reads. Then it raises
+:class:`~recsys.errors.GateFailed` listing each failed check, or returns the
+:class:`GateResult`.
 """
 
 from __future__ import annotations

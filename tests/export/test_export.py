@@ -166,7 +166,7 @@ def _write_snapshot(uri: str, snap: GraphSnapshot) -> None:
 
     no_events = np.zeros(len(EVENT_TYPES), np.int64)
     stats = compute_stats(snap.train_user, snap.train_item, snap.n_users, snap.n_items, no_events)
-    write_snapshot(uri, snap, stats=stats, gate=GateReport(), config=GraphConfig())
+    write_snapshot(uri, snap, stats=stats, gate=GateReport.of("graph", []), config=GraphConfig())
 
 
 def test_cli_export_publish_and_gate_exit_code(tmp_path: Path) -> None:

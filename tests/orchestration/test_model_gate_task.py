@@ -1,4 +1,4 @@
-"""The model-gate task: worse than production is refused with a report, unless forced (recorded)."""
+"""The model-gate task, the CLI runner reading gate reports, and runs with nothing to process."""
 
 from __future__ import annotations
 
@@ -7,15 +7,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from recsys.artifacts import InputRef, manifest_sha256, write_artifact
-from recsys.errors import GateFailed
+from recsys.errors import GateFailed, GateUndecided, InputError
+from recsys.evaluation.gate import CANDIDATE, POPULARITY, PRODUCTION
+from recsys.evaluation.holdout import HoldoutScores
 from recsys.orchestration import tasks
 from recsys.orchestration.config import RetrainConfig
 from recsys.serving import registry
 
 DAY = dt.date(2026, 11, 27)
+N = 300
 
 
 def _artifact(uri: str, kind: str, **inputs: str) -> str:
@@ -26,57 +30,147 @@ def _artifact(uri: str, kind: str, **inputs: str) -> str:
     return uri
 
 
+def _ndcg(rate: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.where(rng.random(N) < rate, 1 / np.log2(rng.integers(2, 22, N)), 0.0)
+
+
+def _fake_evaluation(cand: float, prod: float | None, new_users: int = 0) -> Any:
+    """What ``recsys evaluate`` would give: per-user metrics of the three models."""
+
+    def evaluate(paths_d: dict[str, Any], mode: str, production: str | None) -> Any:
+        s = HoldoutScores(np.arange(N), np.array([f"u{i}" for i in range(N)]))
+        s.add(CANDIDATE, {"ndcg@20": _ndcg(cand, 1)})
+        s.add(POPULARITY, {"ndcg@20": _ndcg(0.1, 2)})
+        if production is not None and prod is not None:
+            values = _ndcg(prod, 3)
+            values[:new_users] = np.nan
+            s.add(PRODUCTION, {"ndcg@20": values})
+        return s, {"holdout_days": 5, "holdout_users": N, "holdout_pairs": N + 20,
+                   "holdout_start": "2026-11-23", "holdout_target_met": False}
+
+    return evaluate
+
+
 @pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def run(tmp_path: Path) -> dict[str, Any]:
     cfg = RetrainConfig(lake=str(tmp_path / "lake"), registry=str(tmp_path / "registry"))
     paths = tasks.plan(DAY, None, cfg)
     _artifact(paths["graph"], "graph_snapshot")
     _artifact(paths["model"], "model")
     prod_model = _artifact(str(tmp_path / "lake/models/as_of=2026-11-26"), "model")
     bundle = _artifact(str(tmp_path / "lake/bundles/as_of=2026-11-26"), "bundle", model=prod_model)
-    registry.publish(cfg.resolved_registry(), bundle, "prod-v1")
-    scores = {paths["model"]: 0.20, prod_model: 0.30}
+    return {"cfg": cfg, "paths": paths, "bundle": bundle}
 
-    def fake_metrics(model_uri: str) -> dict[str, Any]:  # what training recorded
-        v = scores[model_uri]
-        return {"gnn": {"ndcg@20": v, "recall@20": v}, "popularity": {"ndcg@20": 0.1}}
 
-    monkeypatch.setattr(tasks, "recorded_metrics", fake_metrics)
-    return {"cfg": cfg, "paths": paths}
+def _publish(run: dict[str, Any]) -> None:
+    registry.publish(run["cfg"].resolved_registry(), run["bundle"], "prod-v1")
 
 
 def _report(paths: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(Path(paths["model_report"], "report.json").read_text()))
 
 
-def test_worse_than_production_is_refused_with_a_report(run: dict[str, Any]) -> None:
+def test_worse_than_production_is_refused_with_a_report(
+    run: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _publish(run)
+    monkeypatch.setattr(tasks, "evaluate", _fake_evaluation(0.3, 0.7, new_users=40))
     with pytest.raises(GateFailed, match="vs_production") as failed:
         tasks.evaluate_and_gate(run["paths"], force_deploy=False, config=run["cfg"])
+    assert not isinstance(failed.value, GateUndecided)
     assert failed.value.report == run["paths"]["model_report"]
     report = _report(run["paths"])
-    assert report["gate"]["passed"] is False and report["gate"]["forced"] is False
-    assert report["production_metrics"]["ndcg@20"] == 0.30
-    assert report["production_metrics_measured_on"] == "its own holdout"
+    assert report["gate"] == "model" and report["decision"] == "failed"
+    assert report["details"]["deploy"] is False and report["details"]["forced"] is False
+    assert report["details"]["production"] == run["bundle"]
+    prod = report["details"]["comparisons"]["production"]
+    assert prod["users"] == N - 40 and prod["left_out"] == 40  # new since production's snapshot
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["vs_production"]["status"] == "failed"
+    assert checks["vs_production"]["interval"][1] < checks["vs_production"]["threshold"]
+    assert "40 of 300" in checks["vs_production"]["note"]
+    assert report["details"]["holdout"]["holdout_days"] == 5
+    html = Path(run["paths"]["model_report"], "report.html").read_text()
+    assert "vs_production" in html and "left out" in html and "FAILED" in html
+    per_user = Path(run["paths"]["model_report"], "per_user.parquet")
+    assert per_user.stat().st_size > 0
 
 
-def test_forced_deploy_is_recorded(run: dict[str, Any]) -> None:
+def test_forced_deploy_is_recorded(run: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    _publish(run)
+    monkeypatch.setattr(tasks, "evaluate", _fake_evaluation(0.3, 0.7))
     out = tasks.evaluate_and_gate(run["paths"], force_deploy=True, config=run["cfg"])
-    assert out["passed"] is False and out["forced"] is True
+    assert out["decision"] == "failed" and out["forced"] is True and out["deploy"] is True
     report = _report(run["paths"])
-    assert report["gate"]["forced"] is True
+    assert report["details"]["forced"] is True and report["details"]["force_deploy"] is True
     md = Path(run["paths"]["model_report"], "report.md").read_text()
-    assert "deploy forced despite the failed gate" in md
+    assert "deploy forced despite the gate's decision" in md
 
 
-def test_cli_gate_failure_is_rebuilt_from_its_stderr() -> None:
-    lines = [
-        "2026-11-28 08:41:29,151 INFO recsys.export.tables fold-in tables: 252 users",
-        "export gate failed: 2 check(s)",
-        "  - latency_p99_ms: 0.41 > budget 1e-06",
-        "  - parity_topk_mismatches: 3 > 0",
-        "  report: /lake/bundles/as_of=2026-11-27",
+def test_undecided_keeps_production_and_deploys_the_first_model(
+    run: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tasks, "evaluate", _fake_evaluation(0.12, 0.12))
+    # no production yet: the default policy deploys, saying the gate was undecided
+    out = tasks.evaluate_and_gate(run["paths"], config=run["cfg"])
+    assert out["decision"] == "undecided" and out["deploy"] is True and out["forced"] is False
+    assert "no model serves yet" in out["outcome"]
+    # production serving: an undecided candidate does not replace it
+    _publish(run)
+    with pytest.raises(GateUndecided, match="model gate undecided"):
+        tasks.evaluate_and_gate(run["paths"], config=run["cfg"])
+    assert _report(run["paths"])["details"]["outcome"].startswith("undecided; production keeps")
+    # the policy that never deploys on undecided
+    gate_cfg = Path(run["cfg"].resolved_lake()) / "gate.json"
+    gate_cfg.write_text(json.dumps({"undecided_policy": "keep_production"}))
+    strict = run["cfg"].model_copy(update={"model_gate_config": str(gate_cfg),
+                                           "registry": str(Path(gate_cfg).parent / "empty")})
+    with pytest.raises(GateUndecided):
+        tasks.evaluate_and_gate(run["paths"], config=strict)
+
+
+def test_cli_gate_failure_is_read_from_its_report(tmp_path: Path) -> None:
+    """A refused gate in a child process: the task learns what failed from report.json."""
+    from recsys.data.synth import SynthConfig, generate
+
+    lake = tmp_path / "lake"
+    generate(SynthConfig(users=60, items=20, days=2, end_date=DAY, seed=1), str(lake))
+    cfg = tmp_path / "graph.json"
+    cfg.write_text(json.dumps({"gate": {"min_edges": 10**9}}))
+    report = str(tmp_path / "graph-report")
+    with pytest.raises(GateFailed) as failed:
+        tasks.run_cli(["build-graph", "--lake", str(lake), "--as-of", DAY.isoformat(),
+                       "--config", str(cfg), "--report", report], report=report)
+    assert failed.value.gate == "graph" and failed.value.report == report
+    assert failed.value.failures == [
+        f"min_edges: >= 1e+09 (observed {failed.value.failures[0].split('observed ')[1][:-1]})"
     ]
-    err = tasks.gate_failure(lines, default="export")
-    assert err.gate == "export" and err.report == "/lake/bundles/as_of=2026-11-27"
-    assert err.failures == ["latency_p99_ms: 0.41 > budget 1e-06", "parity_topk_mismatches: 3 > 0"]
-    assert tasks.gate_failure(["boom"], default="train").failures == ["boom"]
+    # exit 1 without a report: named as such, never a guess from the console
+    with pytest.raises(GateFailed, match="wrote no gate report"):
+        tasks.run_cli(["build-graph", "--lake", str(lake), "--as-of", DAY.isoformat(),
+                       "--config", str(cfg), "--report", report],
+                      report=str(tmp_path / "elsewhere"))
+
+
+def test_a_run_with_nothing_to_process_fails_naming_the_reason(tmp_path: Path) -> None:
+    from recsys.data.synth import SynthConfig, generate
+
+    lake = tmp_path / "lake"
+    cfg = RetrainConfig(lake=str(lake), registry=str(tmp_path / "registry"))
+    with pytest.raises(InputError, match="no events partition at all"):
+        tasks.check_processable(DAY, cfg)
+    generate(SynthConfig(users=30, items=10, days=3, end_date=DAY, seed=1), str(lake))
+    tasks.check_processable(DAY, cfg)
+    tasks.check_processable(DAY + dt.timedelta(days=1), cfg)  # tomorrow: the sensor waits
+    with pytest.raises(InputError, match="before the lake's first events partition"):
+        tasks.check_processable(DAY - dt.timedelta(days=3), cfg)
+    gap = DAY - dt.timedelta(days=1)
+    import shutil
+
+    shutil.rmtree(lake / "events" / f"dt={gap.isoformat()}")
+    with pytest.raises(InputError, match="no partition for 2026-11-26 although later days"):
+        tasks.check_processable(gap, cfg)
+    late = cfg.model_copy(update={"start_date": DAY})
+    with pytest.raises(InputError, match="before the pipeline's start_date 2026-11-27"):
+        tasks.check_processable(DAY - dt.timedelta(days=2), late)
