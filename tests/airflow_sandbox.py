@@ -22,6 +22,22 @@ os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_home}
 _home.mkdir(parents=True, exist_ok=True)
 
 
+def dag_states(dag: object, run_id: str) -> dict[str, str]:
+    """The state of every task instance of one run of ``dag`` (a ``dag.test()`` run)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        tis = session.scalars(
+            select(TaskInstance).where(
+                TaskInstance.dag_id == dag.dag_id,  # type: ignore[attr-defined]
+                TaskInstance.run_id == run_id,
+            )
+        ).all()
+        return {ti.task_id: str(ti.state) for ti in tis}
+
+
 def pytest_unconfigure(config: object) -> None:
     if os.environ.get("AIRFLOW_HOME") == str(_home):  # ours, not a developer's home
         shutil.rmtree(_home, ignore_errors=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow_sandbox import dag_states
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = dt.date(2026, 11, 27)
@@ -40,16 +41,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def env(tmp_path_factory: pytest.TempPathFactory, airflow_db: None) -> Iterator[dict[str, Any]]:
     """Migrated Airflow DB, a synthetic lake, the pipeline config and a live server."""
     base = tmp_path_factory.mktemp("e2e")
     lake, registry = base / "lake", base / "registry"
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        check=True,
-        capture_output=True,
-        env=os.environ.copy(),
-    )
     synth = f"synth --out {lake} --users 300 --items 80 --days 8 --end-date {DAY} --seed 3"
     subprocess.run([sys.executable, "-m", "recsys.cli", *synth.split()], check=True)
     port = _free_port()
@@ -108,17 +103,7 @@ def _run(dag: Any, day: dt.date, **conf: Any) -> dict[str, str]:
         logical_date=dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC),
         run_conf=conf or None,
     )
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        tis = session.scalars(
-            select(TaskInstance).where(
-                TaskInstance.dag_id == dag.dag_id, TaskInstance.run_id == dr.run_id
-            )
-        ).all()
-        return {ti.task_id: str(ti.state) for ti in tis}
+    return dag_states(dag, dr.run_id)
 
 
 def _manifest(uri: Path) -> str:
@@ -195,6 +180,18 @@ def test_good_day_goes_through_every_gate_to_a_served_bundle(env: dict[str, Any]
     reply = _get(f"{env['url']}/v1/recommendations/{users[-1]}")
     assert reply["model_version"] == bundle["version"] and reply["items"]
     assert _xcom(dag, "validate", "recsys_validation_report_url").startswith("file://")
+    # every gate wrote its report.json, and the tasks read them
+    from recsys.reports import read_gate_report
+
+    reports = {g: read_gate_report(str(env["lake"] / f"reports/{g}/dt={DAY}"))
+               for g in ("validation", "graph", "model", "export")}
+    assert {g: r.decision for g, r in reports.items() if g != "model"} == {
+        "validation": "passed", "graph": "passed", "export": "passed"}
+    model = reports["model"]
+    assert model.decision == "passed" and _xcom(dag, "evaluate_gate")["decision"] == "passed"
+    assert model.details["production"] is None  # nothing served before this run
+    assert model.details["holdout"]["holdout_users"] == model.counts["holdout_users"] > 0
+    assert _xcom(dag, "evaluate_gate", "recsys_model_report_url").endswith("report.html")
     assert Path(bundle["bundle"]) == env["lake"] / "bundles" / bundle["version"]
     env["first"] = _artifacts(env, bundle)
     env["first_bundle"], env["user"] = bundle, str(users[-1])
@@ -210,6 +207,17 @@ def test_rerun_of_the_same_day_overwrites_in_place(env: dict[str, Any], dag: Any
     first = env["first_bundle"]
     states = _run(dag, DAY, deploy=False)
     assert states["export"] == "success" and states["deploy"] == "skipped"
+    # the champion (the first run's bundle, in production) was scored on the same users
+    from recsys.reports import read_gate_report
+
+    gate = read_gate_report(str(env["lake"] / f"reports/model/dt={DAY}"))
+    assert gate.details["production"] == first["bundle"]
+    compared = gate.details["comparisons"]["production"]
+    assert compared["users"] == gate.counts["holdout_users"] and compared["left_out"] == 0
+    vs_prod = next(c for c in gate.checks if c.name == "vs_production")
+    # the same model, through torch (candidate) and its ONNX fold-in (production): ties apart,
+    # the same lists
+    assert vs_prod.status == "passed" and vs_prod.value is not None and abs(vs_prod.value) < 0.01
     second = _xcom(dag, "export")
     env["again"] = _artifacts(env, second)
     # same paths, nothing duplicated, no staging left behind
