@@ -35,7 +35,7 @@ from recsys.serving.bundles import Manager, settle_heap
 from recsys.serving.context import ServerContext
 from recsys.serving.engine import Engine, load_engine
 from recsys.serving.health import HealthCollector, ServedHealth
-from recsys.serving.live import open_live_store
+from recsys.serving.live_backends import describe, open_live_store
 from recsys.serving.metrics import Metrics
 from recsys.serving.middleware import BodyLimit
 from recsys.serving.routes_browse import add_browse_routes
@@ -107,14 +107,7 @@ def serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
         if entry is not None:
             initial = load_engine(entry.bundle_uri, cfg.ort_threads, True, cfg.score_in_thread)
     app = create_app(cfg, initial)
-    log.info("listening on http://%s:%d (live store: %s)", host, port, store_label(cfg))
+    log.info("listening on http://%s:%d (live store: %s)", host, port,
+             describe(cfg.live_store, cfg.event_log))
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
                 loop="uvloop", http="httptools")
-
-
-def store_label(cfg: ServeConfig) -> str:
-    if cfg.live_store in ("", "memory"):
-        return f"memory, log {cfg.event_log}"
-    from recsys.serving.live_redis import redacted_url
-
-    return redacted_url(cfg.live_store)

@@ -10,31 +10,32 @@ engine it started with.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-import weakref
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
 from recsys.artifacts import manifest_sha256
-from recsys.data.schema import EVENT_TYPES
 from recsys.errors import InputError
 from recsys.export.bundle import (
-    ALL_TYPES_MASK,
     TYPE_BITS,
     BundleData,
     read_bundle,
 )
 from recsys.logs import get_logger
+from recsys.serving.batcher import Batcher, Prepared, Scored
+from recsys.serving.explain import (
+    because_dict,
+    because_json,
+    explain,
+)
 from recsys.serving.live import LiveEvent, to_us
+from recsys.serving.query import Query
 
 History = tuple[np.ndarray, np.ndarray, np.ndarray]
 """A user's history: item indices, edge weights, event-type bits."""
@@ -48,210 +49,8 @@ LONG_EXCLUSION = 4096
 
 EXPLAIN_OUTPUTS = ("because_top", "because_contrib", "history_pos")
 """Scorer outputs of the explanations (bundles exported before them have ``because_slot`` only)."""
-PROFILE_REASON = "because it matches your profile"
-
-
-def _phrases() -> list[tuple[str | None, str, str, str]]:
-    """Per event-type bitmask: the strongest type and how to say it: "[you] bought X",
-    "[your] purchase of X" (verb, suffix, noun)."""
-    order = (("purchase", "bought ", "", "your purchase of "),
-             ("add_to_cart", "added ", " to your cart", "adding "),
-             ("rating", "rated ", "", "your rating of "),
-             ("click", "clicked on ", "", "your click on "),
-             ("view", "viewed ", "", "your view of "))
-    unknown: tuple[str | None, str, str, str] = (None, "interacted with ", "",
-                                                 "your interaction with ")
-    return [next((ph for ph in order if bits & TYPE_BITS[str(ph[0])]), unknown)
-            for bits in range(ALL_TYPES_MASK + 1)]
-
-
-_PHRASES = _phrases()
-
-
-Because = tuple[int, int, float | None, bool]
-"""What a recommended item's explanation names: (history item index, its event-type bits,
-what it adds to the score or None when the scorer does not say, ``also``: the item's
-second-largest contribution, named because the largest one leads most of the list);
-item -1 is the profile (no history item adds to the score)."""
-PROFILE: Because = (-1, 0, None, False)
 _NO_TYPES = np.zeros(0, np.int64)
 NEG_INF = float("-inf")
-_LEADS = ("because you ", "also because you ")
-_PROFILE_JSON = '{"reason":"' + PROFILE_REASON + '"}'
-_PHRASE_JSON = [
-    [("null" if t is None else f'"{t}"', f"{lead}{verb}", suffix)
-     for t, verb, suffix, _ in _PHRASES]
-    for lead in _LEADS
-]
-"""Per ``also`` and event-type bits: (event type as JSON, reason before the id, after it)."""
-
-
-def because_dict(b: Because, ids: np.ndarray) -> dict[str, Any]:
-    item, types, contribution, also = b
-    if item < 0:
-        return {"reason": PROFILE_REASON}
-    t, verb, suffix, _ = _PHRASES[types & ALL_TYPES_MASK]
-    return {"item_id": ids[item], "event_type": t, "contribution": contribution,
-            "reason": f"{_LEADS[also]}{verb}{ids[item]}{suffix}"}
-
-
-def because_json(b: Because, ij: list[str]) -> str:
-    """:func:`because_dict` as JSON, spliced from the escaped item id (see ``finish_json``)."""
-    item, types, contribution, also = b
-    if item < 0:
-        return _PROFILE_JSON
-    tj, before, after = _PHRASE_JSON[also][types & ALL_TYPES_MASK]
-    c = "null" if contribution is None else repr(contribution)
-    return (f'{{"item_id":{ij[item]},"event_type":{tj},"contribution":{c},'
-            f'"reason":"{before}{ij[item][1:-1]}{after}"}}')
-
-
-@dataclass
-class Prepared:
-    user_id: str
-    source: str
-    live_state: str
-    e0: np.ndarray
-    h_idx: np.ndarray
-    h_w: np.ndarray
-    h_types: np.ndarray
-    excl: np.ndarray
-    k: int
-
-
-class Scored(NamedTuple):
-    """The scorer's answer for one request, top-k first."""
-
-    scores: np.ndarray
-    idx: np.ndarray
-    top: np.ndarray
-    """``[T, k]`` history slots with the largest contributions to each item's score (T <= 2)."""
-    contrib: np.ndarray | None
-    """``[T, k]`` those contributions, in score units (None: a scorer that predates them)."""
-    history_pos: np.ndarray | None
-    """``[k]`` what the history adds to each score (the sum of its positive contributions)."""
-
-
-class Batcher:
-    """Natural batching: requests that arrive while a batch is scoring go in the next one.
-
-    Under load one pass over the item table serves many users; a lone request is
-    scored at once, without waiting. ``inline`` (the server's default) scores on the
-    event loop, scheduled with ``call_soon`` so that every request parsed in the same
-    loop iteration joins the batch, and requests that arrive while it scores wait in
-    the socket buffers and form the next one; otherwise one worker thread runs
-    onnxruntime (which releases the GIL) while the loop keeps parsing HTTP, at the
-    price of two thread hand-offs per batch.
-    """
-
-    def __init__(self, engine: Engine, max_batch: int = 64, inline: bool = False) -> None:
-        # a weak reference: no engine <-> batcher cycle, so a dropped engine is freed by
-        # reference counting even when the server has frozen it out of the cyclic GC
-        # (an in-flight request holds its engine, which keeps this reference alive)
-        self._engine = weakref.ref(engine)
-        self.inline = inline
-        self.max_batch = max_batch
-        self.pending: list[tuple[Prepared, asyncio.Future[Scored]]] = []
-        self.busy = False
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
-        self.batches = 0
-        self.batched_requests = 0
-
-    async def submit(self, p: Prepared) -> Scored:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Scored] = loop.create_future()
-        self.pending.append((p, fut))
-        if not self.busy:
-            self._start(loop)
-        return await fut
-
-    @property
-    def engine(self) -> Engine:
-        e = self._engine()
-        if e is None:
-            raise RuntimeError("the engine of this batcher is gone")
-        return e
-
-    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.busy = True
-        if self.inline:
-            loop.call_soon(self._run_inline)
-            return
-        batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch :]
-        self.batches += 1
-        self.batched_requests += len(batch)
-        job = loop.run_in_executor(self.pool, self.engine.run_many, [p for p, _ in batch])
-        job.add_done_callback(lambda f: self._done(loop, batch, f))
-
-    def _run_inline(self) -> None:
-        # scheduled with call_soon: requests parsed in this loop iteration join the batch
-        batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch :]
-        self.batches += 1
-        self.batched_requests += len(batch)
-        try:
-            results = self.engine.run_many([p for p, _ in batch])
-        except Exception as exc:
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-        else:
-            for (_, fut), res in zip(batch, results, strict=True):
-                if not fut.done():
-                    fut.set_result(res)
-        self.busy = False
-        if self.pending:
-            self._start(asyncio.get_running_loop())
-
-    def _done(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        batch: list[tuple[Prepared, asyncio.Future[Scored]]],
-        job: asyncio.Future[list[Scored]],
-    ) -> None:
-        self.busy = False
-        exc = job.exception()
-        for r, (_, fut) in enumerate(batch):
-            if fut.done():  # the client went away
-                continue
-            if exc is not None:
-                fut.set_exception(exc)
-            else:
-                fut.set_result(job.result()[r])
-        if self.pending:
-            self._start(loop)
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=False)
-
-
-@dataclass
-class Query:
-    k: int = 20
-    exclude_seen_mask: int = ALL_TYPES_MASK
-    include_categories: list[str] = field(default_factory=list)
-    exclude_categories: list[str] = field(default_factory=list)
-    exclude_items: list[str] = field(default_factory=list)
-    features: dict[str, Any] | None = None
-    segment: str | None = None
-
-
-def seen_mask(spec: str) -> int:
-    """``all`` | ``none`` | comma list of event types -> bitmask of history types to exclude."""
-    spec = spec.strip().lower()
-    if spec in {"", "all"}:
-        return ALL_TYPES_MASK
-    if spec == "none":
-        return 0
-    mask = 0
-    for part in spec.split(","):
-        t = part.strip()
-        if t not in TYPE_BITS:
-            raise InputError(
-                f"exclude_seen: unknown event type {t!r}; "
-                f"use all, none or some of {list(EVENT_TYPES)}"
-            )
-        mask |= TYPE_BITS[t]
-    return mask
 
 
 def _session(model: bytes, threads: int) -> ort.InferenceSession:
@@ -493,73 +292,9 @@ class Engine:
 
     # ---------- explanations ----------
 
-    def explain(self, p: Prepared, s: Scored) -> tuple[list[Because], dict[str, Any] | None]:
-        """Per recommended item, what its explanation names; and the note, when one history
-        item is the largest contribution to most of the list.
-
-        An item is explained by its largest history contribution with the event type ("because
-        you bought X"), or by the profile when no history item adds to its score. When one
-        history item is the largest contribution of at least two items and at least half the
-        list (the highest-ranked such item on a tie), naming it on each of them would explain
-        nothing: the answer says so once (``explanation``: how many items, and the share of
-        what the history adds to their scores that it carries) and those items name their
-        second-largest contribution instead ("also because you viewed Y"), where one adds to
-        their score."""
-        n = len(s.idx)
-        if not len(p.h_idx):
-            return [PROFILE] * n, None
-        first = s.top[0]
-        named: list[int] = p.h_idx[first].tolist()
-        types: list[int] = p.h_types[first].tolist()
-        if s.contrib is None:
-            out: list[Because] = [(j, t, None, False) for j, t in zip(named, types, strict=True)]
-        else:
-            out = [(j, t, c, False) if c > 0.0 else PROFILE
-                   for j, t, c in zip(named, types, s.contrib[0].tolist(), strict=True)]
-            named = [b[0] for b in out]
-        if n < 2 or len(p.h_idx) < 2:
-            return out, None
-        lead, count = -1, 1
-        for j in dict.fromkeys(named):  # first appearance order: ties go to the higher rank
-            c = named.count(j)
-            if c > count and j >= 0:
-                lead, count = j, c
-        if lead < 0 or 2 * count < n:
-            return out, None
-        return out, self._lead_note(p, s, out, lead, count)
-
-    def _lead_note(self, p: Prepared, s: Scored, out: list[Because], lead: int,
-                   count: int) -> dict[str, Any]:
-        """Name each led item's second contribution (in ``out``) and say what ``lead`` does."""
-        n = len(out)
-        group = [r for r, b in enumerate(out) if b[0] == lead]
-        c1 = [out[r][2] for r in group]
-        lead_types = out[group[0]][1]
-        if s.contrib is not None and len(s.top) > 1:
-            slots2, c2 = s.top[1].tolist(), s.contrib[1].tolist()
-            for r in group:
-                if c2[r] > 0.0:
-                    b = slots2[r]
-                    out[r] = (int(p.h_idx[b]), int(p.h_types[b]), c2[r], True)
-        t, _, suffix, noun = _PHRASES[lead_types & ALL_TYPES_MASK]
-        said = f"{noun}{self.item_ids[lead]}{suffix}"
-        where = f"all {n}" if count == n else f"{count} of these {n}"
-        note: dict[str, Any] = {
-            "item_id": self.item_ids[lead], "event_type": t, "items": count, "share": None,
-            "reason": f"{said[0].upper()}{said[1:]} weighs most in {where}",
-        }
-        if s.history_pos is not None:
-            share = [float(c or 0.0) / max(float(s.history_pos[r]), 1e-30)
-                     for r, c in zip(group, c1, strict=True)]
-            lo, hi = min(share), max(share)
-            note["share"] = [round(lo, 4), round(hi, 4)]
-            span = f"{lo:.0%}" if round(lo, 2) == round(hi, 2) else f"{lo:.0%}-{hi:.0%}"
-            note["reason"] += f": {span} of what your history adds to each score"
-        return note
-
     def finish(self, p: Prepared, result: Scored) -> dict[str, Any]:
         ids = self.item_ids
-        because, note = self.explain(p, result)
+        because, note = explain(p, result, self.item_ids)
         items = [
             {"item_id": ids[j], "score": sc, "because": because_dict(b, ids)}
             for j, sc, b in zip(result.idx.tolist(), result.scores.tolist(), because,
@@ -576,7 +311,7 @@ class Engine:
         (JSON string escaping is per character, so an escaped id can be spliced into the
         escaped reason; a float is written with ``repr``, as ``json`` does)."""
         ij = self.item_id_json
-        because, note = self.explain(p, result)
+        because, note = explain(p, result, self.item_ids)
         items = [
             f'{{"item_id":{ij[j]},"score":{sc!r},"because":{because_json(b, ij)}}}'
             for j, sc, b in zip(result.idx.tolist(), result.scores.tolist(), because,
@@ -717,4 +452,4 @@ def load_engine(
     return engine
 
 
-__all__ = ["Engine", "History", "Query", "load_engine", "seen_mask"]
+__all__ = ["Engine", "History", "load_engine"]

@@ -12,7 +12,6 @@ from starlette.routing import Route
 
 from recsys.errors import InputError
 from recsys.serving.context import ServerContext
-from recsys.serving.engine import Query, seen_mask
 from recsys.serving.http import (
     check_id,
     int_param,
@@ -22,6 +21,7 @@ from recsys.serving.http import (
     str_param,
     timed,
 )
+from recsys.serving.query import Query, seen_mask
 from recsys.serving.schemas import RecommendBody
 
 

@@ -102,7 +102,8 @@ def test_gate_metrics_and_bundle(exported: tuple[str, GraphSnapshot, FeatureLigh
 
 
 def test_served_scores_equal_torch(exported: tuple[str, GraphSnapshot, FeatureLightGCN]) -> None:
-    from recsys.serving.engine import Query, load_engine
+    from recsys.serving.engine import load_engine
+    from recsys.serving.query import Query
 
     out, snap, model = exported
     engine = load_engine(out)

@@ -14,7 +14,8 @@ from recsys.export.gate import ExportConfig
 from recsys.graph.build import build_snapshot
 from recsys.graph.snapshot import load_snapshot
 from recsys.models.lightgcn import FeatureLightGCN
-from recsys.serving.engine import Query, load_engine
+from recsys.serving.engine import load_engine
+from recsys.serving.query import Query
 from tests.graph.conftest import END, random_events, small_config, ts, write_dims, write_events
 
 

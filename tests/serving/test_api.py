@@ -255,7 +255,8 @@ def test_serving_imports_no_torch(bundles: dict[str, str]) -> None:
     cold start through the feature spec) never imports torch."""
     code = (
         "import sys, recsys.cli, recsys.serving.app, recsys.serving.registry\n"
-        "from recsys.serving.engine import Query, load_engine\n"
+        "from recsys.serving.engine import load_engine\n"
+        "from recsys.serving.query import Query\n"
         f"e = load_engine({bundles['v1']!r})\n"
         "e.recommend('u1', Query(k=3))\n"
         "e.recommend('new', Query(k=3, features={'age': 30, 'country': 'DE'}))\n"

@@ -15,7 +15,9 @@ from srv_helpers import make_bundle
 from recsys.artifacts import write_artifact
 from recsys.export.bundle import TYPE_BITS
 from recsys.export.scorer import build_scorer
-from recsys.serving.engine import Engine, Prepared, Query, Scored, load_engine
+from recsys.serving.batcher import Prepared, Scored
+from recsys.serving.engine import Engine, load_engine
+from recsys.serving.query import Query
 
 
 @pytest.mark.parametrize("width", [1, 2, 6])

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 from srv_helpers import make_bundle
 
-from recsys.serving.engine import Query, Scored, load_engine
+from recsys.serving.batcher import Scored
+from recsys.serving.engine import load_engine
 from recsys.serving.live import LiveEvent
+from recsys.serving.query import Query
 
 
 def test_finish_json_equals_json_dumps(tmp_path: Path) -> None:

@@ -10,8 +10,9 @@ from pathlib import Path
 from srv_helpers import make_bundle
 
 from recsys.serving.bundles import Manager
-from recsys.serving.engine import Query, load_engine
+from recsys.serving.engine import load_engine
 from recsys.serving.metrics import Metrics
+from recsys.serving.query import Query
 from recsys.serving.schemas import ServeConfig
 
 

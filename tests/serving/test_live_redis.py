@@ -277,7 +277,7 @@ def test_slow_store_never_hangs_a_request(
 
 def test_store_url_auth_and_redaction() -> None:
     from recsys.errors import InputError
-    from recsys.serving.live import open_live_store
+    from recsys.serving.live_backends import open_live_store
     from recsys.serving.live_redis import RedisLiveStore, redacted_url
     from recsys.serving.schemas import ServeConfig
 

@@ -8,7 +8,7 @@ import pytest
 
 from recsys.errors import InputError
 from recsys.export.bundle import ALL_TYPES_MASK, TYPE_BITS, WeightRules
-from recsys.serving.engine import seen_mask
+from recsys.serving.query import seen_mask
 
 
 def test_live_event_weight_matches_the_graph_rule() -> None:
@@ -87,8 +87,9 @@ def test_batched_scoring_equals_one_by_one(tmp_path: object, in_thread: bool) ->
 
     from srv_helpers import make_bundle
 
-    from recsys.serving.engine import LONG_HISTORY, Query, load_engine
+    from recsys.serving.engine import LONG_HISTORY, load_engine
     from recsys.serving.live import LiveEvent
+    from recsys.serving.query import Query
 
     uri = make_bundle(str(Path(str(tmp_path)) / "b"), "v1", seed=3, n_items=600)
     engine = load_engine(uri, score_in_thread=in_thread)
