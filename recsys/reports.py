@@ -215,29 +215,23 @@ def write_gate_report(
     *,
     kind: str | None = None,
     documents: Mapping[str, Document] | None = None,
-    docs: Path | None = None,
-    inputs: dict[str, InputRef] | None = None,
     counts: dict[str, int | float] | None = None,
-    config: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    **artifact: Any,
 ) -> str:
     """Publish a gate's report at ``uri``: ``report.json`` (the :class:`GateReport`) beside
-    the gate's own ``documents``; the manifest's ``extra`` records the decision."""
-    counts = {
-        **(counts or {}),
-        "checks": len(report.checks),
-        "failed": len(report.failed),
-        "undecided": len(report.undecided),
-    }
+    the gate's own ``documents``; the manifest counts its checks and its ``extra`` records the
+    decision. ``artifact`` passes ``docs``, ``inputs`` and ``config`` on to
+    :func:`write_report`."""
+    counts = {**(counts or {}), "checks": len(report.checks), "failed": len(report.failed),
+              "undecided": len(report.undecided)}
     return write_report(
         uri,
         kind or f"{report.gate}_report",
         {GATE_REPORT: report.model_dump(mode="json"), **(documents or {})},
-        docs=docs,
-        inputs=inputs,
         counts=counts,
-        config=config,
         extra={**(extra or {}), "decision": report.decision, "passed": report.passed},
+        **artifact,
     )
 
 

@@ -10,7 +10,8 @@ import base64
 import html
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from recsys.errors import InputError
@@ -33,6 +34,25 @@ def _finite(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
+@contextmanager
+def _figure(ncols: int, figsize: tuple[float, float]) -> Iterator[tuple[Any, Any, io.BytesIO]]:
+    """A matplotlib figure (Agg, headless: workers and CI have no display) whose PNG lands in
+    the yielded buffer when the block ends, and which is closed whatever happens."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=figsize, dpi=100)
+    buf = io.BytesIO()
+    try:
+        yield fig, axes, buf
+        fig.tight_layout()
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
+
+
 def plot_history(history: list[dict[str, float]]) -> bytes:
     """PNG of training curves: loss on the left, validation metrics on the right.
 
@@ -40,11 +60,6 @@ def plot_history(history: list[dict[str, float]]) -> bytes:
     entry's position. Keys with ``loss`` in their name go to the loss panel; every
     other numeric key (except time-like ones) is a validation metric.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: workers and CI have no display
-    import matplotlib.pyplot as plt
-
     xkey = next((k for k in _X_KEYS if history and all(k in h for h in history)), None)
     xs = [float(h[xkey]) if xkey else float(i + 1) for i, h in enumerate(history)]
     keys: list[str] = []
@@ -53,8 +68,7 @@ def plot_history(history: list[dict[str, float]]) -> bytes:
     loss_keys = [k for k in keys if "loss" in k]
     metric_keys = [k for k in keys if k not in loss_keys and not _lower_is_better(k)]
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
-    try:
+    with _figure(2, (10, 3.6)) as (_, axes, buf):
         for ax, group, title in (
             (axes[0], loss_keys, "training loss"),
             (axes[1], metric_keys, "validation metrics"),
@@ -73,11 +87,6 @@ def plot_history(history: list[dict[str, float]]) -> bytes:
                 ax.grid(alpha=0.3)
             else:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
     return buf.getvalue()
 
 
@@ -176,14 +185,8 @@ td.l,th.l{text-align:left}
 
 def plot_intervals(comparisons: dict[str, Any], metric: str) -> bytes:
     """PNG of each comparison's difference interval against its threshold."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [(k, v) for k, v in comparisons.items() if "interval" in v]
-    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.7 * max(len(rows), 1)), dpi=100)
-    try:
+    with _figure(1, (7, 0.8 + 0.7 * max(len(rows), 1))) as (_, ax, buf):
         for y, (_, c) in enumerate(rows):
             lo, hi = c["interval"]
             mid = c["difference"]
@@ -194,11 +197,6 @@ def plot_intervals(comparisons: dict[str, Any], metric: str) -> bytes:
         ax.set_yticks(range(len(rows)), [f"candidate - {n}" for n, _ in rows])
         ax.set_ylim(-0.6, len(rows) - 0.4)
         ax.set_xlabel(f"mean per-user difference of {metric} (red: threshold)")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
     return buf.getvalue()
 
 

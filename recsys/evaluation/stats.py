@@ -4,7 +4,7 @@ The unit of the model gate's statistics is the **user**: a holdout user's NDCG@2
 averaged metric) is one number per model, the metric is their mean, and two models scored
 on the same users are compared through the per-user differences ``d_u = a_u - b_u``.
 
-Paired bootstrap (:func:`bootstrap_mean`): draw ``n`` users with replacement from the
+Paired bootstrap (:func:`bootstrap_means`): draw ``n`` users with replacement from the
 ``n`` compared users, ``n_resamples`` times (default 2,000) from
 ``numpy.random.default_rng(seed)`` (default seed 0, so a report is reproducible); each
 resample keeps a user's values for both models together (paired), and its statistic is
@@ -37,7 +37,7 @@ from scipy.stats import norm
 
 from recsys.errors import InputError
 
-__all__ = ["POWER_DEFAULTS", "Interval", "bootstrap_mean", "bootstrap_means", "users_needed"]
+__all__ = ["POWER_DEFAULTS", "Interval", "bootstrap_means", "users_needed"]
 
 _CHUNK_CELLS = 1 << 22
 """Bounds a resampling chunk's index matrix (resamples x users) to ~32 MiB."""
@@ -65,15 +65,6 @@ class Interval:
                 f"over {self.n} users")
 
 
-def _values(x: np.ndarray, what: str) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 1:
-        raise InputError(f"{what}: expected one value per user, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise InputError(f"{what}: per-user values must be finite")
-    return x
-
-
 def bootstrap_means(
     values: np.ndarray,
     *,
@@ -83,10 +74,15 @@ def bootstrap_means(
 ) -> list[Interval]:
     """Percentile bootstrap intervals of the means of several series over the same users.
 
-    ``values`` is ``[series, users]``; every series is resampled with the same draws of
-    users (the same seed gives the same draws), so the intervals of two series describe
-    the same resampled populations. Each draw picks ``users`` users with replacement; its
-    mean is ``counts @ values / users`` with ``counts`` how often each user was drawn.
+    ``values`` is ``[series, users]`` (one series: ``x[None, :]``); every series is
+    resampled with the same draws of users (the same seed gives the same draws), so the
+    intervals of two series describe the same resampled populations. For a paired
+    comparison pass the per-user differences ``a - b``: a draw then picks users, each
+    carrying both of its values. Each of the ``n_resamples`` draws picks ``users`` users with
+    replacement from ``numpy.random.default_rng(seed)``; its mean is ``counts @ values /
+    users`` with ``counts`` how often each user was drawn, and the interval holds the central
+    ``confidence`` share of the draws' means. A constant series has a zero-width interval;
+    no user is an error.
     """
     x = np.asarray(values, dtype=np.float64)
     if x.ndim != 2:
@@ -120,26 +116,6 @@ def bootstrap_means(
             low = high = mean
         out.append(Interval(mean, low, high, n, confidence, n_resamples, seed))
     return out
-
-
-def bootstrap_mean(
-    values: np.ndarray,
-    *,
-    n_resamples: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> Interval:
-    """Percentile bootstrap interval of the mean of ``values`` (one value per user).
-
-    For a paired comparison pass the per-user differences ``a - b``: the draws then pick
-    users, each carrying both of its values. ``n_resamples`` draws of ``len(values)``
-    users with replacement from ``numpy.random.default_rng(seed)``; the interval holds the
-    central ``confidence`` share of the resampled means. One user gives a zero-width
-    interval (nothing to resample); no user is an error.
-    """
-    x = _values(values, "bootstrap")
-    return bootstrap_means(x[None, :], n_resamples=n_resamples, confidence=confidence,
-                           seed=seed)[0]
 
 
 def users_needed(sd: float, effect: float, alpha: float = 0.05, power: float = 0.8) -> int:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
 from recsys.errors import InputError
 from recsys.evaluation import stats
 from recsys.evaluation.metrics import ROWS, ndcg_at_k, ndcg_rows
-from recsys.evaluation.stats import POWER_DEFAULTS, bootstrap_mean, bootstrap_means, users_needed
+from recsys.evaluation.stats import POWER_DEFAULTS, Interval, bootstrap_means, users_needed
+
+
+def bootstrap_mean(x: np.ndarray, **kw: Any) -> Interval:
+    return bootstrap_means(np.asarray(x)[None, :], **kw)[0]
 
 
 def test_intervals_cover_the_true_mean_about_as_often_as_promised() -> None:
