@@ -37,9 +37,9 @@ MODEL = f"{ROOT}/runs/model"
 BUNDLE = f"{ROOT}/bundles/model"
 
 DIGESTS = {
-    "graph": "4788a2401e262799776c4525014c839d6b1923954d162f4f5e10ecaad396de7a",
-    "model": "9d25d052f64502edf9f2967babee1ab20c191361151d785f35cb03dcca93788b",
-    "bundle": "3782d62a20f64dc52f6a1148972462ce4249cb4c77046b8e7e43bcc625a49dfe",
+    "graph": "bdeebf05b9ebdc27a6cb19dbb59d3ab6d06d1d001b8ca6bfb6cb371db29c5632",
+    "model": "ba964096cd8f74552db42373176b01d4ccb9fe31c8a1f0febf61f0ed58bb53a9",
+    "bundle": "337b963b15e09ee6c556f18d1a07046049836965d61458d2900ac3c48dfffd40",
 }
 
 

@@ -30,6 +30,7 @@ from recsys.graph.features import (
     USER_CATEGORICAL,
     USER_NUMERIC,
     FeatureSpec,
+    extend_table,
     fit_table,
 )
 from recsys.graph.gate import GraphStats, check_graph, enforce
@@ -38,6 +39,7 @@ from recsys.graph.inputs import Events, read_dimension, read_events
 from recsys.graph.snapshot import (
     GraphSnapshot,
     ServedHistory,
+    load_feature_spec,
     load_id_maps,
     previous_snapshot,
     read_stats,
@@ -334,6 +336,7 @@ class Inputs:
     prev_users: np.ndarray | None
     prev_items: np.ndarray | None
     prev_stats: GraphStats | None
+    prev_spec: FeatureSpec | None = None
 
 
 def read_inputs(lake: str, w: Window, out: str) -> Inputs:
@@ -350,13 +353,15 @@ def read_inputs(lake: str, w: Window, out: str) -> Inputs:
             tables[table], refs[f"{table}/dt={day.isoformat()}"] = read_dimension(
                 lake, table, day
             )
-    prev_users = prev_items = prev_stats = None
+    prev_users = prev_items = prev_stats = prev_spec = None
     prev_uri = previous_snapshot(_snapshot_root(out), w.as_of)
     if prev_uri is not None:
         prev_users, prev_items = load_id_maps(prev_uri)
         prev_stats = read_stats(prev_uri)
+        prev_spec = load_feature_spec(prev_uri)
         refs["previous_snapshot"] = InputRef(uri=prev_uri, sha256=manifest_sha256(prev_uri))
-    return Inputs(ev, refs, tables[USERS], tables[ITEMS], prev_users, prev_items, prev_stats)
+    return Inputs(ev, refs, tables[USERS], tables[ITEMS], prev_users, prev_items, prev_stats,
+                  prev_spec)
 
 
 @dataclass
@@ -527,6 +532,9 @@ class Features:
     item_x: np.ndarray
     item_frame: pd.DataFrame
     """The raw item columns (category and price feed the serving filters)."""
+    changes: list[str]
+    """How the encoding differs from the previous snapshot's (empty: the same columns)."""
+    width_changed: bool
 
 
 def node_features(inp: Inputs, ids: IdMaps, edges: TrainEdges, w: Window,
@@ -557,11 +565,29 @@ def node_features(inp: Inputs, ids: IdMaps, edges: TrainEdges, w: Window,
         np.bincount(ti[is_purchase], minlength=n_items),
     )
     fc = cfg.features
-    spec = FeatureSpec(
-        users=fit_table(ufr, USER_NUMERIC, USER_CATEGORICAL, fc.max_vocab, fc.min_count),
-        items=fit_table(ifr, ITEM_NUMERIC, ITEM_CATEGORICAL, fc.max_vocab, fc.min_count),
-    )
-    return Features(spec, spec.encode_users(ufr), spec.encode_items(ifr), ifr)
+    prev = inp.prev_spec
+    changes: list[str] = []
+    if prev is not None and fc.evolve == "extend":
+        users, cu = extend_table(prev.users, ufr, USER_NUMERIC, USER_CATEGORICAL, fc.max_vocab,
+                                 fc.min_count, fc.grow_vocab)
+        items, ci = extend_table(prev.items, ifr, ITEM_NUMERIC, ITEM_CATEGORICAL, fc.max_vocab,
+                                 fc.min_count, fc.grow_vocab)
+        changes = [f"users {c}" for c in cu] + [f"items {c}" for c in ci]
+    else:
+        users = fit_table(ufr, USER_NUMERIC, USER_CATEGORICAL, fc.max_vocab, fc.min_count)
+        items = fit_table(ifr, ITEM_NUMERIC, ITEM_CATEGORICAL, fc.max_vocab, fc.min_count)
+        if prev is not None:
+            changes = ["refitted (features.evolve = refit)"]
+    spec = FeatureSpec(users=users, items=items)
+    width_changed = prev is not None and not spec.same_shape(prev)
+    if width_changed and prev is not None:
+        log.warning("graph %s: feature width changed (users %d -> %d, items %d -> %d): the next "
+                    "training starts cold; %s", w.as_of, prev.users.width, users.width,
+                    prev.items.width, items.width, "; ".join(changes))
+    elif changes:
+        log.info("graph %s: feature encoding changes: %s", w.as_of, "; ".join(changes))
+    return Features(spec, spec.encode_users(ufr), spec.encode_items(ifr), ifr, changes,
+                    width_changed)
 
 
 def build(
@@ -666,6 +692,9 @@ def build(
             "holdout_start": w.holdout_start.isoformat(),
             "holdout_target_met": size.target_met,
             "holdout_sizing": size.why,
+            "feature_spec": {"extended_from_previous": inp.prev_spec is not None
+                             and cfg.features.evolve == "extend",
+                             "width_changed": feats.width_changed, "changes": feats.changes},
             "cutoff": dt.datetime.fromtimestamp(w.cutoff_us / 1e6, tz=dt.UTC).isoformat(),
         },
         before_publish=_before_publish,

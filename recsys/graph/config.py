@@ -76,6 +76,13 @@ class FeatureConfig(BaseModel):
     """Most frequent values kept per categorical feature; the rest go to the unknown bucket."""
     min_count: int = Field(default=1, ge=1)
     """A categorical value seen fewer times than this goes to the unknown bucket."""
+    evolve: Literal["extend", "refit"] = "extend"
+    """With a previous snapshot: ``extend`` carries its encoding forward (numeric statistics
+    frozen, vocabularies kept: see :func:`recsys.graph.features.extend_table`), so the model
+    in production can start today's training; ``refit`` fits every snapshot afresh."""
+    grow_vocab: bool = False
+    """``extend`` only: append new frequent categorical values as new columns (the width
+    changes, which forces a cold start) instead of sending them to the unknown bucket."""
 
 
 class GateConfig(BaseModel):

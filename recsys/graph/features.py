@@ -175,6 +175,60 @@ def fit_table(
     return TableSpec(numeric=nums, categorical=cats)
 
 
+def extend_table(
+    prev: TableSpec,
+    df: pd.DataFrame,
+    numeric: Sequence[tuple[str, bool]],
+    categorical: Sequence[str],
+    max_vocab: int,
+    min_count: int,
+    grow_vocab: bool,
+) -> tuple[TableSpec, list[str]]:
+    """The previous snapshot's encoding carried forward, so yesterday's model and today's
+    graph agree on every column's meaning; and what changed, in words.
+
+    The rule: a numeric feature keeps its transform and standardisation statistics (frozen:
+    a z of 1 means what it meant when the model was trained); a categorical feature keeps
+    its vocabulary and its column order, and a value it has not seen goes to the unknown
+    bucket, unless ``grow_vocab`` appends the new frequent values (fitted on ``df`` as
+    :func:`fit_table` would, up to ``max_vocab`` in all), which widens the encoding. A
+    feature the code adds or drops, or a changed transform, is fitted afresh. Any change
+    of width is listed: it forces the next training to start cold."""
+    fresh = fit_table(df, numeric, categorical, max_vocab, min_count)
+    before = {f.name: f for f in prev.numeric}
+    changes: list[str] = []
+    nums = []
+    for f in fresh.numeric:
+        old = before.get(f.name)
+        if old is not None and old.log1p == f.log1p:
+            nums.append(old)
+        else:
+            nums.append(f)
+            changes.append(f"numeric {f.name}: " + ("new feature" if old is None
+                                                    else "transform changed, refitted"))
+    changes += [f"numeric {n}: dropped" for n in before if n not in {f.name for f in nums}]
+    cats_before = {c.name: c for c in prev.categorical}
+    cats = []
+    for c in fresh.categorical:
+        old_c = cats_before.get(c.name)
+        if old_c is None:
+            cats.append(c)
+            changes.append(f"categorical {c.name}: new feature")
+            continue
+        new_values = [v for v in c.vocab if v not in set(old_c.vocab)]
+        room = max(max_vocab - len(old_c.vocab), 0)
+        if grow_vocab and new_values and room:
+            added = new_values[:room]
+            cats.append(CategoricalFeature(name=c.name, vocab=[*old_c.vocab, *added]))
+            changes.append(f"categorical {c.name}: {len(added)} new value(s) appended "
+                           f"({', '.join(added[:5])}{', ...' if len(added) > 5 else ''})")
+        else:
+            cats.append(old_c)
+    changes += [f"categorical {n}: dropped" for n in cats_before
+                if n not in {c.name for c in cats}]
+    return TableSpec(numeric=nums, categorical=cats), changes
+
+
 class FeatureSpec(BaseModel):
     """How user and product raw features become the model's node feature vectors."""
 
@@ -208,6 +262,10 @@ class FeatureSpec(BaseModel):
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+    def same_shape(self, other: FeatureSpec) -> bool:
+        """True when a model of ``other``'s widths takes this spec's vectors."""
+        return (self.users.width, self.items.width) == (other.users.width, other.items.width)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> FeatureSpec:

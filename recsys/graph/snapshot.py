@@ -247,6 +247,11 @@ def snapshot_config(uri: str) -> GraphConfig:
     return GraphConfig.model_validate(read_manifest(uri).config)
 
 
+def load_feature_spec(uri: str) -> FeatureSpec:
+    """How the snapshot at ``uri`` encodes node features (the next snapshot extends it)."""
+    return FeatureSpec.from_json(read_bytes(join(uri, FEATURE_SPEC)))
+
+
 def load_snapshot(uri: str) -> GraphSnapshot:
     """Load a published snapshot (an error if ``uri`` has no manifest)."""
     manifest = read_manifest(uri)
@@ -255,7 +260,7 @@ def load_snapshot(uri: str) -> GraphSnapshot:
     user_ids, item_ids = load_id_maps(uri)
     edges = read_parquet(join(uri, EDGES))
     holdout = read_parquet(join(uri, HOLDOUT))
-    spec = FeatureSpec.from_json(read_bytes(join(uri, FEATURE_SPEC)))
+    spec = load_feature_spec(uri)
     history = None
     if HISTORY in manifest.files:
         h = read_parquet(join(uri, HISTORY))
