@@ -100,6 +100,8 @@ def run_cli(args: list[str], env: dict[str, str] | None = None,
     last message.
     """
     cmd = [sys.executable, "-m", "recsys.cli", *args]
+    if report is not None:
+        _clear_report(report)  # what is read back on exit 1 must be this run's
     log.info("running: recsys %s", " ".join(args))
     tail: list[str] = []
     with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
@@ -124,11 +126,22 @@ def run_cli(args: list[str], env: dict[str, str] | None = None,
         except InputError as exc:
             raise GateFailed(args[0], [f"recsys {args[0]} exited 1 but wrote no gate report "
                                        f"({exc})"], report) from None
+        if gate.passed:
+            raise GateFailed(gate.gate, [f"recsys {args[0]} exited 1 but its report says "
+                                         "passed"], report)
         raise gate.error(report)
     last = next((ln for ln in reversed(tail) if ln.strip()), f"exit code {code}")
     if code == 1:
         raise GateFailed(args[0], [f"recsys {args[0]} exited 1: {last.strip()}"])
     raise InputError(f"recsys {args[0]} failed (exit {code}): {last.strip()}")
+
+
+def _clear_report(uri: str) -> None:
+    from recsys.storage import exists, get_fs
+
+    if exists(uri):
+        fs, path = get_fs(uri)
+        fs.rm(path, recursive=True)
 
 
 def _config_arg(path: str | None) -> list[str]:
@@ -257,6 +270,33 @@ def evaluate(
     return scores, dict(summary.get("_meta") or {})
 
 
+def production_train_end(bundle: str) -> dt.date | None:
+    """The last day the production model trained on: the day before its graph's holdout
+    (from the bundle's lineage), or None when the lineage does not say."""
+    from recsys.artifacts import read_manifest
+
+    try:
+        graph = read_manifest(bundle).inputs.get("graph")
+        start = read_manifest(graph.uri).extra.get("holdout_start") if graph else None
+    except InputError:
+        return None
+    return dt.date.fromisoformat(str(start)) - dt.timedelta(days=1) if start else None
+
+
+def _note_production_overlap(report: Any, bundle: str, holdout_start: str | None) -> Any:
+    """Say so when production trained on days of today's holdout: its item tables have seen
+    some of the pairs it is scored on, so the comparison leans its way (keeping it)."""
+    end = production_train_end(bundle)
+    if end is None or holdout_start is None or end < dt.date.fromisoformat(holdout_start):
+        return report
+    note = (f"production trained on data through {end}, inside this holdout (from "
+            f"{holdout_start}): the comparison favours production")
+    log.warning("model gate: %s", note)
+    checks = [c.model_copy(update={"note": "; ".join(x for x in (c.note, note) if x)})
+              if c.name == "vs_production" else c for c in report.checks]
+    return report.model_copy(update={"checks": checks, "notes": [*report.notes, note]})
+
+
 def evaluate_and_gate(
     paths_d: dict[str, Any],
     force_deploy: bool = False,
@@ -287,6 +327,8 @@ def evaluate_and_gate(
         k: holdout[k] for k in ("holdout_start", "holdout_days", "holdout_users",
                                 "holdout_pairs", "holdout_target_met") if k in holdout
     })
+    if prod:
+        report = _note_production_overlap(report, prod, holdout.get("holdout_start"))
     outcome = decide_deploy(report, gcfg.undecided_policy, prod, force_deploy)
     uri = write_model_report(
         p.model_report, report, outcome, scores,

@@ -97,6 +97,26 @@ def test_worse_than_production_is_refused_with_a_report(
     assert per_user.stat().st_size > 0
 
 
+def test_production_trained_on_holdout_days_is_said(
+    run: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Production's training reached into today's holdout: the report says the comparison
+    leans its way."""
+    graph = str(tmp_path / "lake/graphs/as_of=2026-11-26")
+    with write_artifact(graph, "graph_snapshot") as draft:
+        Path(draft.path("x.json")).write_text("{}")
+        draft.extra = {"as_of": "2026-11-26", "holdout_start": "2026-11-26"}
+    bundle = _artifact(str(tmp_path / "lake/bundles/b2"), "bundle", graph=graph)
+    registry.publish(run["cfg"].resolved_registry(), bundle, "prod-v2")
+    monkeypatch.setattr(tasks, "evaluate", _fake_evaluation(0.5, 0.3))  # holdout from 11-23
+    out = tasks.evaluate_and_gate(run["paths"], config=run["cfg"])
+    assert out["decision"] == "passed"
+    check = next(c for c in _report(run["paths"])["checks"] if c["name"] == "vs_production")
+    assert "trained on data through 2026-11-25, inside this holdout (from 2026-11-23)" in (
+        check["note"])
+    assert tasks.production_train_end(run["bundle"]) is None  # its lineage does not say
+
+
 def test_forced_deploy_is_recorded(run: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     _publish(run)
     monkeypatch.setattr(tasks, "evaluate", _fake_evaluation(0.3, 0.7))
@@ -146,11 +166,15 @@ def test_cli_gate_failure_is_read_from_its_report(tmp_path: Path) -> None:
     assert failed.value.failures == [
         f"min_edges: >= 1e+09 (observed {failed.value.failures[0].split('observed ')[1][:-1]})"
     ]
-    # exit 1 without a report: named as such, never a guess from the console
+    # exit 1 without a report: named as such, never a guess from the console; a report left
+    # there by an earlier run is not taken for this run's
+    from recsys.reports import GateReport, write_gate_report
+
+    stale = str(tmp_path / "elsewhere")
+    write_gate_report(stale, GateReport.of("graph", []))
     with pytest.raises(GateFailed, match="wrote no gate report"):
         tasks.run_cli(["build-graph", "--lake", str(lake), "--as-of", DAY.isoformat(),
-                       "--config", str(cfg), "--report", report],
-                      report=str(tmp_path / "elsewhere"))
+                       "--config", str(cfg), "--report", report], report=stale)
 
 
 def test_a_run_with_nothing_to_process_fails_naming_the_reason(tmp_path: Path) -> None:
