@@ -198,3 +198,16 @@ def test_a_run_with_nothing_to_process_fails_naming_the_reason(tmp_path: Path) -
     late = cfg.model_copy(update={"start_date": DAY})
     with pytest.raises(InputError, match="before the pipeline's start_date 2026-11-27"):
         tasks.check_processable(DAY - dt.timedelta(days=2), late)
+
+
+def test_in_airflow_undecided_skips_and_refused_fails() -> None:
+    """An undecided gate that deploys nothing skips its task (and so export and deploy); a
+    refused gate or bad input fails it without retries."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    with pytest.raises(AirflowSkipException, match="model gate undecided"), tasks.gate_is_final():
+        raise GateUndecided("model", ["vs_production: ..."], "report")
+    with pytest.raises(AirflowFailException, match="model gate failed"), tasks.gate_is_final():
+        raise GateFailed("model", ["beats_popularity: ..."], "report")
+    with pytest.raises(AirflowFailException, match="before the lake"), tasks.gate_is_final():
+        raise InputError("2010-06-01: before the lake's first events partition")
