@@ -9,9 +9,12 @@ PYTHON=${PYTHON:-python3}
 # System services the tests and the production-shape demo run for real: Redis (live
 # state across replicas), nginx (the replicas demo), HAProxy + wrk (the rolling-update
 # rehearsal behind a load balancer whose endpoints change without a reload), Chromium
-# (the browser tests of the pages, headless, driven by Playwright: never `playwright install`).
+# (the browser tests of the pages, headless, driven by Playwright: never `playwright install`),
+# a Java 17 runtime (PySpark's JVM for `--engine spark`: the pyspark wheel carries Spark's jars,
+# nothing is fetched at run time).
 # Installed from Debian's packages once; skipped when already present.
-system_packages=(redis-server:redis-server nginx:nginx haproxy:haproxy wrk:wrk chromium:chromium)
+system_packages=(redis-server:redis-server nginx:nginx haproxy:haproxy wrk:wrk chromium:chromium
+                 java:openjdk-17-jre-headless)
 missing=()
 for entry in "${system_packages[@]}"; do
     command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry##*:}")
@@ -44,7 +47,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     [ -d /opt/wheels ] && extra+=(--find-links /opt/wheels)
     .venv/bin/python -m pip install --quiet "${extra[@]}" \
         -c requirements/constraints.txt -e ".[all]" 2>&1 | grep -v "^WARNING: Location" || true
-    .venv/bin/python -c "import recsys, torch, onnxruntime, airflow, great_expectations" >/dev/null 2>&1 \
+    .venv/bin/python -c "import recsys, torch, onnxruntime, airflow, great_expectations, pyspark" \
+        >/dev/null 2>&1 \
         || { echo "setup: the Python install is incomplete (import check failed)" >&2; exit 1; }
     if command -v npm >/dev/null; then
         echo "==> installing Azurite (Azure Storage emulator) from npm"
