@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -73,13 +73,18 @@ def assert_point_in_time(ts_us: np.ndarray, limit_us: int, what: str) -> None:
     check that a later edge can never slip into a snapshot.
     """
     if len(ts_us) and int(ts_us.max()) >= limit_us:
-        late = int((ts_us >= limit_us).sum())
-        first = dt.datetime.fromtimestamp(int(ts_us.max()) / 1e6, tz=dt.UTC).isoformat()
-        limit = dt.datetime.fromtimestamp(limit_us / 1e6, tz=dt.UTC).isoformat()
-        raise GateFailed(
-            "graph",
-            [f"point_in_time: {late} {what} event(s) at or after {limit}, latest {first}"],
-        )
+        point_in_time_failed(int((ts_us >= limit_us).sum()), int(ts_us.max()), limit_us, what)
+
+
+def point_in_time_failed(late: int, latest_us: int, limit_us: int, what: str) -> None:
+    """Raise the point-in-time failure: ``late`` events for ``what`` at or after ``limit_us``,
+    the latest at ``latest_us`` (either engine counts them its own way)."""
+    first = dt.datetime.fromtimestamp(latest_us / 1e6, tz=dt.UTC).isoformat()
+    limit = dt.datetime.fromtimestamp(limit_us / 1e6, tz=dt.UTC).isoformat()
+    raise GateFailed(
+        "graph",
+        [f"point_in_time: {late} {what} event(s) at or after {limit}, latest {first}"],
+    )
 
 
 def unique_int(x: np.ndarray) -> np.ndarray:
@@ -339,13 +344,24 @@ class Inputs:
     prev_spec: FeatureSpec | None = None
 
 
-def read_inputs(lake: str, w: Window, out: str) -> Inputs:
-    """Stage 1: the window's event partitions, the users / items tables of the as-of day (or
-    the latest before it) and the previous snapshot beside ``out``, with content hashes."""
+def window_partitions(lake: str, w: Window) -> list[dt.date]:
+    """The events partitions of the window (an error when there is none)."""
     days = [d for d in list_partitions(lake, EVENTS) if w.start <= d <= w.as_of]
     if not days:
         raise InputError(f"{lake}/{EVENTS}: no events partition between {w.start} and {w.as_of}")
-    ev, refs = read_events(lake, days)
+    return days
+
+
+def read_inputs(lake: str, w: Window, out: str) -> Inputs:
+    """Stage 1: the window's event partitions, the users / items tables of the as-of day (or
+    the latest before it) and the previous snapshot beside ``out``, with content hashes."""
+    ev, refs = read_events(lake, window_partitions(lake, w))
+    return read_context(lake, w, out, ev, refs)
+
+
+def read_context(lake: str, w: Window, out: str, ev: Events, refs: dict[str, InputRef]) -> Inputs:
+    """The rest of stage 1 for either engine: the dimension tables and the previous snapshot
+    (id maps, gate statistics, feature spec), their refs added to the events' ``refs``."""
     tables: dict[str, pd.DataFrame | None] = {USERS: None, ITEMS: None}
     for table in tables:
         day = latest_partition_on_or_before(lake, table, w.as_of)
@@ -362,6 +378,15 @@ def read_inputs(lake: str, w: Window, out: str) -> Inputs:
         refs["previous_snapshot"] = InputRef(uri=prev_uri, sha256=manifest_sha256(prev_uri))
     return Inputs(ev, refs, tables[USERS], tables[ITEMS], prev_users, prev_items, prev_stats,
                   prev_spec)
+
+
+def known_items(inp: Inputs, cfg: GraphConfig) -> np.ndarray | None:
+    """Products mapped whatever the window holds: the previous snapshot's and, with
+    ``include_catalog_items``, the as-of catalogue's (None: neither)."""
+    known = [x for x in (inp.prev_items,) if x is not None]
+    if cfg.include_catalog_items and inp.items is not None:
+        known.append(inp.items["item_id"].to_numpy(dtype=object))
+    return np.concatenate(known).astype(object) if known else None
 
 
 @dataclass
@@ -419,12 +444,9 @@ def size_holdout(inp: Inputs, w: Window, cfg: GraphConfig) -> tuple[Window, Hold
     np.minimum.at(u_first, user, day)
     i_first = np.full(n_i, never, dtype=np.int64)
     np.minimum.at(i_first, item, day)
-    known_items = [x for x in (inp.prev_items,) if x is not None]
-    if cfg.include_catalog_items and inp.items is not None:
-        known_items.append(inp.items["item_id"].to_numpy(dtype=object))
-    if known_items and len(ev.item_vocab):
-        mapped = pd.Index(np.asarray(ev.item_vocab, dtype=object)).isin(
-            np.concatenate(known_items).astype(object))
+    known = known_items(inp, cfg)
+    if known is not None and len(ev.item_vocab):
+        mapped = pd.Index(np.asarray(ev.item_vocab, dtype=object)).isin(known)
         i_first[: len(mapped)][mapped] = np.iinfo(np.int64).min
     hold_types = np.array([TYPE_CODE[t] for t in cfg.holdout_event_types], dtype=np.int8)
     key = user * np.int64(n_i) + item
@@ -440,19 +462,44 @@ def size_holdout(inp: Inputs, w: Window, cfg: GraphConfig) -> tuple[Window, Hold
     p_user, p_item = p_key // n_i, p_key % n_i
     pu_first, pi_first = u_first[p_user], i_first[p_item]
     day_sorted = np.sort(day)
-    as_of_day = (w.as_of - _EPOCH).days
+
+    def share(first: int) -> float:
+        return float((len(day_sorted) - np.searchsorted(day_sorted, first))
+                     / max(len(day_sorted), 1))
+
+    def holds(first: int) -> tuple[int, int]:
+        ok = (p_first >= first) & (pu_first < first) & (pi_first < first)
+        return int((np.bincount(p_user[ok], minlength=n_u) > 0).sum()), int(ok.sum())
+
+    return choose_holdout_span(w, cfg, share, holds)
+
+
+def holdout_span_range(cfg: GraphConfig) -> range:
+    """The spans :func:`size_holdout` tries: ``holdout_days`` up to ``holdout_max_days``
+    (never the whole window)."""
     max_span = min(max(cfg.holdout_max_days, cfg.holdout_days), cfg.window_days - 1)
+    return range(cfg.holdout_days, max_span + 1)
+
+
+def choose_holdout_span(
+    w: Window, cfg: GraphConfig, share: Callable[[int], float],
+    holds: Callable[[int], tuple[int, int]],
+) -> tuple[Window, HoldoutSize]:
+    """The sizing rule of :func:`size_holdout`, for either engine: ``share(first)`` is the
+    share of the window's events on or after day number ``first`` (days since the epoch),
+    ``holds(first)`` the ``(users, pairs)`` a holdout starting that day holds."""
+    as_of_day = (w.as_of - _EPOCH).days
+    spans = holdout_span_range(cfg)
+    max_span = spans.stop - 1
     span, users, pairs, why = cfg.holdout_days, 0, 0, ""
-    for d in range(cfg.holdout_days, max_span + 1):
+    for d in spans:
         first = as_of_day - d + 1
-        share = (len(day_sorted) - np.searchsorted(day_sorted, first)) / max(len(day_sorted), 1)
-        if d > cfg.holdout_days and share > cfg.holdout_max_event_share:
-            why = (f"stopped at {span} day(s): {d} would hold {share:.0%} of the window's "
+        if d > cfg.holdout_days and (frac := share(first)) > cfg.holdout_max_event_share:
+            why = (f"stopped at {span} day(s): {d} would hold {frac:.0%} of the window's "
                    f"events (holdout_max_event_share {cfg.holdout_max_event_share:g})")
             break
-        ok = (p_first >= first) & (pu_first < first) & (pi_first < first)
-        span, pairs = d, int(ok.sum())
-        users = int((np.bincount(p_user[ok], minlength=n_u) > 0).sum())
+        span = d
+        users, pairs = holds(first)
         if users >= cfg.holdout_min_users and pairs >= cfg.holdout_min_pairs:
             why = f"{users} users and {pairs} pairs in {d} day(s) reach the targets"
             break
@@ -548,21 +595,49 @@ def node_features(inp: Inputs, ids: IdMaps, edges: TrainEdges, w: Window,
     if len(eu):
         last_ts[eu[user_starts]] = np.maximum.reduceat(edges.pair_last_us, user_starts)
     is_purchase = edges.event_type == PURCHASE_CODE
+    return encode_features(inp, ids.user_ids, ids.item_ids, w, cfg, NodeCounts(
+        user_events=np.bincount(tu, minlength=n_users),
+        user_purchases=np.bincount(tu[is_purchase], minlength=n_users),
+        user_last_us=last_ts,
+        item_events=np.bincount(ti, minlength=n_items),
+        item_users=np.bincount(edges.item, minlength=n_items),
+        item_purchases=np.bincount(ti[is_purchase], minlength=n_items),
+    ))
+
+
+@dataclass
+class NodeCounts:
+    """The behavioural figures of the train period per node (what an engine aggregates from
+    the events; :func:`encode_features` turns them into features)."""
+
+    user_events: np.ndarray
+    user_purchases: np.ndarray
+    user_last_us: np.ndarray
+    """float64, NaN for a user without a train event."""
+    item_events: np.ndarray
+    item_users: np.ndarray
+    item_purchases: np.ndarray
+
+
+def encode_features(inp: Inputs, user_ids: np.ndarray, item_ids: np.ndarray, w: Window,
+                    cfg: GraphConfig, counts: NodeCounts) -> Features:
+    """Node features of either engine from the dimension tables and the train-period counts:
+    raw frames, the spec fitted (or the previous snapshot's extended), the encoding."""
     ufr = _user_frame(
-        ids.user_ids,
+        user_ids,
         inp.users,
         w.holdout_start,
-        np.bincount(tu, minlength=n_users),
-        np.bincount(tu[is_purchase], minlength=n_users),
-        (w.holdout_us - last_ts) / US_PER_DAY,
+        counts.user_events,
+        counts.user_purchases,
+        (w.holdout_us - counts.user_last_us) / US_PER_DAY,
     )
     ifr = _item_frame(
-        ids.item_ids,
+        item_ids,
         inp.items,
         w.holdout_start,
-        np.bincount(ti, minlength=n_items),
-        np.bincount(edges.item, minlength=n_items),
-        np.bincount(ti[is_purchase], minlength=n_items),
+        counts.item_events,
+        counts.item_users,
+        counts.item_purchases,
     )
     fc = cfg.features
     prev = inp.prev_spec
@@ -612,10 +687,7 @@ def build(
     split = split_by_time(ev, w)
 
     ids = extend_id_maps(inp, split, cfg)
-    n_users, n_items = len(ids.user_ids), len(ids.item_ids)
-    new_users = n_users - (len(inp.prev_users) if inp.prev_users is not None else 0)
-    new_items = n_items - (len(inp.prev_items) if inp.prev_items is not None else 0)
-    tick("id maps: %d users (%d new), %d items (%d new)", n_users, new_users, n_items, new_items)
+    tick("id maps: %d users, %d items", len(ids.user_ids), len(ids.item_ids))
 
     edges = weigh_train_edges(ev, split, ids, w, cfg)
     eu, ei = edges.user, edges.item
@@ -624,24 +696,80 @@ def build(
     feats = node_features(inp, ids, edges, w, cfg)
     tick("features: users %s, items %s", feats.user_x.shape, feats.item_x.shape)
 
-    user_deg = np.bincount(eu, minlength=n_users)
+    user_deg = np.bincount(eu, minlength=len(ids.user_ids))
     hold_types = np.array([TYPE_CODE[t] for t in cfg.holdout_event_types], dtype=np.int8)
     hmask = split.hold & np.isin(ev.type_code, hold_types)
     hu, hi, hcounts = _holdout(
-        ev, hmask, ids.user_lookup, ids.item_lookup, user_deg, eu * np.int64(n_items) + ei,
-        n_items,
+        ev, hmask, ids.user_lookup, ids.item_lookup, user_deg,
+        eu * np.int64(len(ids.item_ids)) + ei, len(ids.item_ids),
     )
     served = _served_history(
-        ev, split.in_window, ids.user_lookup, ids.item_lookup, n_users, n_items, w.cutoff_us, cfg
+        ev, split.in_window, ids.user_lookup, ids.item_lookup, len(ids.user_ids),
+        len(ids.item_ids), w.cutoff_us, cfg,
     )
     tick("served history: %d edges, %d user(s) first seen in the holdout days",
          len(served.user), len(served.extra_user_ids))
-
-    type_counts = np.bincount(edges.event_type, minlength=len(EVENT_TYPES))
-    gate, stats = check_graph(
-        eu, ei, edges.weight, n_users, n_items, type_counts, inp.prev_stats, cfg.gate
+    return gate_and_publish(
+        Built(lake=lake, out=out, cfg=cfg, w=w, size=size, inp=inp, user_ids=ids.user_ids,
+              item_ids=ids.item_ids, edge_user=eu, edge_item=ei, edge_weight=edges.weight,
+              edge_types=edges.types,
+              type_counts=np.bincount(edges.event_type, minlength=len(EVENT_TYPES)),
+              feats=feats, holdout_user=hu, holdout_item=hi, holdout_counts=hcounts,
+              served=served, events_read=len(ev),
+              events_in_window=int(split.in_window.sum()),
+              train_events=len(edges.event_user), holdout_events=int(split.hold.sum())),
+        tick, report, _before_publish,
     )
-    report_at = report or report_uri(lake, GRAPH, as_of)
+
+
+@dataclass
+class Built:
+    """What either engine computed, ready for the graph gate and the snapshot writer."""
+
+    lake: str
+    out: str
+    cfg: GraphConfig
+    w: Window
+    size: HoldoutSize
+    inp: Inputs
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    edge_user: np.ndarray
+    edge_item: np.ndarray
+    edge_weight: np.ndarray
+    edge_types: np.ndarray
+    type_counts: np.ndarray
+    """Train events per event type (the gate's type-mix drift)."""
+    feats: Features
+    holdout_user: np.ndarray
+    holdout_item: np.ndarray
+    holdout_counts: dict[str, int]
+    served: ServedHistory
+    events_read: int
+    events_in_window: int
+    train_events: int
+    holdout_events: int
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Added to the manifest's ``extra`` (the Spark engine records ``engine``)."""
+
+
+def gate_and_publish(
+    b: Built, tick: Callable[..., None], report: str | None,
+    before_publish: Callable[[str], None] | None = None,
+) -> str:
+    """Stages 7-8 of either engine: the graph gate (its report written pass or fail) and
+    the snapshot published with its manifest; returns ``b.out``."""
+    cfg, w, size, inp = b.cfg, b.w, b.size, b.inp
+    as_of, out = w.as_of, b.out
+    eu, ei, hu = b.edge_user, b.edge_item, b.holdout_user
+    n_users, n_items = len(b.user_ids), len(b.item_ids)
+    new_users = n_users - (len(inp.prev_users) if inp.prev_users is not None else 0)
+    new_items = n_items - (len(inp.prev_items) if inp.prev_items is not None else 0)
+    user_deg = np.bincount(eu, minlength=n_users)
+    gate, stats = check_graph(
+        eu, ei, b.edge_weight, n_users, n_items, b.type_counts, inp.prev_stats, cfg.gate
+    )
+    report_at = report or report_uri(b.lake, GRAPH, as_of)
     write_gate_report(report_at, gate.model_copy(update={
         "day": as_of, "subject": out,
         "counts": {"users": n_users, "items": n_items, "edges": len(eu),
@@ -651,14 +779,15 @@ def build(
     enforce(gate, out, report_at)
     tick("graph gate passed (%d checks): %s", len(gate.checks), report_at)
 
+    feats, served = b.feats, b.served
     snapshot = GraphSnapshot(
-        uri=out, as_of=as_of, user_ids=ids.user_ids, item_ids=ids.item_ids,
-        train_user=eu, train_item=ei, train_weight=edges.weight, train_types=edges.types,
-        holdout_user=hu, holdout_item=hi,
+        uri=out, as_of=as_of, user_ids=b.user_ids, item_ids=b.item_ids,
+        train_user=eu, train_item=ei, train_weight=b.edge_weight, train_types=b.edge_types,
+        holdout_user=hu, holdout_item=b.holdout_item,
         user_features=feats.user_x, item_features=feats.item_x, feature_spec=feats.spec,
         items=pd.DataFrame({
             "item_idx": np.arange(n_items, dtype=np.int64),
-            "item_id": ids.item_ids.astype(str),
+            "item_id": b.item_ids.astype(str),
             "category": feats.item_frame["category"].to_numpy(),
             "price": feats.item_frame["price"].to_numpy(),
         }),
@@ -672,16 +801,16 @@ def build(
         "active_items": int((np.bincount(ei, minlength=n_items) > 0).sum()),
         "new_users": new_users,
         "new_items": new_items,
-        "events_read": len(ev),
-        "events_outside_window": int(len(ev) - split.in_window.sum()),
-        "train_events": len(edges.event_user),
-        "holdout_events": int(split.hold.sum()),
+        "events_read": b.events_read,
+        "events_outside_window": b.events_read - b.events_in_window,
+        "train_events": b.train_events,
+        "holdout_events": b.holdout_events,
         "holdout_days": w.holdout_span,
         "holdout_users": len(unique_int(hu)),
         "holdout_pairs": len(hu),
         "history_edges": len(served.user),
         "history_only_users": len(served.extra_user_ids),
-        **hcounts,
+        **b.holdout_counts,
         "user_features": int(feats.user_x.shape[1]),
         "item_features": int(feats.item_x.shape[1]),
     }
@@ -696,11 +825,12 @@ def build(
                              and cfg.features.evolve == "extend",
                              "width_changed": feats.width_changed, "changes": feats.changes},
             "cutoff": dt.datetime.fromtimestamp(w.cutoff_us / 1e6, tz=dt.UTC).isoformat(),
+            **b.extra,
         },
-        before_publish=_before_publish,
+        before_publish=before_publish,
     )
-    tick("published %s: %d users, %d items, %d edges, %d holdout pairs",
-         out, n_users, n_items, len(eu), len(hu))
+    tick("published %s: %d users (%d new), %d items (%d new), %d edges, %d holdout pairs",
+         out, n_users, new_users, n_items, new_items, len(eu), len(hu))
     return out
 
 

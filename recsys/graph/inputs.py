@@ -44,6 +44,12 @@ class Events:
     def __len__(self) -> int:
         return len(self.user)
 
+    @classmethod
+    def empty(cls) -> Events:
+        empty = np.zeros(0, np.int64)
+        return cls(empty, empty, empty.astype(np.int8), empty.astype(np.float64), empty,
+                   np.zeros(0, object), np.zeros(0, object))
+
 
 def _read_partition(
     lake: str, table: str, day: dt.date, columns: list[str] | None
@@ -141,19 +147,7 @@ def read_events(lake: str, days: list[dt.date]) -> tuple[Events, dict[str, Input
         tables.append(t)
         refs[f"{EVENTS}/dt={day.isoformat()}"] = ref
     if not tables:
-        empty = np.zeros(0, np.int64)
-        return (
-            Events(
-                empty,
-                empty,
-                empty.astype(np.int8),
-                empty.astype(np.float64),
-                empty,
-                np.zeros(0, object),
-                np.zeros(0, object),
-            ),
-            refs,
-        )
+        return Events.empty(), refs
 
     # chunks keep their own dictionaries; _global_codes unifies them
     def chunks(name: str) -> pa.ChunkedArray:

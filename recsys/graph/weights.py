@@ -1,12 +1,16 @@
 """Edge weights: per-event type weight x recency decay, summed per pair, then saturated.
 
-Pure numpy over whole columns (no loop over events), so the same function is
-used by the build, the tests and anyone auditing a weight.
+The rule is written once, over an *array namespace* (:class:`Ops`): the elementwise
+operations it needs (``exp``, ``log1p``, ``where``, ``maximum``, ``clip``, a table
+lookup). :data:`NUMPY` runs it on whole numpy columns (the local build, the tests, anyone
+auditing a weight, the serving fold-in); :class:`recsys.graph.spark_ops.SparkOps` runs the
+very same functions on Spark Columns (the Spark build). No loop over events either way.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -20,45 +24,94 @@ VIEW_CODE = TYPE_CODE["view"]
 US_PER_DAY = 86_400_000_000
 
 
+class Ops(Protocol):
+    """The elementwise operations the weight rule is written in (numpy arrays or Spark
+    Columns; Python arithmetic operators and ``==`` work on both)."""
+
+    def asfloat(self, x: Any) -> Any: ...
+    def asint(self, x: Any) -> Any: ...
+    def exp(self, x: Any) -> Any: ...
+    def log1p(self, x: Any) -> Any: ...
+    def maximum(self, x: Any, floor: float) -> Any: ...
+    def clip(self, x: Any, low: float, high: float) -> Any: ...
+    def where(self, cond: Any, a: Any, b: Any) -> Any: ...
+    def isfinite(self, x: Any) -> Any: ...
+    def lookup(self, table: list[float], code: Any) -> Any:
+        """``table[code]`` elementwise (``code`` an integer column)."""
+        ...
+
+
+class NumpyOps:
+    """:class:`Ops` on numpy arrays."""
+
+    def asfloat(self, x: Any) -> Any:
+        return np.asarray(x, dtype=np.float64)
+
+    def asint(self, x: Any) -> Any:
+        return np.asarray(x, dtype=np.int64)
+
+    def exp(self, x: Any) -> Any:
+        return np.exp(x)
+
+    def log1p(self, x: Any) -> Any:
+        return np.log1p(x)
+
+    def maximum(self, x: Any, floor: float) -> Any:
+        return np.maximum(x, floor)
+
+    def clip(self, x: Any, low: float, high: float) -> Any:
+        return np.clip(x, low, high)
+
+    def where(self, cond: Any, a: Any, b: Any) -> Any:
+        return np.where(cond, a, b)
+
+    def isfinite(self, x: Any) -> Any:
+        return np.isfinite(x)
+
+    def lookup(self, table: list[float], code: Any) -> Any:
+        return np.array(table, dtype=np.float64)[np.asarray(code, dtype=np.int64)]
+
+
+NUMPY = NumpyOps()
+
+
 def type_weight_table(cfg: WeightConfig) -> np.ndarray:
     """Weight of each event type, indexed by its code (position in ``EVENT_TYPES``)."""
     return np.array([cfg.type_weights[t] for t in EVENT_TYPES], dtype=np.float64)
 
 
-def decay(age_days: np.ndarray, half_life_days: float) -> np.ndarray:
+def decay(age_days: Any, half_life_days: float, xp: Ops = NUMPY) -> Any:
     """``exp(-ln2 * age / half_life)``; negative ages (clock skew) count as age 0."""
-    age = np.maximum(np.asarray(age_days, dtype=np.float64), 0.0)
-    out: np.ndarray = np.exp(-math.log(2.0) * age / half_life_days)
-    return out
+    age = xp.maximum(xp.asfloat(age_days), 0.0)
+    return xp.exp(-math.log(2.0) * age / half_life_days)
 
 
 def event_weights(
-    type_code: np.ndarray, value: np.ndarray, age_days: np.ndarray, cfg: WeightConfig
-) -> np.ndarray:
-    """Raw (unsaturated) contribution of each event, float64."""
-    base = type_weight_table(cfg)[np.asarray(type_code, dtype=np.int64)]
-    is_rating = np.asarray(type_code) == RATING_CODE
-    if is_rating.any():
-        stars = np.asarray(value, dtype=np.float64)[is_rating]
-        stars = np.clip(
-            np.where(np.isfinite(stars), stars, cfg.rating_default), RATING_MIN, RATING_MAX
-        )
-        base[is_rating] *= stars / RATING_MAX
-    out: np.ndarray = base * decay(age_days, cfg.half_life_days)
-    return out
+    type_code: Any, value: Any, age_days: Any, cfg: WeightConfig, xp: Ops = NUMPY
+) -> Any:
+    """Raw (unsaturated) contribution of each event, float64.
+
+    ``type_weight[type] * decay(age)``, a rating's type weight scaled by ``stars / 5``
+    (stars clipped to the rating range; a missing value counts ``rating_default``)."""
+    code, value = xp.asint(type_code), xp.asfloat(value)
+    base = xp.lookup([float(w) for w in type_weight_table(cfg)], code)
+    stars = xp.clip(
+        xp.where(xp.isfinite(value), value, cfg.rating_default), RATING_MIN, RATING_MAX
+    )
+    base = xp.where(code == RATING_CODE, base * (stars / RATING_MAX), base)
+    return base * decay(age_days, cfg.half_life_days, xp)
 
 
-def saturate(raw: np.ndarray, cfg: WeightConfig) -> np.ndarray:
+def saturate(raw: Any, cfg: WeightConfig, xp: Ops = NUMPY) -> Any:
     """Frequency saturation of a pair's summed weight; result finite and >= ``min_weight``."""
-    raw = np.asarray(raw, dtype=np.float64)
+    raw = xp.asfloat(raw)
     if cfg.saturation == "log1p":
-        w = np.log1p(raw)
+        w = xp.log1p(raw)
     elif cfg.saturation == "hyperbolic":
         w = raw / (raw + cfg.saturation_c)
     else:
         w = raw
-    out: np.ndarray = np.maximum(w, cfg.min_weight)
-    return out
+    return xp.maximum(w, cfg.min_weight)
 
 
 def aggregate_pairs(

@@ -1,0 +1,428 @@
+"""``recsys build-graph --engine spark``: the graph build with its event-scale stages on Spark.
+
+The same stages as :func:`recsys.graph.build.build`, the same definitions, the same
+artifact. What grows with the events runs on the cluster: reading and hashing the
+window's partitions, the point-in-time split, the holdout sizing, the distinct users and
+products that extend the id maps, the per-event weights (:func:`~recsys.graph.weights.
+event_weights` and :func:`~recsys.graph.weights.saturate` on Spark Columns through
+:data:`~recsys.graph.spark_ops.SPARK`) summed per pair, the behavioural node counts, the
+holdout pairs and the served history. What the snapshot holds whole (id maps, edges,
+feature matrices: what training loads into memory) is collected to the driver as Arrow
+and finished by the very functions the local build uses: :func:`~recsys.graph.idmap.
+extend_ids` (previous map + new ids appended in sorted order), :func:`~recsys.graph.build.
+encode_features`, :func:`~recsys.graph.build.choose_holdout_span` (the sizing rule) and
+:func:`~recsys.graph.build.gate_and_publish` (the graph gate and
+:func:`~recsys.graph.snapshot.write_snapshot`). So training, export and serving cannot
+tell which engine built a snapshot; its manifest says so (``extra.engine = "spark"``).
+
+The driver's memory grows with the snapshot (users, products, edges), not with the events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import reduce
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from recsys.artifacts import InputRef
+from recsys.data.lake import partition_files, partition_uri
+from recsys.data.schema import EVENT_TYPES, EVENTS
+from recsys.errors import InputError
+from recsys.graph.build import (
+    _EPOCH,
+    Built,
+    HoldoutSize,
+    Inputs,
+    NodeCounts,
+    Window,
+    _Timer,
+    choose_holdout_span,
+    encode_features,
+    gate_and_publish,
+    known_items,
+    point_in_time_failed,
+    read_context,
+    window_partitions,
+)
+from recsys.graph.config import GraphConfig
+from recsys.graph.idmap import check_prefix, extend_ids
+from recsys.graph.inputs import EVENT_COLUMNS, Events
+from recsys.graph.snapshot import ServedHistory, snapshot_uri
+from recsys.graph.weights import PURCHASE_CODE, TYPE_CODE, US_PER_DAY, event_weights, saturate
+from recsys.spark import file_hashes, get_spark, spark_path
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+ENGINE = "spark"
+_NEVER = np.iinfo(np.int64).max
+_ALWAYS = np.iinfo(np.int64).min
+
+
+def _F() -> Any:
+    from pyspark.sql import functions as F
+
+    return F
+
+
+def read_events_spark(
+    spark: SparkSession, lake: str, days: list[dt.date]
+) -> tuple[DataFrame, dict[str, InputRef]]:
+    """The window's events as a DataFrame ``user_id, item_id, type_code, value, ts_us`` and
+    the partitions' refs, hashed where the files are; the reader's rules of
+    :func:`recsys.graph.inputs.read_events` with its messages."""
+    F = _F()
+    files = {d: partition_files(lake, EVENTS, d) for d in days}
+    digests = file_hashes(spark, [f for fs in files.values() for f in fs])
+    refs: dict[str, InputRef] = {}
+    frames = []
+    for day, uris in files.items():
+        ref = InputRef(uri=partition_uri(lake, EVENTS, day), sha256=_partition_hash(
+            [(u.rstrip("/").rsplit("/", 1)[-1], digests[u]) for u in uris]))
+        refs[f"{EVENTS}/dt={day.isoformat()}"] = ref
+        df = spark.read.option("mergeSchema", "true").parquet(*[spark_path(u) for u in uris])
+        missing = [c for c in EVENT_COLUMNS if c not in df.columns]
+        if missing:
+            raise InputError(f"{ref.uri}: missing column(s) {', '.join(missing)}")
+        frames.append(df.select(
+            F.lit(day.isoformat()).alias("dt"),
+            F.col("user_id").cast("string").alias("user_id"),
+            F.col("item_id").cast("string").alias("item_id"),
+            F.col("event_type").cast("string").alias("event_type"),
+            F.col("value").cast("double").alias("value"),
+            F.col("ts").cast("timestamp").alias("ts"),
+        ))
+    raw = reduce(lambda a, b: a.unionByName(b), frames)
+    known = F.col("event_type").isin(*EVENT_TYPES)
+    per_day = raw.groupBy("dt").agg(
+        F.array_sort(F.collect_set(F.when(~known, F.col("event_type")))).alias("unknown"),
+        F.sum(F.col("event_type").isNull().cast("long")).alias("null_types"),
+        F.sum(F.col("ts").isNull().cast("long")).alias("null_ts"),
+        F.sum(F.col("user_id").isNull().cast("long")).alias("null_users"),
+        F.sum(F.col("item_id").isNull().cast("long")).alias("null_items"),
+    ).collect()
+    found = {str(r["dt"]): r for r in per_day}
+    for day in days:
+        r = found.get(day.isoformat())
+        if r is None:
+            continue
+        uri = refs[f"{EVENTS}/dt={day.isoformat()}"].uri
+        unknown = sorted([str(v) for v in r["unknown"]] + (["None"] if r["null_types"] else []))
+        if unknown:
+            raise InputError(f"{uri}: column event_type: unknown value(s) {unknown}, "
+                             f"allowed {list(EVENT_TYPES)}")
+        if r["null_ts"]:
+            raise InputError(f"{uri}: column ts: {r['null_ts']} null timestamp(s)")
+    for col in ("user", "item"):
+        nulls = sum(int(r[f"null_{col}s"]) for r in per_day)
+        if nulls:
+            raise InputError(f"events.{col}_id: {nulls} null value(s), ids must be non-null")
+    codes = F.create_map(*[x for i, t in enumerate(EVENT_TYPES) for x in (F.lit(t), F.lit(i))])
+    events = raw.select(
+        "user_id", "item_id", codes[F.col("event_type")].cast("int").alias("type_code"),
+        "value", F.unix_micros("ts").alias("ts_us"),
+    )
+    return events, refs
+
+
+def _partition_hash(names_and_digests: list[tuple[str, str]]) -> str:
+    """A partition's content hash as :func:`recsys.graph.inputs._read_partition` computes it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, digest in names_and_digests:
+        h.update(f"{name}\0{digest}\n".encode())
+    return h.hexdigest()
+
+
+def _strings(df: DataFrame, col: str) -> np.ndarray:
+    """One string column of a (small: node-scale) DataFrame, collected as Arrow."""
+    return np.asarray(df.select(col).toArrow().column(col).to_numpy(zero_copy_only=False),
+                      dtype=object)
+
+
+def _id_frame(spark: SparkSession, ids: np.ndarray, kind: str, first: int = 0) -> DataFrame:
+    return spark.createDataFrame(pa.table({
+        f"{kind}_id": pa.array(np.asarray(ids, dtype=object).astype(str), pa.string()),
+        f"{kind}_idx": np.arange(first, first + len(ids), dtype=np.int64),
+    }))
+
+
+def _size_holdout(spark: SparkSession, iw: DataFrame, inp: Inputs, w: Window,
+                  cfg: GraphConfig) -> tuple[Window, HoldoutSize]:
+    """:func:`recsys.graph.build.size_holdout` with Spark aggregates: per day the events
+    (for the share), and per start day of the holdout the users and pairs it would hold."""
+    F = _F()
+    if cfg.holdout_days == 0:
+        return Window.of(w.as_of, cfg, 0), HoldoutSize(0, 0, 0, True, "holdout disabled")
+    as_of_day = (w.as_of - _EPOCH).days
+    max_span = min(max(cfg.holdout_max_days, cfg.holdout_days), cfg.window_days - 1)
+    first_lo, first_hi = as_of_day - max_span + 1, as_of_day - cfg.holdout_days + 1
+    per_day = sorted((int(r["day"]), int(r["n"]))
+                     for r in iw.groupBy("day").agg(F.count("*").alias("n")).collect())
+    n_window = sum(n for _, n in per_day)
+
+    u_first = iw.groupBy("user_id").agg(F.min("day").alias("uf"))
+    i_first = iw.groupBy("item_id").agg(F.min("day").alias("if_"))
+    known = known_items(inp, cfg)
+    if known is not None:
+        mapped = _id_frame(spark, np.unique(known.astype(str)), "item").select(
+            "item_id", F.lit(True).alias("mapped"))
+        i_first = i_first.join(mapped, "item_id", "left").select(
+            "item_id", F.when(F.col("mapped"), F.lit(_ALWAYS)).otherwise(F.col("if_"))
+            .alias("if_"))
+    hold = F.col("type_code").isin(*[TYPE_CODE[t] for t in cfg.holdout_event_types])
+    pairs = (
+        iw.groupBy("user_id", "item_id")
+        .agg(F.min("day").alias("pf"), F.max(hold.cast("int")).alias("pos"))
+        .filter(F.col("pos") > 0)
+        .join(u_first, "user_id").join(i_first, "item_id")
+        # a pair counts for a holdout starting on day `first` when
+        # max(user's first day, product's first day) < first <= the pair's first day
+        .select("user_id",
+                F.greatest(F.greatest("uf", "if_") + 1, F.lit(first_lo)).alias("lo"),
+                F.least(F.col("pf"), F.lit(first_hi)).alias("hi"))
+        .filter(F.col("lo") <= F.col("hi"))
+        .select("user_id", F.explode(F.sequence("lo", "hi")).alias("first"))
+    )
+    holds_at = {
+        int(r["first"]): (int(r["users"]), int(r["pairs"]))
+        for r in pairs.groupBy("first").agg(
+            F.countDistinct("user_id").alias("users"), F.count("*").alias("pairs")).collect()
+    }
+
+    def share(first: int) -> float:
+        return sum(n for d, n in per_day if d >= first) / max(n_window, 1)
+
+    def holds(first: int) -> tuple[int, int]:
+        return holds_at.get(first, (0, 0))
+
+    return choose_holdout_span(w, cfg, share, holds)
+
+
+def _weighed(df: DataFrame, key: list[str], cutoff_us: int, cfg: GraphConfig) -> DataFrame:
+    """Per ``key`` pair: the saturated sum of the events' weights (float32 as stored), the
+    bitmask of their types and the latest event."""
+    from recsys.graph.spark_ops import SPARK
+
+    F = _F()
+    age = (F.lit(cutoff_us) - F.col("ts_us")) / F.lit(US_PER_DAY)
+    raw = event_weights(F.col("type_code"), F.col("value"), age, cfg.weights, SPARK)
+    summed = df.groupBy(*key).agg(
+        F.sum(raw).alias("summed"),
+        F.bit_or(F.expr("shiftleft(1, type_code)")).alias("types"),
+    )
+    return summed.select(
+        *key, saturate(F.col("summed"), cfg.weights, SPARK).cast("float").alias("weight"),
+        F.col("types").cast("short").alias("types"),
+    )
+
+
+def _arrays(df: DataFrame, order: list[str]) -> pa.Table:
+    return df.orderBy(*order).toArrow()
+
+
+def build_spark(
+    lake: str,
+    as_of: dt.date,
+    cfg: GraphConfig,
+    out: str,
+    report: str | None = None,
+    spark: SparkSession | None = None,
+    _before_publish: Any = None,
+) -> str:
+    """:func:`recsys.graph.build.build` on Spark: the same snapshot at ``out``."""
+    from pyspark import StorageLevel
+
+    F = _F()
+    spark = spark or get_spark()
+    tick = _Timer(as_of)
+    w = Window.of(as_of, cfg, cfg.holdout_max_days)
+    events, refs = read_events_spark(spark, lake, window_partitions(lake, w))
+    inp = read_context(lake, w, out, Events.empty(), refs)
+    events = events.persist(StorageLevel.MEMORY_AND_DISK)
+    cached: list[DataFrame] = [events]
+    try:
+        in_window = (F.col("ts_us") >= F.lit(w.start_us)) & (F.col("ts_us") < F.lit(w.cutoff_us))
+        iw = events.filter(in_window).withColumn(
+            "day", F.floor(F.col("ts_us") / F.lit(US_PER_DAY)).cast("long"))
+        iw = iw.persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(iw)
+        events_read = events.count()
+        tick("read %d events", events_read)
+        w, size = _size_holdout(spark, iw, inp, w, cfg)
+        tick("holdout: %d day(s) from %s; %s", size.span, w.holdout_start, size.why)
+
+        is_train = F.col("ts_us") < F.lit(w.holdout_us)
+        split = iw.agg(
+            F.count("*").alias("in_window"),
+            F.sum(is_train.cast("long")).alias("train"),
+            F.sum((~is_train).cast("long")).alias("hold"),
+            F.max(F.when(is_train, F.col("ts_us"))).alias("train_max"),
+            F.max(F.when(~is_train, F.col("ts_us"))).alias("hold_max"),
+        ).first()
+        assert split is not None
+        # the independent point-in-time check (the filters exclude such events by construction)
+        for what, latest, limit in (("train", split["train_max"], w.holdout_us),
+                                    ("holdout", split["hold_max"], w.cutoff_us)):
+            if latest is not None and int(latest) >= limit:
+                late = iw.filter((is_train if what == "train" else ~is_train)
+                                 & (F.col("ts_us") >= F.lit(limit))).count()
+                point_in_time_failed(late, int(latest), limit, what)
+        train = iw.filter(is_train)
+
+        # stage 4: id maps (the previous map + this window's new ids, appended sorted)
+        seen_items = _strings(train.select("item_id").distinct(), "item_id")
+        if cfg.include_catalog_items and inp.items is not None:
+            seen_items = np.concatenate([seen_items, inp.items["item_id"].to_numpy(dtype=object)])
+        user_ids = extend_ids(inp.prev_users, _strings(train.select("user_id").distinct(),
+                                                       "user_id"))
+        item_ids = extend_ids(inp.prev_items, seen_items)
+        if inp.prev_users is not None and inp.prev_items is not None:
+            check_prefix(inp.prev_users, user_ids, "user")
+            check_prefix(inp.prev_items, item_ids, "item")
+        n_users, n_items = len(user_ids), len(item_ids)
+        tick("id maps: %d users, %d items", n_users, n_items)
+        user_map = _id_frame(spark, user_ids, "user")
+        item_map = _id_frame(spark, item_ids, "item")
+
+        # stage 5: train edges
+        tj = train.join(user_map, "user_id").join(item_map, "item_id").persist(
+            StorageLevel.MEMORY_AND_DISK)
+        cached.append(tj)
+        edges_df = _weighed(tj, ["user_idx", "item_idx"], w.cutoff_us, cfg).persist(
+            StorageLevel.MEMORY_AND_DISK)
+        cached.append(edges_df)
+        edges = _arrays(edges_df, ["user_idx", "item_idx"])
+        eu = edges.column("user_idx").to_numpy().astype(np.int64)
+        ei = edges.column("item_idx").to_numpy().astype(np.int64)
+        tick("aggregated %d train events into %d edges", int(split["train"] or 0), len(eu))
+
+        # stage 6: node features from the train period's counts
+        purchase = (F.col("type_code") == PURCHASE_CODE).cast("long")
+        per_user = tj.groupBy("user_idx").agg(
+            F.count("*").alias("n"), F.sum(purchase).alias("p"), F.max("ts_us").alias("last"),
+        ).toArrow()
+        per_item = tj.groupBy("item_idx").agg(
+            F.count("*").alias("n"), F.sum(purchase).alias("p")).toArrow()
+        type_rows = tj.groupBy("type_code").agg(F.count("*").alias("n")).collect()
+        type_counts = np.zeros(len(EVENT_TYPES), np.int64)
+        for r in type_rows:
+            type_counts[int(r["type_code"])] = int(r["n"])
+        ux = per_user.column("user_idx").to_numpy().astype(np.int64)
+        ix = per_item.column("item_idx").to_numpy().astype(np.int64)
+        counts = NodeCounts(
+            user_events=_scatter(n_users, ux, per_user.column("n")),
+            user_purchases=_scatter(n_users, ux, per_user.column("p")),
+            user_last_us=_scatter(n_users, ux, per_user.column("last"), float_nan=True),
+            item_events=_scatter(n_items, ix, per_item.column("n")),
+            item_users=np.bincount(ei, minlength=n_items),
+            item_purchases=_scatter(n_items, ix, per_item.column("p")),
+        )
+        feats = encode_features(inp, user_ids, item_ids, w, cfg, counts)
+        tick("features: users %s, items %s", feats.user_x.shape, feats.item_x.shape)
+
+        hu, hi, hcounts = _holdout(iw, user_map, item_map, edges_df, w, cfg)
+        served = _served_history(spark, iw, user_map, item_map, n_users, w, cfg)
+        tick("served history: %d edges, %d user(s) first seen in the holdout days",
+             len(served.user), len(served.extra_user_ids))
+        built = Built(
+            lake=lake, out=out, cfg=cfg, w=w, size=size, inp=inp, user_ids=user_ids,
+            item_ids=item_ids, edge_user=eu, edge_item=ei,
+            edge_weight=edges.column("weight").to_numpy().astype(np.float32),
+            edge_types=edges.column("types").to_numpy().astype(np.int16),
+            type_counts=type_counts, feats=feats, holdout_user=hu, holdout_item=hi,
+            holdout_counts=hcounts, served=served, events_read=events_read,
+            events_in_window=int(split["in_window"]), train_events=int(split["train"] or 0),
+            holdout_events=int(split["hold"] or 0), extra={"engine": ENGINE},
+        )
+    finally:
+        for df in cached:
+            df.unpersist()
+    return gate_and_publish(built, tick, report, _before_publish)
+
+
+def _scatter(n: int, at: np.ndarray, values: pa.ChunkedArray,
+             float_nan: bool = False) -> np.ndarray:
+    """A per-node array of ``n`` from the (index, value) rows an aggregate gave (0, or NaN
+    with ``float_nan``, where a node has no row)."""
+    out = np.full(n, np.nan) if float_nan else np.zeros(n, np.int64)
+    out[at] = values.to_numpy()
+    return out
+
+
+def _holdout(iw: DataFrame, user_map: DataFrame, item_map: DataFrame, edges: DataFrame,
+             w: Window, cfg: GraphConfig) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """:func:`recsys.graph.build._holdout` on Spark: the holdout days' unique pairs of a
+    holdout type whose user has train edges and whose product is mapped, not in train."""
+    F = _F()
+    hold_types = [TYPE_CODE[t] for t in cfg.holdout_event_types]
+    active = edges.select("user_idx").distinct().select("user_idx", F.lit(True).alias("active"))
+    in_train = edges.select("user_idx", "item_idx", F.lit(True).alias("in_train"))
+    pairs = (
+        iw.filter((F.col("ts_us") >= F.lit(w.holdout_us)) & F.col("type_code").isin(*hold_types))
+        .select("user_id", "item_id").distinct()
+        .join(user_map, "user_id", "left").join(item_map, "item_id", "left")
+        .join(active, "user_idx", "left").join(in_train, ["user_idx", "item_idx"], "left")
+        .select(
+            "user_idx", "item_idx",
+            (F.col("user_idx").isNotNull() & F.col("active").isNotNull()).alias("known_user"),
+            F.col("item_idx").isNotNull().alias("known_item"),
+            F.col("in_train").isNotNull().alias("in_train"),
+        )
+    )
+    keep = F.col("known_user") & F.col("known_item")
+    row = pairs.agg(
+        F.count("*").alias("candidates"),
+        F.sum((~F.col("known_user")).cast("long")).alias("unknown_user"),
+        F.sum((F.col("known_user") & ~F.col("known_item")).cast("long")).alias("unknown_item"),
+        F.sum((keep & F.col("in_train")).cast("long")).alias("in_train"),
+    ).first()
+    assert row is not None
+    kept = _arrays(pairs.filter(keep & ~F.col("in_train")).select("user_idx", "item_idx"),
+                   ["user_idx", "item_idx"])
+    counts = {
+        "holdout_candidate_pairs": int(row["candidates"]),
+        "holdout_dropped_unknown_user": int(row["unknown_user"] or 0),
+        "holdout_dropped_unknown_item": int(row["unknown_item"] or 0),
+        "holdout_dropped_in_train": int(row["in_train"] or 0),
+    }
+    return (kept.column("user_idx").to_numpy().astype(np.int64),
+            kept.column("item_idx").to_numpy().astype(np.int64), counts)
+
+
+def _served_history(spark: SparkSession, iw: DataFrame, user_map: DataFrame,
+                    item_map: DataFrame, n_users: int, w: Window,
+                    cfg: GraphConfig) -> ServedHistory:
+    """:func:`recsys.graph.build._served_history` on Spark: every in-window event of a
+    mapped product, users first seen in the holdout days indexed from ``n_users`` on in id
+    order, weighed like the train edges."""
+    F = _F()
+    h = iw.join(item_map, "item_id").join(user_map, "user_id", "left")
+    extra_ids = np.sort(_strings(
+        h.filter(F.col("user_idx").isNull()).select("user_id").distinct(), "user_id"))
+    extra = _id_frame(spark, extra_ids, "user", first=n_users).withColumnRenamed(
+        "user_idx", "extra_idx")
+    h = h.join(extra, "user_id", "left").withColumn(
+        "su", F.coalesce(F.col("user_idx"), F.col("extra_idx")))
+    t = _arrays(_weighed(h, ["su", "item_idx"], w.cutoff_us, cfg), ["su", "item_idx"])
+    return ServedHistory(
+        user=t.column("su").to_numpy().astype(np.int64),
+        item=t.column("item_idx").to_numpy().astype(np.int64),
+        weight=t.column("weight").to_numpy().astype(np.float32),
+        types=t.column("types").to_numpy().astype(np.int16),
+        extra_user_ids=extra_ids.astype(str),
+    )
+
+
+def build_snapshot_spark(
+    lake: str, as_of: dt.date, config: GraphConfig | None = None, out: str | None = None,
+    report: str | None = None, spark: SparkSession | None = None,
+) -> str:
+    """:func:`recsys.graph.build.build_snapshot` on Spark."""
+    return build_spark(lake, as_of, config or GraphConfig(), out or snapshot_uri(lake, as_of),
+                       report=report, spark=spark)
+
