@@ -31,13 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recsys.evaluation.gate import (  # noqa: E402
-    CANDIDATE,
-    POPULARITY,
-    PRODUCTION,
-    check_model_gate,
-)
-from recsys.evaluation.holdout import HoldoutScores  # noqa: E402
+from recsys.evaluation.gate import CANDIDATE, POPULARITY, check_model_gate  # noqa: E402
 
 M = "ndcg@20"
 
@@ -47,7 +41,13 @@ def emit(**kw: Any) -> None:
 
 
 def planted(seeds: int, root: Path) -> None:
-    from tests.evaluation.planted_shop import make_shop, perturbed, score_models, truth_scorer
+    from tests.evaluation.planted_shop import (
+        make_shop,
+        paired,
+        perturbed,
+        score_models,
+        truth_scorer,
+    )
 
     counts: dict[str, dict[str, int]] = {}
     sds: dict[str, list[float]] = {}
@@ -62,11 +62,8 @@ def planted(seeds: int, root: Path) -> None:
                   "equal": perturbed(truth, 1.0, 200 + seed), "worse": upside_down}
         s = score_models(snap, models)
         for name in ("better", "worse", "equal"):
-            paired = HoldoutScores(s.users, s.user_ids)
-            paired.add(CANDIDATE, s.models[name])
-            paired.add(POPULARITY, s.models[POPULARITY])
-            paired.add(PRODUCTION, s.models["production"])
-            decision = check_model_gate(paired, production="production").decision
+            decision = check_model_gate(paired(s, name, "production"),
+                                        production="production").decision
             counts.setdefault(name, {}).setdefault(decision, 0)
             counts[name][decision] += 1
         for a, b in (("equal", "production"), ("better", POPULARITY),

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.evaluation.baselines import Popularity
+from recsys.evaluation.gate import CANDIDATE, POPULARITY, PRODUCTION
 from recsys.evaluation.holdout import Holdout, HoldoutScores
 from recsys.evaluation.ranking import interactions_csr
 from recsys.graph.build import build_snapshot
@@ -102,3 +103,13 @@ def score_models(snapshot: GraphSnapshot, models: dict[str, Scorer]) -> HoldoutS
     for name, scorer in models.items():
         scores.add(name, holdout.score(scorer))
     return scores
+
+
+def paired(scores: HoldoutScores, candidate: str, production: str) -> HoldoutScores:
+    """What the gate sees: ``candidate`` as the candidate, popularity, and ``production`` as
+    the model in production, on the same users."""
+    out = HoldoutScores(scores.users, scores.user_ids)
+    out.add(CANDIDATE, scores.models[candidate])
+    out.add(POPULARITY, scores.models[POPULARITY])
+    out.add(PRODUCTION, scores.models[production])
+    return out

@@ -15,17 +15,9 @@ import numpy as np
 import pytest
 
 from recsys.artifacts import read_manifest
-from recsys.evaluation.gate import (
-    CANDIDATE,
-    POPULARITY,
-    PRODUCTION,
-    ModelGateConfig,
-    check_model_gate,
-    decide_deploy,
-)
-from recsys.evaluation.holdout import HoldoutScores
+from recsys.evaluation.gate import PRODUCTION, ModelGateConfig, check_model_gate, decide_deploy
 
-from .planted_shop import make_shop, perturbed, score_models, truth_scorer
+from .planted_shop import make_shop, paired, perturbed, score_models, truth_scorer
 
 SEEDS = range(5)
 SPREAD = 1.0
@@ -51,11 +43,8 @@ def test_better_passes_worse_is_refused_equal_is_undecided(tmp_path: Path, seed:
     cfg = ModelGateConfig(seed=seed)
     decisions = {}
     for name in ("truth", "worse", "equal"):
-        paired = HoldoutScores(scores.users, scores.user_ids)
-        paired.add(CANDIDATE, scores.models[name])
-        paired.add(POPULARITY, scores.models[POPULARITY])
-        paired.add(PRODUCTION, scores.models["production"])
-        report = check_model_gate(paired, cfg, production="production-bundle")
+        report = check_model_gate(paired(scores, name, "production"), cfg,
+                                  production="production-bundle")
         decisions[name] = (report.decision, {c.name: c.status for c in report.checks})
         assert report.details["comparisons"][PRODUCTION]["users"] == scores.users.size
     assert decisions == {
@@ -70,11 +59,7 @@ def test_undecided_follows_the_policy_never_a_silent_pass(tmp_path: Path) -> Non
     truth = truth_scorer(snapshot)
     scores = score_models(snapshot, {"a": perturbed(truth, SPREAD, 1),
                                      "b": perturbed(truth, SPREAD, 2)})
-    paired = HoldoutScores(scores.users, scores.user_ids)
-    paired.add(CANDIDATE, scores.models["a"])
-    paired.add(POPULARITY, scores.models[POPULARITY])
-    paired.add(PRODUCTION, scores.models["b"])
-    report = check_model_gate(paired, production="production-bundle")
+    report = check_model_gate(paired(scores, "a", "b"), production="production-bundle")
     assert report.decision == "undecided"
     keep = decide_deploy(report, "deploy_if_no_production", "production-bundle", False)
     assert not keep.deploy and "undecided" in keep.reason
