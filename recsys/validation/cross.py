@@ -51,13 +51,21 @@ def unknown_ids(
     present = pc.drop_null(ids)
     known_set = pc.unique(pc.drop_null(known)).cast(present.type)
     unknown = pc.filter(present, pc.invert(pc.is_in(present, value_set=known_set)))
-    total = len(present)
-    rate = len(unknown) / total if total else 0.0
     eg = _examples(unknown.combine_chunks() if isinstance(unknown, pa.ChunkedArray) else unknown,
                    cfg.examples)  # fmt: skip
-    observed = f"rate {rate:.4g} ({len(unknown)} of {total} events)"
-    if eg:
-        observed += f", e.g. {eg}"
+    return unknown_ids_metric(column, dim, dim_day, tolerance, len(unknown), len(present), eg)
+
+
+def unknown_ids_metric(
+    column: str, dim: str, dim_day: dt.date, tolerance: float, n_unknown: int, total: int,
+    examples: list[str],
+) -> Metric:  # fmt: skip
+    """The unknown-ids figure from its counts (either engine): ``n_unknown`` of ``total``
+    non-null ids not in ``dim``, ``examples`` the first distinct ones in row order."""
+    rate = n_unknown / total if total else 0.0
+    observed = f"rate {rate:.4g} ({n_unknown} of {total} events)"
+    if examples:
+        observed += f", e.g. {examples}"
     return Metric(
         f"events.{column}.known_in_{dim}", EVENTS, column,
         f"share of {column} not in {dim} dt={dim_day.isoformat()} <= {tolerance:g}",
@@ -85,13 +93,27 @@ def duplicate_rate(events: pa.Table, cfg: ValidationConfig) -> Metric:
     """Share of rows that repeat an earlier row's (user_id, item_id, event_type, ts)."""
     groups = events.select(list(DUP_KEY)).group_by(list(DUP_KEY)).aggregate([([], "count_all")])
     n = events.num_rows
-    dups = n - groups.num_rows
+    eg: list[str] = []
+    if n - groups.num_rows:
+        repeated = groups.filter(pc.greater(groups.column("count_all"), 1)).slice(0, cfg.examples)
+        eg = [dup_example([r[k] for k in DUP_KEY]) for r in repeated.to_pylist()]
+    return duplicate_metric(n, groups.num_rows, eg, cfg)
+
+
+def dup_example(key: list[object]) -> str:
+    """One repeated key as the report quotes it."""
+    return "(" + ", ".join(str(v) for v in key) + ")"
+
+
+def duplicate_metric(n: int, distinct: int, examples: list[str],
+                     cfg: ValidationConfig) -> Metric:
+    """The duplicate-rate figure from its counts (either engine): ``n`` rows holding
+    ``distinct`` keys, ``examples`` the first repeated keys."""
+    dups = n - distinct
     rate = dups / n if n else 0.0
     observed = f"rate {rate:.4g} ({dups} repeated rows of {n})"
     if dups:
-        repeated = groups.filter(pc.greater(groups.column("count_all"), 1)).slice(0, cfg.examples)
-        eg = ["(" + ", ".join(str(r[k]) for k in DUP_KEY) + ")" for r in repeated.to_pylist()]
-        observed += f", e.g. {eg}"
+        observed += f", e.g. {examples}"
     return Metric(
         "events.*.duplicate_rate", EVENTS, "(" + ",".join(DUP_KEY) + ")",
         f"duplicate rate <= {cfg.max_duplicate_rate:g}",
@@ -168,13 +190,18 @@ def volume(n_rows: int, hist: History, cfg: ValidationConfig) -> Metric | Check:
 
 def mix_drift(types: pa.ChunkedArray, hist: History, cfg: ValidationConfig) -> Metric | Check:
     """Total variation distance between today's event-type shares and the trailing days'."""
+    today = {str(v["values"]): int(v["counts"]) for v in pc.value_counts(types).to_pylist()}
+    return mix_drift_of(today, hist, cfg)
+
+
+def mix_drift_of(today: dict[str, int], hist: History, cfg: ValidationConfig) -> Metric | Check:
+    """:func:`mix_drift` from today's counts per event type (either engine)."""
     rule = f"event-type mix total variation distance vs trailing days <= {cfg.max_mix_tvd:g}"
     if len(hist.days) < cfg.min_history_days or not hist.mix:
         return _skipped(
             "events.event_type.mix_drift", "event_type", rule,
             f"skipped: {len(hist.days)} trailing partition(s), {cfg.min_history_days} needed",
         )  # fmt: skip
-    today = {str(v["values"]): int(v["counts"]) for v in pc.value_counts(types).to_pylist()}
     n_today, n_hist = sum(today.values()), sum(hist.mix.values())
     keys = sorted(set(today) | set(hist.mix))
     p = {k: today.get(k, 0) / n_today for k in keys}

@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 import pyarrow as pa
@@ -39,6 +39,26 @@ from recsys.validation import cross
 from recsys.validation.config import ValidationConfig
 from recsys.validation.results import GateResult
 from recsys.validation.schema_check import check_schema
+
+
+class Engine(Protocol):
+    """Where the gate reads partitions and computes its figures (:class:`LocalEngine`,
+    :class:`recsys.validation.spark_gate.SparkEngine`); the checks are the same."""
+
+    name: str
+    gx_source: str
+    """The GX data source the suites run through: ``pandas`` or ``spark``."""
+
+    def load(self, lake: str, table: str, day: dt.date) -> _Part: ...
+    def frame(self, part: _Part) -> Any: ...
+    def table(self, df: pd.DataFrame) -> Any: ...
+    def unknown_ids(self, ev: _Part, col: str, dim: _Part, tol: float,
+                    cfg: ValidationConfig) -> cross.Metric: ...
+    def duplicate_rate(self, ev: _Part, cfg: ValidationConfig) -> cross.Metric: ...
+    def history(self, lake: str, day: dt.date, cfg: ValidationConfig) -> cross.History: ...
+    def mix_drift(self, ev: _Part, hist: cross.History,
+                  cfg: ValidationConfig) -> cross.Metric | Check: ...
+
 
 if TYPE_CHECKING:
     # great-expectations takes seconds to import: only once the inputs have been read,
@@ -65,11 +85,16 @@ class _Part:
 
     table: str
     day: dt.date
-    data: pa.Table
+    data: pa.Table | None
+    """The rows (local engine); the Spark engine keeps them in ``frame``."""
     files: list[str]
     usable: set[str]
     sha256: str
     """Content hash of the partition's files (the manifest's input hash)."""
+    schema: pa.Schema
+    rows: int
+    frame: Any = None
+    """The rows as a Spark DataFrame (Spark engine)."""
 
 
 def _load(lake: str, table: str, day: dt.date) -> tuple[pa.Table, list[str]]:
@@ -78,6 +103,42 @@ def _load(lake: str, table: str, day: dt.date) -> tuple[pa.Table, list[str]]:
     if data.num_rows == 0:
         raise InputError(f"{', '.join(files)}: empty {table} partition (0 rows)")
     return data, files
+
+
+class LocalEngine:
+    """The gate's reads and figures on this machine: Arrow tables, pandas for GX."""
+
+    name = "local"
+    gx_source = "pandas"
+
+    def load(self, lake: str, table: str, day: dt.date) -> _Part:
+        data, files = _load(lake, table, day)
+        return _Part(table, day, data, files, set(), _content_hash(files), data.schema,
+                     data.num_rows)
+
+    def frame(self, part: _Part) -> Any:
+        return _to_pandas(part) if part.usable else pd.DataFrame()
+
+    def table(self, df: pd.DataFrame) -> Any:
+        return df
+
+    def unknown_ids(self, ev: _Part, col: str, dim: _Part, tol: float,
+                    cfg: ValidationConfig) -> cross.Metric:
+        assert ev.data is not None and dim.data is not None
+        known = dim.data.column(col).combine_chunks()
+        return cross.unknown_ids(ev.data, col, known, dim.table, dim.day, tol, cfg)
+
+    def duplicate_rate(self, ev: _Part, cfg: ValidationConfig) -> cross.Metric:
+        assert ev.data is not None
+        return cross.duplicate_rate(ev.data, cfg)
+
+    def history(self, lake: str, day: dt.date, cfg: ValidationConfig) -> cross.History:
+        return cross.read_history(lake, day, cfg)
+
+    def mix_drift(self, ev: _Part, hist: cross.History,
+                  cfg: ValidationConfig) -> cross.Metric | Check:
+        assert ev.data is not None
+        return cross.mix_drift(ev.data.column("event_type"), hist, cfg)
 
 
 def _snapshot_day(lake: str, table: str, day: dt.date) -> dt.date:
@@ -106,6 +167,7 @@ def _to_pandas(part: _Part) -> pd.DataFrame:
     column: it is meant to be unique, and a categorical with a million
     categories costs ~5x the memory of the strings themselves.
     """
+    assert part.data is not None
     data = part.data.select(sorted(part.usable))
     cols = {}
     for name in data.column_names:
@@ -118,9 +180,9 @@ def _to_pandas(part: _Part) -> pd.DataFrame:
     return pa.table(cols).to_pandas()
 
 
-def _run_table(gx_run: GxRunner, part: _Part, specs: list[Spec]) -> list[Check]:
+def _run_table(gx_run: GxRunner, engine: Engine, part: _Part, specs: list[Spec]) -> list[Check]:
     runnable = [s for s in specs if set(s.needs) <= part.usable]
-    df = _to_pandas(part) if part.usable else pd.DataFrame()
+    df = engine.frame(part)
     ran = {c.name: c for c in gx_run.run(part.table, df, runnable, "gx", part.sha256)}
     return [
         ran[s.name] if s.name in ran else _skipped(s, set(s.needs) - part.usable) for s in specs
@@ -128,8 +190,9 @@ def _run_table(gx_run: GxRunner, part: _Part, specs: list[Spec]) -> list[Check]:
 
 
 def _cross_checks(
-    gx_run: GxRunner, lake: str, ev: _Part, users: _Part, items: _Part, cfg: ValidationConfig
-) -> list[Check]:
+    gx_run: GxRunner, engine: Engine, lake: str, ev: _Part, users: _Part, items: _Part,
+    cfg: ValidationConfig,
+) -> list[Check]:  # fmt: skip
     from recsys.validation.suites import metric_spec
 
     figures: list[cross.Metric | Check] = []
@@ -139,25 +202,24 @@ def _cross_checks(
     ):
         rule = f"share of {col} not in {dim.table} dt={dim.day.isoformat()} <= {tol:g}"
         if col in ev.usable and col in dim.usable:
-            known = dim.data.column(col).combine_chunks()
-            figures.append(cross.unknown_ids(ev.data, col, known, dim.table, dim.day, tol, cfg))
+            figures.append(engine.unknown_ids(ev, col, dim, tol, cfg))
         else:
             figures.append(_cross_skip(f"events.{col}.known_in_{dim.table}", col, rule))
     if set(cross.DUP_KEY) <= ev.usable:
-        figures.append(cross.duplicate_rate(ev.data, cfg))
+        figures.append(engine.duplicate_rate(ev, cfg))
     else:
         figures.append(_cross_skip("events.*.duplicate_rate", "*", "duplicate rate"))
     for dim in (users, items):
         figures.append(cross.freshness(dim.table, dim.day, ev.day, cfg))
-    history = cross.read_history(lake, ev.day, cfg)
-    figures.append(cross.volume(ev.data.num_rows, history, cfg))
+    history = engine.history(lake, ev.day, cfg)
+    figures.append(cross.volume(ev.rows, history, cfg))
     if "event_type" in ev.usable:
-        figures.append(cross.mix_drift(ev.data.column("event_type"), history, cfg))
+        figures.append(engine.mix_drift(ev, history, cfg))
     metrics = [f for f in figures if isinstance(f, cross.Metric)]
     specs = [
         metric_spec(m.name, m.table, m.column, m.rule, m.metric, m.low, m.high) for m in metrics
     ]
-    df = pd.DataFrame({m.metric: [m.value] for m in metrics})
+    df = engine.table(pd.DataFrame({m.metric: [m.value] for m in metrics}))
     ran = {c.name: c for c in gx_run.run("cross_partition", df, specs, "cross")}
     out: list[Check] = []
     for f in figures:
@@ -175,11 +237,17 @@ def _cross_skip(name: str, column: str, rule: str) -> Check:
     )  # fmt: skip
 
 
-def _content_hash(files: list[str]) -> str:
+def _content_hash(files: list[str], digests: dict[str, str] | None = None) -> str:
+    """The partition's content hash from its files' sha256 (``digests`` when an engine
+    computed them already)."""
     h = hashlib.sha256()
     for uri in files:
-        fs, path = get_fs(uri)
-        h.update(f"{uri.rsplit('/', 1)[-1]}:{sha256_file(fs, path)}\n".encode())
+        if digests is not None:
+            digest = digests[uri]
+        else:
+            fs, path = get_fs(uri)
+            digest = sha256_file(fs, path)
+        h.update(f"{uri.rsplit('/', 1)[-1]}:{digest}\n".encode())
     return h.hexdigest()
 
 
@@ -222,9 +290,15 @@ class _Stages:
 
 
 def run_gate(
-    lake: str, day: dt.date, report: str | None, config: ValidationConfig | None = None
+    lake: str, day: dt.date, report: str | None, config: ValidationConfig | None = None,
+    engine: str = "local", spark: Any = None,
 ) -> GateResult:
     """Validate ``day``'s partitions of ``lake``; publish the report; raise GateFailed on failure.
+
+    ``engine`` ``spark`` reads the partitions and computes the cross-partition figures
+    with Spark and runs the same suites through GX's Spark data source (``spark``: the
+    session; default the active one, else local mode): the same checks, the same
+    messages, the same report.
 
     Raises :class:`InputError` (exit 2) when a partition is missing, empty or
     unreadable, naming it, and :class:`GateFailed` (exit 1) after writing the
@@ -232,6 +306,15 @@ def run_gate(
     """
     cfg = config or ValidationConfig()
     report_uri = report or default_report_uri(lake, day)
+    runs: Engine
+    if engine == "spark":
+        from recsys.validation.spark_gate import SparkEngine
+
+        runs = SparkEngine(spark)
+    elif engine == "local":
+        runs = LocalEngine()
+    else:
+        raise InputError(f"--engine {engine!r}: expected local or spark")
     steps = _Stages(day)
     parts: list[_Part] = []
     checks: list[Check] = []
@@ -240,10 +323,12 @@ def run_gate(
         (USERS, _snapshot_day(lake, USERS, day)),
         (ITEMS, _snapshot_day(lake, ITEMS, day)),
     ):
-        data, files = _load(lake, table, part_day)
-        found, usable = check_schema(table, data.schema, files[0] if len(files) == 1 else table)
+        part = runs.load(lake, table, part_day)
+        files = part.files
+        found, part.usable = check_schema(
+            table, part.schema, files[0] if len(files) == 1 else table)
         checks += found
-        parts.append(_Part(table, part_day, data, files, usable, _content_hash(files)))
+        parts.append(part)
         steps.done(f"read {table}")
     from recsys.validation import suites
     from recsys.validation.gx_runner import GxRunner
@@ -259,21 +344,21 @@ def run_gate(
             notes.append(f"{p.table}: no partition for {day}, used the snapshot dt={p.day}")
     with tempfile.TemporaryDirectory(prefix="recsys-gx-") as tmp:
         docs = Path(tmp) / "docs" if cfg.data_docs else None
-        gx_run = GxRunner(docs, f"dt={day.isoformat()}", cfg.examples)
+        gx_run = GxRunner(docs, f"dt={day.isoformat()}", cfg.examples, source=runs.gx_source)
         steps.done("start great-expectations")
-        checks += _run_table(gx_run, ev, suites.events_specs(cfg, day, cutoff))
+        checks += _run_table(gx_run, runs, ev, suites.events_specs(cfg, day, cutoff))
         steps.done("events suite")
-        checks += _run_table(gx_run, users, suites.users_specs(cfg, day))
-        checks += _run_table(gx_run, items, suites.items_specs(cfg, day))
+        checks += _run_table(gx_run, runs, users, suites.users_specs(cfg, day))
+        checks += _run_table(gx_run, runs, items, suites.items_specs(cfg, day))
         steps.done("users and items suites")
-        checks += _cross_checks(gx_run, lake, ev, users, items, cfg)
+        checks += _cross_checks(gx_run, runs, lake, ev, users, items, cfg)
         steps.done("cross-partition checks")
         notes += [f"{c.name}: {c.note}" for c in checks if c.skipped and c.note]
         result = GateResult(
             lake=lake,
             day=day,
             checks=checks,
-            counts={p.table: p.data.num_rows for p in parts},
+            counts={p.table: p.rows for p in parts},
             notes=notes,
             report=report_uri,
         )
@@ -283,7 +368,8 @@ def run_gate(
         steps.done("report")
     steps.close()
     result.timings = steps.took
-    log.info("validation %s: %d checks, %d failed", day, len(checks), len(result.failed))
+    log.info("validation %s (%s engine): %d checks, %d failed", day, runs.name, len(checks),
+             len(result.failed))
     if not result.passed:
         raise GateFailed("validation", result.failure_lines(), report=report_uri)
     return result

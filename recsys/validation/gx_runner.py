@@ -31,9 +31,13 @@ from recsys.validation.suites import Spec
 SITE = "recsys"
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, naive_is_local: bool = False) -> str:
+    """A value as a report quotes it; ``naive_is_local``: a naive datetime is local time (how
+    PySpark hands a Spark timestamp to Python) and is quoted in UTC like pandas' ones."""
     if value is None or value is pd.NaT:
         return "null"
+    if naive_is_local and type(value) is dt.datetime and value.tzinfo is None:
+        return value.astimezone(dt.UTC).isoformat()
     if isinstance(value, pd.Timestamp | dt.datetime | dt.date):
         return value.isoformat()
     if isinstance(value, float) and math.isnan(value):
@@ -65,9 +69,12 @@ def _batch_fingerprint(value: str | None) -> Iterator[None]:
 
 
 class GxRunner:
-    """An ephemeral GX context with a Data Docs site in ``docs_dir`` (if given)."""
+    """An ephemeral GX context with a Data Docs site in ``docs_dir`` (if given); its data
+    source is ``pandas`` (pandas DataFrames) or ``spark`` (Spark DataFrames, validated by
+    GX's Spark execution engine where the data is)."""
 
-    def __init__(self, docs_dir: Path | None, run_name: str, examples: int = 5) -> None:
+    def __init__(self, docs_dir: Path | None, run_name: str, examples: int = 5,
+                 source: str = "pandas") -> None:
         sites: dict[str, Any] = {}
         if docs_dir is not None:
             sites[SITE] = {
@@ -85,7 +92,11 @@ class GxRunner:
             progress_bars=ProgressBarsConfig(globally=False),
         )
         self.context = gx.get_context(mode="ephemeral", project_config=config)
-        self.source = self.context.data_sources.add_pandas("lake")
+        if source == "spark":
+            self.source: Any = self.context.data_sources.add_spark("lake")
+        else:
+            self.source = self.context.data_sources.add_pandas("lake")
+        self.fingerprints = source == "pandas"
         self.docs = docs_dir is not None
         self.examples = examples
         self.run_name = run_name
@@ -93,15 +104,16 @@ class GxRunner:
     def run(
         self,
         asset: str,
-        df: pd.DataFrame,
+        df: Any,
         specs: Sequence[Spec],
         stage: Stage,
         fingerprint: str | None = None,
     ) -> list[Check]:
-        """Validate ``df`` against ``specs``; one result per spec, in order.
+        """Validate ``df`` (a DataFrame of the runner's source) against ``specs``; one result
+        per spec, in order.
 
         ``fingerprint`` identifies the data (e.g. the hash of its files); without it
-        GX hashes the frame.
+        GX hashes a pandas frame.
         """
         if not specs:
             return []
@@ -125,7 +137,7 @@ class GxRunner:
                 result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20},
             )
         )
-        with _batch_fingerprint(fingerprint):
+        with _batch_fingerprint(fingerprint if self.fingerprints else None):
             result = checkpoint.run(
                 batch_parameters={"dataframe": df}, run_id=RunIdentifier(run_name=self.run_name)
             )
@@ -160,7 +172,7 @@ class GxRunner:
         text = f"{bad} of {total} rows"
         seen: list[str] = []
         for v in res.get("partial_unexpected_list") or []:
-            s = _fmt(v)
+            s = _fmt(v, naive_is_local=not self.fingerprints)
             if s not in seen:
                 seen.append(s)
         if seen and seen != ["null"]:

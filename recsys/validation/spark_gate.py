@@ -1,0 +1,176 @@
+"""``recsys validate --engine spark``: the data gate's reads and figures on Spark.
+
+The checks are the gate's own (:mod:`recsys.validation.suites`, run by
+:class:`~recsys.validation.gx_runner.GxRunner` through GX's Spark data source), and so
+are the rules that turn figures into results (:mod:`recsys.validation.cross`). What this
+engine changes is where the rows are:
+
+- a partition's schema is checked on the Arrow schema of its Parquet footers (read by the
+  driver, no rows), exactly as the local engine checks it; its row count comes from the
+  same footers; its content hash from the files' sha256, computed by Spark where the
+  files are;
+- the rows are a Spark DataFrame, the usable columns only, NaN in floating-point columns
+  read as null (pandas, hence the local engine, treats NaN as a missing value, and so
+  the null rules judge it; Spark would compare NaN as larger than any number);
+- unknown ids, duplicate rate, today's event-type mix and the trailing days' volume and
+  mix are Spark aggregates; examples are the first in row order (file, then row), as the
+  local engine quotes them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recsys.data.lake import list_partitions, partition_files
+from recsys.data.schema import EVENTS
+from recsys.errors import InputError
+from recsys.reports import Check
+from recsys.spark import file_hashes, get_spark, spark_path
+from recsys.storage import get_fs
+from recsys.validation import cross
+from recsys.validation.config import ValidationConfig
+from recsys.validation.gate import _content_hash, _Part
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+_ROW = "__recsys_row"
+_FILE = "__recsys_file"
+
+
+def _footers(files: list[str]) -> tuple[pa.Schema, int]:
+    """The partition's Arrow schema (as the local reader would unify it) and its rows, from
+    the Parquet footers only."""
+    schemas, rows = [], 0
+    for uri in files:
+        fs, path = get_fs(uri)
+        try:
+            with fs.open(path, "rb") as f:
+                meta = pq.ParquetFile(f)
+                schemas.append(meta.schema_arrow)
+                rows += meta.metadata.num_rows
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise InputError(f"{uri}: unreadable Parquet file ({exc})") from None
+    if len(schemas) == 1:
+        return schemas[0], rows
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive"), rows
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        where = files[0].rsplit("/", 1)[0]
+        raise InputError(f"{where}: files disagree on schema ({exc})") from None
+
+
+class SparkEngine:
+    """The gate's reads and figures on Spark (see the module docstring)."""
+
+    name = "spark"
+    gx_source = "spark"
+
+    def __init__(self, spark: SparkSession | None = None) -> None:
+        self.spark = spark or get_spark()
+
+    def load(self, lake: str, table: str, day: dt.date) -> _Part:
+        from pyspark.sql import functions as F
+
+        files = partition_files(lake, table, day)
+        schema, rows = _footers(files)
+        if rows == 0:
+            raise InputError(f"{', '.join(files)}: empty {table} partition (0 rows)")
+        sha = _content_hash(files, file_hashes(self.spark, files))
+        order = {spark_path(u).rsplit("/", 1)[-1]: i for i, u in enumerate(files)}
+        df = self.spark.read.option("mergeSchema", "true").parquet(
+            *[spark_path(u) for u in files])
+        rank = F.create_map(*[x for name, i in order.items() for x in (F.lit(name), F.lit(i))])
+        df = df.withColumn(_FILE, rank[F.col("_metadata.file_name")]).withColumn(
+            _ROW, F.col("_metadata.row_index"))
+        return _Part(table, day, None, files, set(), sha, schema, rows, frame=df)
+
+    def frame(self, part: _Part) -> Any:
+        """The usable columns for GX; NaN read as null in floating-point columns."""
+        from pyspark.sql import functions as F
+
+        df: DataFrame = part.frame
+        floats = {f.name for f in part.schema if pa.types.is_floating(f.type)}
+        cols = [
+            F.when(~F.isnan(F.col(c)), F.col(c)).alias(c) if c in floats else F.col(c)
+            for c in sorted(part.usable)
+        ]
+        return df.select(*cols)
+
+    def table(self, df: pd.DataFrame) -> Any:
+        return self.spark.createDataFrame(df)
+
+    def unknown_ids(self, ev: _Part, col: str, dim: _Part, tol: float,
+                    cfg: ValidationConfig) -> cross.Metric:
+        from pyspark.sql import functions as F
+
+        events: DataFrame = ev.frame
+        known = dim.frame.select(F.col(col).cast("string").alias("_known")).distinct()
+        ids = events.filter(F.col(col).isNotNull()).select(
+            F.col(col).cast("string").alias("_id"), _FILE, _ROW)
+        flagged = ids.join(known, ids["_id"] == known["_known"], "left_anti")
+        counts = ids.agg(F.count("*").alias("total")).first()
+        n_unknown = flagged.count()
+        examples = [str(r["_id"]) for r in flagged.groupBy("_id").agg(
+            F.min(F.struct(_FILE, _ROW)).alias("first")).orderBy("first").limit(
+            cfg.examples).collect()]
+        total = int(counts["total"]) if counts is not None else 0
+        return cross.unknown_ids_metric(col, dim.table, dim.day, tol, n_unknown, total, examples)
+
+    def duplicate_rate(self, ev: _Part, cfg: ValidationConfig) -> cross.Metric:
+        from pyspark.sql import functions as F
+
+        keys = list(cross.DUP_KEY)
+        groups = ev.frame.groupBy(*keys).agg(
+            F.count("*").alias("n"), F.min(F.struct(_FILE, _ROW)).alias("first"))
+        distinct = groups.count()
+        examples: list[str] = []
+        if ev.rows - distinct:
+            repeated = groups.filter(F.col("n") > 1).orderBy("first").limit(cfg.examples)
+            # ts (a UTC timestamp: the schema check let it through) as microseconds, so
+            # that Python's local time zone never enters the example
+            rows = repeated.select(
+                *[F.unix_micros(k).alias(k) if k == "ts" else k for k in keys]).collect()
+            examples = [cross.dup_example([_utc(r[k]) if k == "ts" else r[k] for k in keys])
+                        for r in rows]
+        return cross.duplicate_metric(ev.rows, distinct, examples, cfg)
+
+    def history(self, lake: str, day: dt.date, cfg: ValidationConfig) -> cross.History:
+        """The trailing partitions' rows and event-type counts, one Spark aggregate per day."""
+        from pyspark.sql import functions as F
+
+        first = day - dt.timedelta(days=cfg.history_days)
+        days = [d for d in list_partitions(lake, EVENTS) if first <= d < day]
+        rows: list[int] = []
+        mix: dict[str, int] = {}
+        for d in days:
+            files = partition_files(lake, EVENTS, d)
+            schema, _ = _footers(files)
+            df = self.spark.read.option("mergeSchema", "true").parquet(
+                *[spark_path(u) for u in files])
+            if "event_type" not in schema.names:
+                rows.append(df.count())
+                continue
+            counts = df.groupBy(F.col("event_type").cast("string").alias("t")).count().collect()
+            rows.append(sum(int(r["count"]) for r in counts))
+            for r in counts:
+                mix[str(r["t"])] = mix.get(str(r["t"]), 0) + int(r["count"])
+        return cross.History(days, rows, mix)
+
+    def mix_drift(self, ev: _Part, hist: cross.History,
+                  cfg: ValidationConfig) -> cross.Metric | Check:
+        from pyspark.sql import functions as F
+
+        today = {str(r["t"]): int(r["count"]) for r in ev.frame.groupBy(
+            F.col("event_type").cast("string").alias("t")).count().collect()}
+        return cross.mix_drift_of(today, hist, cfg)
+
+
+def _utc(us: int) -> dt.datetime:
+    """Microseconds since the epoch as the UTC datetime pyarrow gives the local engine."""
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
