@@ -34,6 +34,20 @@ app.add_typer(import_app, name="import")
 
 LakeOpt = Annotated[str, typer.Option("--lake", help="Lake URI: folder, memory://..., abfs://...")]
 DateArg = Annotated[str, typer.Option("--date", help="Logical date, YYYY-MM-DD")]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="local (pyarrow/pandas on this machine) or spark (PySpark: the cluster's session, "
+        "else local mode; $RECSYS_SPARK_MASTER)",
+    ),
+]
+
+
+def _engine(name: str) -> str:
+    if name not in ("local", "spark"):
+        raise typer.BadParameter(f"{name!r}: expected local or spark", param_hint="--engine")
+    return name
 
 
 @app.callback()
@@ -150,6 +164,7 @@ def validate(
         typer.Option("--report", help="Report folder (default: <lake>/reports/validation/dt=DATE)"),
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Gate thresholds file")] = None,
+    engine: EngineOpt = "local",
 ) -> None:
     """Run the data-quality gate on one day's partitions; exit 1 if a check fails."""
     from recsys.config import load_config
@@ -158,7 +173,8 @@ def validate(
 
     if not date:
         raise typer.BadParameter("--date is required", param_hint="--date")
-    result = run_gate(lake, parse_date(date), report, load_config(config, ValidationConfig))
+    result = run_gate(lake, parse_date(date), report, load_config(config, ValidationConfig),
+                      engine=_engine(engine))
     typer.echo(result.summary())
 
 
@@ -179,6 +195,7 @@ def build_graph(
         str | None,
         typer.Option("--report", help="Graph gate report (default: <lake>/reports/graph/dt=DATE)"),
     ] = None,
+    engine: EngineOpt = "local",
 ) -> None:
     """Build the point-in-time weighted graph snapshot with node features (exit 1: gate failed).
 
@@ -197,7 +214,12 @@ def build_graph(
             cfg = GraphConfig.model_validate({**cfg.model_dump(), "window_days": window_days})
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--window-days") from None
-    typer.echo(build_snapshot(lake, parse_date(as_of), cfg, out, report))
+    if _engine(engine) == "spark":
+        from recsys.graph.spark_build import build_snapshot_spark
+
+        typer.echo(build_snapshot_spark(lake, parse_date(as_of), cfg, out, report))
+    else:
+        typer.echo(build_snapshot(lake, parse_date(as_of), cfg, out, report))
 
 
 @app.command()

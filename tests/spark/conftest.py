@@ -1,0 +1,21 @@
+"""One local Spark session for the Spark engine's tests (``local[2]``, started once per test
+session and only by the tests that ask for it: PySpark's JVM takes ~15 s to start here).
+
+The session is the real thing: the pyspark wheel's jars on Debian's OpenJDK 17
+(``scripts/setup.sh`` installs it), nothing fetched at run time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    from recsys.spark import get_spark
+
+    session = get_spark("local[2]")
+    yield session
+    session.stop()
