@@ -57,8 +57,36 @@ class TrainConfig(BaseModel):
     """Positives per step; each step costs one full-graph propagation, so large is fast.
     Capped so that an epoch has at least ``min_steps_per_epoch`` steps (small graphs)."""
     min_steps_per_epoch: int = Field(8, ge=1)
+    loss: Literal["bpr", "softmax"] = "bpr"
+    """Ranking loss (:mod:`recsys.training.losses`): ``bpr`` against ``negatives`` hard
+    negatives per positive, or ``softmax``: a sampled-softmax cross-entropy with temperature
+    against ``softmax_negatives`` negatives shared by the whole batch."""
     negatives: int = Field(4, ge=1)
-    """Negatives per positive; the BPR loss is averaged over them."""
+    """BPR: negatives per positive; the loss is averaged over them."""
+    softmax_negatives: int = Field(1024, ge=1)
+    """Softmax: negatives shared by every positive of a batch (one ``[B, d] x [d, M]`` product)."""
+    softmax_sampler: Literal["in_batch", "uniform"] = "in_batch"
+    """Softmax negatives: ``in_batch``, the positive items of the batch (drawn by popularity,
+    and their embeddings are already gathered), or ``uniform`` items."""
+    temperature: float = Field(0.1, gt=0)
+    """Softmax temperature ``tau`` (with ``cosine``, scores lie in [-1, 1])."""
+    temperature_mode: Literal["fixed", "adaptive"] = "fixed"
+    """``adaptive``: per-user temperatures from each user's loss in the previous epoch
+    (:func:`recsys.training.losses.adaptive_temperature`), ``temperature`` for an average user."""
+    temperature_spread: float = Field(1.0, gt=0)
+    """How strongly a user's loss moves their adaptive temperature."""
+    cosine: bool = True
+    """Softmax: L2-normalise the embeddings inside the loss (cosine scores). Serving still ranks
+    by the dot product of the final embeddings."""
+    logq_correction: bool = False
+    """Softmax with ``in_batch`` negatives: subtract ``log q_j`` (item popularity) from each
+    negative's logit, so the sampled softmax estimates the full one."""
+    contrastive_weight: float = Field(0.0, ge=0)
+    """Weight of an InfoNCE regulariser between the batch nodes' layer-0 and final embeddings
+    (:func:`recsys.training.losses.info_nce`); 0 disables it."""
+    contrastive_temperature: float = Field(0.2, gt=0)
+    contrastive_rows: int = Field(1024, ge=1)
+    """The regulariser contrasts the first this many users and positives of each batch."""
     hard_negative_candidates: int = Field(8, ge=1)
     """Candidates drawn per negative, keeping the highest-scoring one (1 = uniform)."""
     hard_negative_precision: Literal["float32", "bfloat16"] = "bfloat16"
@@ -92,6 +120,11 @@ class TrainConfig(BaseModel):
     """Validation metric that selects the checkpoint and drives early stopping."""
     patience: int = Field(4, ge=1)
     """Stop after this many validations without improvement."""
+    fold_validation_epochs: int = Field(0, ge=0)
+    """Train the last this many epochs of the schedule on the validation pairs too (in the loss
+    and the graph). Validation ends before them, and they run only when the checkpoint chosen on
+    validation is the last one validated (the model was still improving); otherwise training
+    stops there with that checkpoint."""
 
     # graph scale
     mode: Literal["auto", "full", "sampled"] = "auto"
@@ -109,6 +142,10 @@ class TrainConfig(BaseModel):
     """Seed of every random draw; same seed, same metrics on CPU."""
     threads: int | None = Field(None, ge=1)
     """CPU threads for torch; ``None``: ``RECSYS_TORCH_THREADS`` or all cores."""
+    max_train_seconds: float | None = Field(None, gt=0)
+    """Stop after the first epoch that ends past this much training time (validation included),
+    validating there; the learning-rate schedule still spans ``epochs``. For time-matched
+    comparisons (benchmarks); ``None``: no limit."""
     checkpoint_every: int = Field(3, ge=1)
     """Save a resumable checkpoint every this many epochs (when a folder is given)."""
     progress: bool = True

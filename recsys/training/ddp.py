@@ -82,6 +82,14 @@ class Distributed:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return [float(v) for v in t.tolist()]
 
+    def sum_tensor(self, values: Tensor) -> Tensor:
+        """Element-wise sum of a tensor over the ranks (a new tensor; itself without DDP)."""
+        if not self.enabled:
+            return values
+        out = values.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
     def broadcast_flag(self, flag: bool, device: torch.device) -> bool:
         """Rank 0's ``flag`` on every rank (e.g. its early-stopping decision)."""
         if not self.enabled:

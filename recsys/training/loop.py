@@ -1,17 +1,28 @@
-"""The BPR training loop.
+"""The training loop: BPR or sampled softmax over a FeatureLightGCN.
 
-One step: draw a batch of positive edges (by weight), ``negatives`` negatives
-per positive (optionally the hardest of ``hard_negative_candidates``), compute
+One step: draw a batch of positive edges (by weight) and negatives, compute
 embeddings (one full-graph propagation, or a neighbour-sampled subgraph for
-graphs too large), and minimise::
+graphs too large), and minimise (losses in :mod:`recsys.training.losses`)::
 
-    BPR = mean_{(u,p), j} softplus(<e_u, e_n_j> - <e_u, e_p>)
-    L2  = l2 * mean_batch 0.5 * (|e0_u|^2 + |e0_p|^2 + mean_j |e0_n_j|^2)
+    loss = ranking(e_u, e_p, e_neg) + l2 * mean_rows 0.5 * |e0|^2 [+ cold-start terms]
+           [+ contrastive_weight * InfoNCE(final, layer 0)]
 
-plus, when nodes have features, the same BPR on the features-only layer 0 of
-the batch's users and items (what a new user or product gets), so the cold
-path is trained and not just initialised. Validation (carved from the
-training data, never the test set) picks the best epoch and stops early.
+- ``loss="bpr"``: ``negatives`` per positive, each the hardest of
+  ``hard_negative_candidates`` uniform draws;
+- ``loss="softmax"``: ``softmax_negatives`` items shared by the batch (its own
+  positives, or uniform draws), temperature ``temperature`` (fixed or per user).
+
+When nodes have features, the same ranking loss on the features-only layer 0
+of the batch's users and items (what a new user or product gets) trains the
+cold path. Validation (carved from the training data, never the test set)
+picks the best epoch and stops early; optionally the last epochs then train on
+the validation pairs too (``fold_validation_epochs``).
+
+The stages, each a function below: :func:`init_state` / :func:`restore_state`
+/ :func:`save_state` (model, optimiser, generators, best checkpoint),
+:func:`full_graph_rows` and :func:`sampled_rows` (the embeddings of one step),
+:func:`objective` (the loss of those rows), :func:`train_epoch`, and
+:func:`validate`; :func:`train` runs them.
 """
 
 from __future__ import annotations
@@ -25,13 +36,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from recsys.logs import get_logger
 from recsys.models.adjacency import NormalizedAdjacency, normalized_adjacency
 from recsys.models.lightgcn import FeatureLightGCN
+from recsys.training import losses
 from recsys.training.checkpoint import load_checkpoint, save_checkpoint
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData, split_validation
@@ -118,30 +129,52 @@ def lr_factor(cfg: TrainConfig, epoch: int) -> float:
     return cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def bpr_loss(pos: Tensor, neg: Tensor) -> Tensor:
-    """``mean softplus(neg - pos)`` for scores ``pos`` ``[B]`` and ``neg`` ``[B, n]``."""
-    return F.softplus(neg - pos.unsqueeze(1)).mean()
+def resolve_mode(cfg: TrainConfig, n_edges: int) -> str:
+    if cfg.mode != "auto":
+        return cfg.mode
+    return "full" if n_edges <= cfg.full_graph_max_edges else "sampled"
 
 
 class _Batches:
-    """Draws the training tensors of one step, shared by both modes."""
+    """The training edges and samplers of one training graph, shared by both modes."""
 
-    def __init__(self, data: InteractionData, cfg: TrainConfig, device: torch.device) -> None:
+    def __init__(self, data: InteractionData, device: torch.device) -> None:
         user = torch.from_numpy(data.train_user).to(device)
         item = torch.from_numpy(data.train_item).to(device)
         weight = torch.from_numpy(data.train_weight).to(device)
         self.neg = NegativeSampler(user, item, data.n_users, data.n_items)
-        # users who saw the whole catalogue have no negative: no BPR signal to learn from
+        # users who saw the whole catalogue have no negative: no ranking signal to learn from
         keep = self.neg.has_negative(user) & (weight > 0)
         self.user, self.item = user[keep], item[keep]
         if self.user.numel() == 0:
             raise ValueError("no training edge has a negative item to contrast with")
         self.pos = PositiveSampler(weight[keep])
-        self.cfg = cfg
+        # item popularity (weighted degree) for the log-Q correction of in-batch negatives
+        pop = torch.zeros(data.n_items, dtype=torch.float64, device=device)
+        pop.index_add_(0, self.item, weight[keep].double())
+        self.log_pop = torch.log(pop / pop.sum()).float()
 
     @property
     def n_edges(self) -> int:
         return int(self.user.numel())
+
+
+@dataclass
+class TrainingGraph:
+    """What a training phase trains on: interactions, their adjacency and samplers."""
+
+    data: InteractionData
+    adj: NormalizedAdjacency
+    batches: _Batches
+    nsampler: NeighborSampler | None
+
+    @classmethod
+    def build(
+        cls, data: InteractionData, cfg: TrainConfig, mode: str, device: torch.device
+    ) -> TrainingGraph:
+        adj = adjacency_for(data, cfg).to(device)
+        nsampler = NeighborSampler.from_csr(adj.matrix) if mode == "sampled" else None
+        return cls(data, adj, _Batches(data, device), nsampler)
 
 
 def _rows(x: Tensor, index: Tensor) -> Tensor:
@@ -192,56 +225,400 @@ def hardest_candidates(
     return cand.view(b, n, m).gather(2, pick).squeeze(2)
 
 
-def _loss(
+# ---------------------------------------------------------------- one step's rows
+
+
+@dataclass
+class NegativePlan:
+    """How a step draws its negatives (resolved once from the config and the graph)."""
+
+    shared: bool
+    """Softmax: ``count`` negatives shared by the batch; BPR: ``count`` per positive."""
+    count: int
+    candidates: int
+    """BPR: each negative is the hardest of this many uniform draws (1: uniform)."""
+    in_batch: bool
+    precision: torch.dtype
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, n_items: int) -> NegativePlan:
+        if cfg.loss == "softmax":
+            return cls(True, cfg.softmax_negatives, 1, cfg.softmax_sampler == "in_batch",
+                       torch.float32)
+        m = max(1, min(cfg.hard_negative_candidates, n_items // cfg.items_per_hard_candidate))
+        return cls(False, cfg.negatives, m, False, getattr(torch, cfg.hard_negative_precision))
+
+
+@dataclass
+class StepRows:
+    """The embeddings one step's loss needs.
+
+    ``u``, ``p`` ``[B]``; ``neg`` item ids ``[B, n]`` (per positive) or ``[M]``
+    (shared); ``eu``, ``ep`` ``[B, d]`` and ``en`` ``[B, n, d]`` or ``[M, d]``
+    final embeddings; ``e0u``, ``e0p``, ``e0n`` the same rows at layer 0.
+    """
+
+    u: Tensor
+    p: Tensor
+    neg: Tensor
+    eu: Tensor
+    ep: Tensor
+    en: Tensor
+    e0u: Tensor
+    e0p: Tensor
+    e0n: Tensor
+
+
+def _draw_negatives(
+    batches: _Batches, plan: NegativePlan, u: Tensor, p: Tensor, n_items: int,
+    gen: torch.Generator,
+) -> Tensor:
+    """BPR: ``[B, n*m]`` candidates (non-positives of each row's user); softmax: ``[M]`` items
+    (``in_batch``: the first ``M`` positives of the batch, whose rows are gathered anyway)."""
+    if not plan.shared:
+        return batches.neg.sample(u, plan.count * plan.candidates, gen)
+    if plan.in_batch:
+        return p[: plan.count]
+    return torch.randint(n_items, (plan.count,), generator=gen, device=u.device)
+
+
+def full_graph_rows(
     model: FeatureLightGCN,
-    cfg: TrainConfig,
+    graph: TrainingGraph,
+    plan: NegativePlan,
     u: Tensor,
     p: Tensor,
-    neg: Tensor,
+    gen: torch.Generator,
+) -> StepRows:
+    """One exact propagation over the whole graph, then the batch's rows."""
+    nu = graph.data.n_users
+    cand = _draw_negatives(graph.batches, plan, u, p, graph.data.n_items, gen)
+    x0 = model.all_layer0()  # [U+I, d]
+    nodes = model.smooth(x0, graph.adj)
+    if not plan.shared and plan.candidates > 1:
+        # score all n*m candidates without autograd; only the chosen negatives enter the
+        # graph (same loss and gradients, far less backward work than gathering them all)
+        frozen = nodes.detach()
+        neg = hardest_candidates(_rows(frozen, u), frozen[nu:], cand, plan.count,
+                                 plan.candidates, plan.precision)
+    else:
+        neg = cand
+    b = u.numel()
+    if plan.shared and plan.in_batch:
+        # the negatives are the first positives: their rows are already among the gathered ones
+        rows = torch.cat([u, p + nu])
+        eu, ep = torch.split(_rows(nodes, rows), [b, b])
+        e0u, e0p = torch.split(_rows(x0, rows), [b, b])
+        m = neg.numel()
+        return StepRows(u, p, neg, eu, ep, ep[:m], e0u, e0p, e0p[:m])
+    # users, positives and negatives in one gather from the final and one from the layer-0
+    # table: one scatter each in the backward
+    flat = neg.reshape(-1)
+    rows = torch.cat([u, p + nu, flat + nu])
+    eu, ep, en = torch.split(_rows(nodes, rows), [b, b, flat.numel()])
+    e0u, e0p, e0n = torch.split(_rows(x0, rows), [b, b, flat.numel()])
+    shape = (*neg.shape, -1)
+    return StepRows(u, p, neg, eu, ep, en.view(shape), e0u, e0p, e0n.view(shape))
+
+
+def sampled_rows(
+    model: FeatureLightGCN,
+    graph: TrainingGraph,
+    plan: NegativePlan,
+    u: Tensor,
+    p: Tensor,
+    fanouts: list[int],
+    gen: torch.Generator,
+) -> StepRows:
+    """Propagation over a neighbour-sampled subgraph around the batch's nodes, then its rows."""
+    assert graph.nsampler is not None
+    nu = graph.data.n_users
+    cand = _draw_negatives(graph.batches, plan, u, p, graph.data.n_items, gen)
+    flat = cand.reshape(-1)
+    seeds = torch.cat([u, p + nu, flat + nu])
+    sub = graph.nsampler.sample(seeds, fanouts, gen)
+    x0 = model.node_layer0(sub.nodes)
+    final = model.readout(model.propagate(x0, sub.matrix, sub.transpose))
+    emb = _rows(final, sub.seed_index)
+    emb0 = _rows(x0, sub.seed_index)
+    b = u.numel()
+    eu, ep, ecand = torch.split(emb, [b, b, flat.numel()])
+    e0u, e0p, e0cand = torch.split(emb0, [b, b, flat.numel()])
+    if plan.shared:
+        return StepRows(u, p, cand, eu, ep, ecand, e0u, e0p, e0cand)
+    n, m = plan.count, plan.candidates
+    if m > 1:
+        # the candidates' rows of this subgraph, chosen by position
+        slots = torch.arange(b * n * m, device=u.device).view(b, n * m)
+        pick = hardest_candidates(eu.detach(), ecand.detach(), slots, n, m, plan.precision)
+        return StepRows(u, p, flat[pick], eu, ep, _rows(ecand, pick), e0u, e0p,
+                        _rows(e0cand, pick))
+    return StepRows(u, p, cand, eu, ep, ecand.view(b, n, -1), e0u, e0p, e0cand.view(b, n, -1))
+
+
+# ---------------------------------------------------------------- the loss
+
+
+def ranking_loss(
+    cfg: TrainConfig,
     eu: Tensor,
     ep: Tensor,
     en: Tensor,
-    layer0: tuple[Tensor, Tensor, Tensor] | None = None,
-) -> tuple[Tensor, dict[str, float]]:
-    """Total loss from final embeddings ``eu``, ``ep`` ``[B, d]`` and ``en`` ``[B, n, d]``.
+    neg_mask: Tensor | None = None,
+    log_q: Tensor | None = None,
+    temperature: float | Tensor | None = None,
+) -> Tensor:
+    """The configured ranking loss of user rows ``eu`` against ``ep`` and the negatives ``en``."""
+    if cfg.loss == "bpr":
+        return losses.bpr(*losses.scores(eu, ep, en))
+    if cfg.cosine:
+        eu, ep, en = (torch.nn.functional.normalize(x, dim=-1) for x in (eu, ep, en))
+    pos, neg = losses.scores(eu, ep, en)
+    tau = cfg.temperature if temperature is None else temperature
+    return losses.softmax(pos, neg, tau, neg_mask, log_q)
 
-    ``layer0``: the layer-0 rows of ``u``, ``p`` and ``neg`` when the caller
-    already gathered them (otherwise looked up here).
+
+def objective(
+    model: FeatureLightGCN,
+    cfg: TrainConfig,
+    rows: StepRows,
+    log_pop: Tensor,
+    temperature: float | Tensor | None = None,
+) -> tuple[Tensor, dict[str, float], Tensor | None]:
+    """Total loss of a step, its parts, and (softmax) the per-row loss at the base temperature.
+
+    The L2 term is ``l2 * 0.5 * (mean_b |e0_u|^2 + mean_b |e0_p|^2 + mean_neg |e0_n|^2)``.
     """
-    pos_s = (eu * ep).sum(-1)
-    neg_s = torch.bmm(en, eu.unsqueeze(2)).squeeze(2)
-    bpr = bpr_loss(pos_s, neg_s)
-    if layer0 is None:
-        layer0 = (model.user_layer0(u), model.item_layer0(p), model.item_layer0(neg))
-    e0u, e0p, e0n = layer0
-    # = mean over the batch of 0.5 * (|e0_u|^2 + |e0_p|^2 + mean_j |e0_n_j|^2)
-    reg = 0.5 * (e0u.square().sum() + e0p.square().sum() + e0n.square().sum() / neg.shape[1])
-    reg = reg / u.shape[0]
-    loss = bpr + cfg.l2 * reg
-    parts = {"bpr": float(bpr.detach())}
+    mask = log_q = None
+    if cfg.loss == "softmax":
+        mask = rows.p.unsqueeze(1) != rows.neg.unsqueeze(0)  # a row's own positive is no negative
+        if cfg.logq_correction and cfg.softmax_sampler == "in_batch":
+            log_q = log_pop[rows.neg]
+    rank = ranking_loss(cfg, rows.eu, rows.ep, rows.en, mask, log_q, temperature)
+    reg = 0.5 * (rows.e0u.square().sum(-1).mean() + rows.e0p.square().sum(-1).mean()
+                 + rows.e0n.square().sum(-1).mean())
+    loss = rank + cfg.l2 * reg
+    parts: dict[str, float] = {str(cfg.loss): float(rank.detach())}
+    if cfg.contrastive_weight > 0:
+        c = cfg.contrastive_rows
+        cl = losses.info_nce(rows.eu[:c], rows.e0u[:c], cfg.contrastive_temperature)
+        cl = cl + losses.info_nce(rows.ep[:c], rows.e0p[:c], cfg.contrastive_temperature)
+        loss = loss + cfg.contrastive_weight * cl
+        parts["contrastive"] = float(cl.detach())
+    per_row = None
+    if cfg.loss == "softmax" and cfg.temperature_mode == "adaptive":
+        with torch.no_grad():
+            a, b_, c_ = rows.eu.detach(), rows.ep.detach(), rows.en.detach()
+            if cfg.cosine:
+                a, b_, c_ = (torch.nn.functional.normalize(x, dim=-1) for x in (a, b_, c_))
+            pos, neg = losses.scores(a, b_, c_)
+            per_row = losses.softmax(pos, neg, cfg.temperature, mask, log_q, reduce=False)
     if cfg.feature_loss_weight > 0 and model.user_features is not None:
-        cu = model.project_user_features(model.user_features[u])
-        cold_u = bpr_loss((cu * ep).sum(-1), (cu.unsqueeze(1) * en).sum(-1))
+        cu = model.project_user_features(model.user_features[rows.u])
+        cold_u = ranking_loss(cfg, cu, rows.ep, rows.en, mask, log_q)
         loss = loss + cfg.feature_loss_weight * cold_u
-        parts["cold_user_bpr"] = float(cold_u.detach())
+        parts[f"cold_user_{cfg.loss}"] = float(cold_u.detach())
     if cfg.feature_loss_weight > 0 and model.item_features is not None:
-        assert model.item_features is not None
-        cp = model.project_item_features(model.item_features[p])
-        cn = model.project_item_features(model.item_features[neg])
-        cold_i = bpr_loss((eu * cp).sum(-1), (eu.unsqueeze(1) * cn).sum(-1))
+        cp = model.project_item_features(model.item_features[rows.p])
+        cn = model.project_item_features(model.item_features[rows.neg])
+        cold_i = ranking_loss(cfg, rows.eu, cp, cn, mask, log_q)
         loss = loss + cfg.feature_loss_weight * cold_i
-        parts["cold_item_bpr"] = float(cold_i.detach())
-    return loss, parts
+        parts[f"cold_item_{cfg.loss}"] = float(cold_i.detach())
+    return loss, parts, per_row
 
 
-def resolve_mode(cfg: TrainConfig, n_edges: int) -> str:
-    if cfg.mode != "auto":
-        return cfg.mode
-    return "full" if n_edges <= cfg.full_graph_max_edges else "sampled"
+# ---------------------------------------------------------------- state and checkpoints
 
 
-def _state_copy(model: FeatureLightGCN) -> dict[str, Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+@dataclass
+class TrainState:
+    """Everything a resumed run needs: model, optimiser, generator, progress, best checkpoint."""
+
+    model: FeatureLightGCN
+    optimizer: torch.optim.Optimizer
+    gen: torch.Generator
+    epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    best_state: dict[str, Tensor] | None = None
+    bad_evals: int = 0
+    elapsed_before: float = 0.0
+    folded: bool = False
+    """The validation pairs have joined training (``fold_validation_epochs``)."""
+    user_temperature: Tensor | None = None
+    """Adaptive temperatures ``[U]`` for the next epoch (``None``: the fixed one)."""
+
+    def snapshot_best(self, score: float, epoch: int) -> None:
+        self.best_score, self.best_epoch, self.bad_evals = score, epoch, 0
+        self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+
+def init_state(data: InteractionData, cfg: TrainConfig, device: torch.device) -> TrainState:
+    model = build_model(data, cfg).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed)
+    return TrainState(model, optimizer, gen)
+
+
+def restore_state(state: TrainState, folder: str, cfg_json: str, device: torch.device) -> bool:
+    """Continue from the checkpoint in ``folder`` if there is one; whether there was."""
+    ck = load_checkpoint(folder, map_location=device)
+    if ck is None:
+        return False
+    if ck.get("config") != cfg_json:
+        log.warning("resuming %s with a different config than it was started with", folder)
+    state.model.load_state_dict(ck["model"])
+    state.optimizer.load_state_dict(ck["optimizer"])
+    state.gen.set_state(ck["generator"].cpu())  # generator states are CPU byte tensors
+    state.epoch = int(ck["epoch"])
+    state.history = list(ck["history"])
+    state.best_score = float(ck["best_score"])
+    state.best_epoch = int(ck["best_epoch"])
+    state.best_state = ck["best_state"] or None
+    state.bad_evals = int(ck["bad_evals"])
+    state.elapsed_before = float(ck.get("elapsed", 0.0))
+    state.folded = bool(ck.get("folded", False))
+    temp = ck.get("user_temperature")
+    state.user_temperature = None if temp is None or temp.numel() == 0 else temp.to(device)
+    log.info("resumed from %s at epoch %d", folder, state.epoch)
+    return True
+
+
+def save_state(state: TrainState, folder: str, cfg_json: str, elapsed: float) -> None:
+    save_checkpoint(folder, {
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "generator": state.gen.get_state(),
+        "epoch": state.epoch,
+        "history": state.history,
+        "best_score": state.best_score,
+        "best_epoch": state.best_epoch,
+        "best_state": state.best_state or {},
+        "bad_evals": state.bad_evals,
+        "elapsed": elapsed,
+        "config": cfg_json,
+        "folded": state.folded,
+        "user_temperature": torch.zeros(0) if state.user_temperature is None
+        else state.user_temperature,
+    })
+
+
+# ---------------------------------------------------------------- epochs and validation
+
+
+@dataclass
+class EpochPlan:
+    """What every epoch of a run shares."""
+
+    cfg: TrainConfig
+    mode: str
+    negatives: NegativePlan
+    batch_size: int
+    fanouts: list[int]
+    ctx: Distributed
+    device: torch.device
+    neg_gen: torch.Generator
+
+
+def train_epoch(state: TrainState, graph: TrainingGraph, plan: EpochPlan) -> dict[str, float]:
+    """One pass over the training edges; returns the epoch's mean loss and its parts."""
+    cfg, ctx, model, optimizer = plan.cfg, plan.ctx, state.model, state.optimizer
+    epoch = state.epoch
+    model.train()
+    for g in optimizer.param_groups:
+        g["lr"] = cfg.lr * lr_factor(cfg, epoch)
+    batches = graph.batches
+    order = batches.pos.epoch(state.gen)
+    neg_gen = plan.neg_gen
+    if ctx.enabled:
+        # under DDP ``state.gen`` draws the epoch order, the same on every rank so that their
+        # slices are disjoint; negatives and neighbour samples come from a generator of the
+        # rank's own, reseeded from (seed, rank, epoch) so a resumed job draws what the
+        # uninterrupted one would
+        seq = np.random.SeedSequence([cfg.seed, ctx.rank, epoch])
+        neg_gen.manual_seed(int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+    adaptive = cfg.loss == "softmax" and cfg.temperature_mode == "adaptive"
+    n_users = graph.data.n_users
+    if adaptive:
+        loss_sum = torch.zeros(n_users, dtype=torch.float64, device=plan.device)
+        loss_cnt = torch.zeros(n_users, dtype=torch.float64, device=plan.device)
+    total, steps = 0.0, 0
+    parts_sum: dict[str, float] = {}
+    bs = plan.batch_size
+    for s in range(0, order.numel(), bs):
+        idx = order[s : s + bs]
+        share = 1.0
+        if ctx.enabled:
+            batch_n = idx.numel()
+            idx = idx.tensor_split(ctx.world_size)[ctx.rank]
+            # this rank's part of the batch mean, so the averaged gradient is the batch's
+            share = idx.numel() / batch_n
+            if idx.numel() == 0:  # a last batch smaller than the world: still all-reduce
+                optimizer.zero_grad(set_to_none=True)
+                ctx.all_reduce_gradients(model.parameters())
+                optimizer.step()
+                steps += 1
+                continue
+        u, p = batches.user[idx], batches.item[idx]
+        if plan.mode == "full":
+            rows = full_graph_rows(model, graph, plan.negatives, u, p, neg_gen)
+        else:
+            rows = sampled_rows(model, graph, plan.negatives, u, p, plan.fanouts, neg_gen)
+        temperature = None
+        if state.user_temperature is not None:
+            temperature = state.user_temperature[u]
+        loss, parts, per_row = objective(model, cfg, rows, batches.log_pop, temperature)
+        if adaptive and per_row is not None:
+            loss_sum.index_add_(0, u, per_row.double())
+            loss_cnt.index_add_(0, u, torch.ones_like(per_row, dtype=torch.float64))
+        optimizer.zero_grad(set_to_none=True)
+        if ctx.enabled:
+            (loss * (share * ctx.world_size)).backward()  # type: ignore[no-untyped-call]
+            ctx.all_reduce_gradients(model.parameters())
+            total += float(loss.detach()) * share
+            parts = {k: v * share for k, v in parts.items()}
+        else:
+            loss.backward()  # type: ignore[no-untyped-call]
+            total += float(loss.detach())
+        optimizer.step()
+        for k, v in parts.items():
+            parts_sum[k] = parts_sum.get(k, 0.0) + v
+        steps += 1
+    if ctx.enabled:  # the batch losses, not this rank's slices'
+        keys = sorted(parts_sum)
+        summed = ctx.sum([total, *(parts_sum[k] for k in keys)], plan.device)
+        total, parts_sum = summed[0], dict(zip(keys, summed[1:], strict=True))
+    if adaptive:
+        if ctx.enabled:
+            loss_sum, loss_cnt = ctx.sum_tensor(loss_sum), ctx.sum_tensor(loss_cnt)
+        mean = torch.where(loss_cnt > 0, loss_sum / loss_cnt.clamp(min=1), math.nan)
+        temps = losses.adaptive_temperature(mean.cpu().numpy(), cfg.temperature,
+                                            cfg.temperature_spread)
+        state.user_temperature = torch.from_numpy(temps).float().to(plan.device)
+    row: dict[str, float] = {
+        "epoch": epoch + 1,
+        "loss": total / max(steps, 1),
+        "lr": optimizer.param_groups[0]["lr"],
+    }
+    row.update({k: v / max(steps, 1) for k, v in parts_sum.items()})
+    if adaptive and state.user_temperature is not None:
+        row["temperature_mean"] = float(state.user_temperature.mean())
+    return row
+
+
+def validate(
+    model: FeatureLightGCN, adj: NormalizedAdjacency, evaluator: RankingEvaluator
+) -> dict[str, float]:
+    """Validation metrics of ``model`` propagating over the training graph ``adj``."""
+    model.eval()
+    with torch.no_grad():
+        ue, ie = model(adj)
+        return evaluator.evaluate(ue, ie)
+
+
+# ---------------------------------------------------------------- the run
 
 
 def train(
@@ -256,7 +633,7 @@ def train(
     max_epochs: int | None = None,
     dist: Distributed | None = None,
 ) -> TrainResult:
-    """Train a :class:`FeatureLightGCN` on ``data`` with BPR; see the module docstring.
+    """Train a :class:`FeatureLightGCN` on ``data``; see the module docstring.
 
     ``checkpoint_dir`` (a URI) receives a resumable checkpoint every
     ``cfg.checkpoint_every`` epochs; with ``resume`` an existing one there is
@@ -277,198 +654,96 @@ def train(
         torch.set_num_threads(threads)
 
     split = split_validation(data, cfg.val_fraction, cfg.seed)
-    train_data = split.train
     evaluator = RankingEvaluator(
-        train_data.train_user,
-        train_data.train_item,
-        split.val_user,
-        split.val_item,
-        data.n_users,
-        data.n_items,
-        ks=(cfg.eval_k,),
-        max_users=cfg.eval_max_users,
+        split.train.train_user, split.train.train_item, split.val_user, split.val_item,
+        data.n_users, data.n_items, ks=(cfg.eval_k,), max_users=cfg.eval_max_users,
         seed=cfg.seed,
     )
-    mode = resolve_mode(cfg, train_data.n_interactions)
-    adj = adjacency_for(train_data, cfg).to(dev)
-    model = build_model(train_data, cfg).to(dev)
-    batches = _Batches(train_data, cfg, dev)
-    nsampler = NeighborSampler.from_csr(adj.matrix) if mode == "sampled" else None
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    gen = torch.Generator(device=dev)
-    gen.manual_seed(cfg.seed)
-    # under DDP ``gen`` draws the epoch order, the same on every rank so that their slices
-    # are disjoint; negatives and neighbour samples come from a generator of the rank's own,
-    # reseeded from (seed, rank, epoch) so a resumed job draws what the uninterrupted one would
-    neg_gen = torch.Generator(device=dev) if ctx.enabled else gen
-
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    best_score = -math.inf
-    best_epoch = 0
-    best_state: dict[str, Tensor] | None = None
-    bad_evals = 0
-    elapsed_before = 0.0
+    mode = resolve_mode(cfg, split.train.n_interactions)
+    graph = TrainingGraph.build(split.train, cfg, mode, dev)
+    state = init_state(split.train, cfg, dev)
     cfg_json = cfg.model_dump_json()
     if checkpoint_dir and resume:
-        ck = load_checkpoint(checkpoint_dir, map_location=dev)
-        if ck is not None:
-            if ck.get("config") != cfg_json:
-                log.warning("resuming %s with a different config than it was started with",
-                            checkpoint_dir)
-            model.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
-            gen.set_state(ck["generator"].cpu())  # generator states are CPU byte tensors
-            start_epoch = int(ck["epoch"])
-            history = list(ck["history"])
-            best_score = float(ck["best_score"])
-            best_epoch = int(ck["best_epoch"])
-            best_state = ck["best_state"] or None
-            bad_evals = int(ck["bad_evals"])
-            elapsed_before = float(ck.get("elapsed", 0.0))
-            log.info("resumed from %s at epoch %d", checkpoint_dir, start_epoch)
+        restore_state(state, checkpoint_dir, cfg_json, dev)
+    # the batch size follows the graph training starts on, also for a run resumed after a fold
+    n_edges = graph.batches.n_edges
+    if state.folded:
+        graph = TrainingGraph.build(data, cfg, mode, dev)
 
     tracker.log_params(
         {"config": cfg.model_dump(), "mode": mode, "device": str(dev),
          "n_users": data.n_users, "n_items": data.n_items,
-         "train_edges": train_data.n_interactions, "val_pairs": int(split.val_user.size)}
+         "train_edges": split.train.n_interactions, "val_pairs": int(split.val_user.size)}
     )
     log.info(
         "training %s: %d users, %d items, %d train edges, %d validation pairs, mode=%s, device=%s",
-        f"K={cfg.num_layers} d={cfg.embedding_dim}", data.n_users, data.n_items,
-        train_data.n_interactions, split.val_user.size, mode, dev,
+        f"K={cfg.num_layers} d={cfg.embedding_dim} loss={cfg.loss}", data.n_users, data.n_items,
+        split.train.n_interactions, split.val_user.size, mode, dev,
     )
-
-    n = cfg.negatives
-    m = max(1, min(cfg.hard_negative_candidates, data.n_items // cfg.items_per_hard_candidate))
-    precision: torch.dtype = getattr(torch, cfg.hard_negative_precision)
     bs = cfg.batch_size if mode == "full" else cfg.sampled_batch_size
-    bs = max(1, min(bs, math.ceil(batches.n_edges / cfg.min_steps_per_epoch)))
-    fanouts = [cfg.fanouts[min(k, len(cfg.fanouts) - 1)] for k in range(cfg.num_layers)]
+    plan = EpochPlan(
+        cfg=cfg, mode=mode, negatives=NegativePlan.of(cfg, data.n_items),
+        batch_size=max(1, min(bs, math.ceil(n_edges / cfg.min_steps_per_epoch))),
+        fanouts=[cfg.fanouts[min(k, len(cfg.fanouts) - 1)] for k in range(cfg.num_layers)],
+        ctx=ctx, device=dev,
+        neg_gen=torch.Generator(device=dev) if ctx.enabled else state.gen,
+    )
+    # the epoch after which the validation pairs join training (never, without folding)
+    fold_at = cfg.epochs - cfg.fold_validation_epochs if cfg.fold_validation_epochs else -1
+    can_validate = ctx.is_main and not evaluator.empty
     last_epoch = cfg.epochs if max_epochs is None else min(cfg.epochs, max_epochs)
     stopped_early = False
     t0 = time.perf_counter()
     monitor_seconds = 0.0
-    bar = tqdm(range(start_epoch, last_epoch), desc="train", unit="epoch",
-               disable=not (cfg.progress and ctx.is_main), initial=start_epoch, total=last_epoch)
-    epoch = start_epoch
+
+    def elapsed() -> float:
+        return state.elapsed_before + time.perf_counter() - t0 - monitor_seconds
+
+    bar = tqdm(range(state.epoch, last_epoch), desc="train", unit="epoch",
+               disable=not (cfg.progress and ctx.is_main), initial=state.epoch, total=last_epoch)
     for epoch in bar:
-        model.train()
-        for g in optimizer.param_groups:
-            g["lr"] = cfg.lr * lr_factor(cfg, epoch)
-        order = batches.pos.epoch(gen)
-        if ctx.enabled:
-            seq = np.random.SeedSequence([cfg.seed, ctx.rank, epoch])
-            neg_gen.manual_seed(int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1)))
-        loss_sum, steps = 0.0, 0
-        parts_sum: dict[str, float] = {}
-        for s in range(0, order.numel(), bs):
-            idx = order[s : s + bs]
-            share = 1.0
-            if ctx.enabled:
-                batch_n = idx.numel()
-                idx = idx.tensor_split(ctx.world_size)[ctx.rank]
-                # this rank's part of the batch mean, so the averaged gradient is the batch's
-                share = idx.numel() / batch_n
-                if idx.numel() == 0:  # a last batch smaller than the world: still all-reduce
-                    optimizer.zero_grad(set_to_none=True)
-                    ctx.all_reduce_gradients(model.parameters())
-                    optimizer.step()
-                    steps += 1
-                    continue
-            u, p = batches.user[idx], batches.item[idx]
-            cand = batches.neg.sample(u, n * m, neg_gen)
-            layer0: tuple[Tensor, Tensor, Tensor] | None = None
-            if mode == "full":
-                x0 = model.all_layer0()  # [U+I, d]
-                nodes = model.smooth(x0, adj)
-                if m > 1:
-                    # score all n*m candidates without autograd; only the chosen
-                    # negatives enter the graph (same loss and gradients, far less
-                    # backward work than gathering every candidate with grad)
-                    frozen = nodes.detach()
-                    neg = hardest_candidates(
-                        _rows(frozen, u), frozen[data.n_users :], cand, n, m, precision
-                    )
-                else:
-                    neg = cand
-                # users, positives and negatives in one gather from the final and one from
-                # the layer-0 table: one scatter each in the backward
-                b, n_neg = u.numel(), neg.shape[1]
-                rows = torch.cat([u, p + data.n_users, neg.reshape(-1) + data.n_users])
-                eu, ep, flat_neg = torch.split(_rows(nodes, rows), [b, b, b * n_neg])
-                ecand = flat_neg.view(b, n_neg, -1)
-                r0u, r0p, r0n = torch.split(_rows(x0, rows), [b, b, b * n_neg])
-                layer0 = (r0u, r0p, r0n.view(b, n_neg, -1))
-            else:
-                assert nsampler is not None
-                nu = data.n_users
-                seeds = torch.cat([u, p + nu, cand.reshape(-1) + nu])
-                sub = nsampler.sample(seeds, fanouts, neg_gen)
-                x0 = model.node_layer0(sub.nodes)
-                final = model.readout(model.propagate(x0, sub.matrix, sub.transpose))
-                emb = _rows(final, sub.seed_index)
-                b = u.numel()
-                eu, ep = emb[:b], emb[b : 2 * b]
-                ecand = emb[2 * b :].view(b, n * m, -1)
-            if mode == "full":
-                en = ecand
-            elif m > 1:
-                # the candidates' rows of this subgraph, chosen by position
-                flat = ecand.reshape(b * n * m, -1)
-                slots = torch.arange(b * n * m, device=dev).view(b, n * m)
-                pick = hardest_candidates(eu.detach(), flat.detach(), slots, n, m, precision)
-                neg = cand.reshape(-1)[pick]
-                en = _rows(flat, pick)
-            else:
-                neg, en = cand, ecand
-            loss, parts = _loss(model, cfg, u, p, neg, eu, ep, en, layer0)
-            optimizer.zero_grad(set_to_none=True)
-            if ctx.enabled:
-                (loss * (share * ctx.world_size)).backward()  # type: ignore[no-untyped-call]
-                ctx.all_reduce_gradients(model.parameters())
-                loss_sum += float(loss.detach()) * share
-                parts = {k: v * share for k, v in parts.items()}
-            else:
-                loss.backward()  # type: ignore[no-untyped-call]
-                loss_sum += float(loss.detach())
-            optimizer.step()
-            for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + v
-            steps += 1
-        if ctx.enabled:  # the batch losses, not this rank's slices'
-            keys = sorted(parts_sum)
-            total = ctx.sum([loss_sum, *(parts_sum[k] for k in keys)], dev)
-            loss_sum, parts_sum = total[0], dict(zip(keys, total[1:], strict=True))
-        row: dict[str, float] = {
-            "epoch": epoch + 1,
-            "loss": loss_sum / max(steps, 1),
-            "lr": optimizer.param_groups[0]["lr"],
-        }
-        row.update({k: v / max(steps, 1) for k, v in parts_sum.items()})
-        done = epoch + 1 == cfg.epochs  # the schedule's end, not a max_epochs pause
-        if ctx.is_main and not evaluator.empty and ((epoch + 1) % cfg.eval_every == 0 or done):
-            model.eval()
-            with torch.no_grad():
-                ue, ie = model(adj)
-                val = evaluator.evaluate(ue, ie)
+        state.epoch = epoch
+        row = train_epoch(state, graph, plan)
+        state.epoch = epoch + 1
+        # the schedule's end (not a max_epochs pause), or the time budget spent
+        out_of_time = cfg.max_train_seconds is not None and elapsed() >= cfg.max_train_seconds
+        out_of_time = ctx.broadcast_flag(out_of_time, dev)
+        done = epoch + 1 == cfg.epochs or out_of_time
+        at_fold = epoch + 1 == fold_at and not out_of_time
+        due = (epoch + 1) % cfg.eval_every == 0 or done or at_fold
+        if can_validate and due and not state.folded:
+            val = validate(state.model, graph.adj, evaluator)
             row.update({f"val_{k}": v for k, v in val.items()})
             score = val.get(cfg.select_metric, -math.inf)
-            if score > best_score:
-                best_score, best_epoch, bad_evals = score, epoch + 1, 0
-                best_state = _state_copy(model)
+            if score > state.best_score:
+                state.snapshot_best(score, epoch + 1)
             else:
-                bad_evals += 1
-            row["elapsed_s"] = elapsed_before + time.perf_counter() - t0 - monitor_seconds
+                state.bad_evals += 1
+            if state.bad_evals >= cfg.patience:
+                stopped_early = True
+        if can_validate and due:
+            row["elapsed_s"] = elapsed()
             if on_eval is not None:
                 tm = time.perf_counter()
-                row.update(on_eval(epoch + 1, model))
+                row.update(on_eval(epoch + 1, state.model))
                 monitor_seconds += time.perf_counter() - tm
-            if bad_evals >= cfg.patience:
+        if at_fold and not stopped_early:
+            # fold only while still improving: the last validated checkpoint is the best one
+            fold = evaluator.empty or state.best_epoch == epoch + 1
+            fold = ctx.broadcast_flag(fold, dev)
+            if fold:
+                log.info("epoch %d: the validation pairs join training for the last %d epochs",
+                         epoch + 1, cfg.fold_validation_epochs)
+                state.folded = True
+                graph = TrainingGraph.build(data, cfg, mode, dev)
+            else:
                 stopped_early = True
+        if out_of_time and not stopped_early:
+            log.info("time budget of %.0f s spent at epoch %d", cfg.max_train_seconds, epoch + 1)
+            stopped_early = True
         stopped_early = ctx.broadcast_flag(stopped_early, dev)
-        row.setdefault("elapsed_s", elapsed_before + time.perf_counter() - t0 - monitor_seconds)
-        history.append(row)
+        row.setdefault("elapsed_s", elapsed())
+        state.history.append(row)
         tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
         bar.set_postfix({k: f"{row[k]:.4f}" for k in ("loss", f"val_{cfg.select_metric}")
                          if k in row})
@@ -476,32 +751,32 @@ def train(
         pause = epoch + 1 == last_epoch
         save = (epoch + 1) % cfg.checkpoint_every == 0 or pause or stopped_early
         if checkpoint_dir and ctx.is_main and save:
-            save_checkpoint(checkpoint_dir, {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "generator": gen.get_state(),
-                "epoch": epoch + 1,
-                "history": history,
-                "best_score": best_score,
-                "best_epoch": best_epoch,
-                "best_state": best_state or {},
-                "bad_evals": bad_evals,
-                "elapsed": row["elapsed_s"],
-                "config": cfg_json,
-            })
+            save_state(state, checkpoint_dir, cfg_json, row["elapsed_s"])
         if stopped_early:
             log.info("early stop at epoch %d: best %s=%.4f at epoch %d",
-                     epoch + 1, cfg.select_metric, best_score, best_epoch)
+                     epoch + 1, cfg.select_metric, state.best_score, state.best_epoch)
             break
     bar.close()
-    epochs_run = history[-1]["epoch"] if history else start_epoch
-    if best_state is None:
-        best_epoch = int(epochs_run)
+    return _result(state, cfg, mode, stopped_early, int(split.val_user.size))
+
+
+def _result(
+    state: TrainState, cfg: TrainConfig, mode: str, stopped_early: bool, val_pairs: int
+) -> TrainResult:
+    history = state.history
+    epochs_run = int(history[-1]["epoch"]) if history else state.epoch
+    model = state.model
+    best_epoch = state.best_epoch
+    val_epoch = best_epoch
+    if state.folded:
+        best_epoch = epochs_run  # the folded epochs' end: chosen when validation said go on
+    elif state.best_state is None:
+        best_epoch = val_epoch = epochs_run
     else:
-        model.load_state_dict(best_state)
+        model.load_state_dict(state.best_state)
     model.eval()
     best_val = {
-        k[4:]: v for r in history if r["epoch"] == best_epoch for k, v in r.items()
+        k[4:]: v for r in history if r["epoch"] == val_epoch for k, v in r.items()
         if k.startswith("val_")
     }
     return TrainResult(
@@ -509,9 +784,10 @@ def train(
         history=history,
         best_epoch=best_epoch,
         best_val=best_val,
-        epochs_run=int(epochs_run),
+        epochs_run=epochs_run,
         train_seconds=float(history[-1]["elapsed_s"]) if history else 0.0,
         mode=mode,
         stopped_early=stopped_early,
-        val_pairs=int(split.val_user.size),
+        val_pairs=val_pairs,
+        extra={"folded_validation": state.folded},
     )

@@ -11,6 +11,10 @@ from typing import Any
 
 import pytest
 
+from tests.validation.conftest import synth_lake
+
+__all__ = ["spark", "synth_lake"]
+
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:

@@ -9,6 +9,7 @@ import torch
 from recsys.evaluation.baselines import Popularity
 from recsys.evaluation.ranking import evaluate_topk, interactions_csr, topk_full_ranking
 from recsys.training.config import TrackingConfig, TrainConfig
+from recsys.training.data import split_validation
 from recsys.training.evaluator import RankingEvaluator
 from recsys.training.loop import adjacency_for, train
 
@@ -193,3 +194,99 @@ def test_hardest_candidates_picks_the_top_scored_candidate_of_each_slot() -> Non
     low = hardest_candidates(users, items, cand, n, m, torch.bfloat16)
     assert (low.unsqueeze(-1) == cand.view(700, n, m)).any(-1).all()
     assert (low == chosen).float().mean() > 0.9
+
+
+# every loss, with a setting that suits it: the planted signal must come through each
+LOSSES: dict[str, dict[str, object]] = {
+    "bpr": {},
+    "softmax-uniform-dot": dict(loss="softmax", init_std=0.01, cosine=False, temperature=1.0,
+                                softmax_sampler="uniform"),
+    "softmax-in-batch-logq-dot": dict(loss="softmax", init_std=0.01, cosine=False,
+                                      temperature=1.0, logq_correction=True),
+    "softmax-uniform-cosine": dict(loss="softmax", init_std=0.01, softmax_sampler="uniform",
+                                   temperature=0.05),
+    "softmax-adaptive-temperature": dict(loss="softmax", init_std=0.01, cosine=False,
+                                         temperature=1.0, softmax_sampler="uniform",
+                                         temperature_mode="adaptive"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_each_loss_beats_popularity_and_mf_on_planted_clusters(name: str) -> None:
+    p = planted(n_users=500, n_items=300, per_user=8, seed=1)
+    pop = popularity_recall(p)
+    gnn = final(p, cfg(**LOSSES[name]))
+    mf = final(p, cfg(num_layers=0))  # MF-BPR, as the product's evaluate command trains it
+    print(f"{name}: gnn={gnn:.3f} mf-bpr={mf:.3f} pop={pop:.3f}")
+    assert gnn > 1.5 * pop, (gnn, mf, pop)
+    assert gnn > mf + 0.03, (gnn, mf, pop)
+
+
+def test_adaptive_temperatures_follow_the_users_losses() -> None:
+    p = planted(n_users=300, n_items=120, seed=8)
+    c = cfg(**LOSSES["softmax-adaptive-temperature"], epochs=3, eval_every=3)
+    result = train(p.data, c)
+    means = [r["temperature_mean"] for r in result.history]
+    assert all(m > 0 for m in means) and len(set(means)) == len(means)  # recomputed each epoch
+
+
+def test_validation_pairs_join_training_for_the_last_epochs_while_improving() -> None:
+    p = planted(n_users=400, n_items=240, per_user=8, seed=9)
+    # a slow learning rate: still improving at the fold point (epoch 4), so the fold happens
+    c = cfg(epochs=6, eval_every=2, lr=0.002, fold_validation_epochs=2)
+    folded = train(p.data, c)
+    assert folded.extra["folded_validation"]
+    assert folded.best_epoch == 6 and folded.epochs_run == 6  # the final model is the result
+    assert [r["epoch"] for r in folded.history if "val_recall@20" in r] == [2, 4]
+    assert folded.best_val == {k[4:]: v for k, v in folded.history[3].items()
+                               if k.startswith("val_")}
+    plain = train(p.data, cfg(epochs=6, eval_every=2, lr=0.002))
+    assert not plain.extra["folded_validation"]
+    # the folded epochs trained on the validation pairs: the model ranks them higher
+    split = split_validation(p.data, c.val_fraction, c.seed)
+    held = RankingEvaluator(split.train.train_user, split.train.train_item, split.val_user,
+                            split.val_item, p.data.n_users, p.data.n_items, ks=(20,))
+    adj = adjacency_for(p.data, c)
+
+    def recall(model: torch.nn.Module) -> float:
+        with torch.no_grad():
+            ue, ie = model(adj)
+        return held.evaluate(ue, ie)["recall@20"]
+
+    assert recall(folded.model) > recall(plain.model)
+
+
+def test_no_fold_once_validation_stops_improving() -> None:
+    p = planted(n_users=200, n_items=120, seed=6)
+    # a high learning rate overfits within a few epochs: the best checkpoint is not the last one
+    c = cfg(epochs=30, eval_every=1, patience=100, lr=0.05, val_fraction=0.3,
+            fold_validation_epochs=10)
+    result = train(p.data, c)
+    assert not result.extra["folded_validation"]
+    assert result.stopped_early and result.epochs_run == 20
+    assert result.best_epoch < 20 and result.best_val["recall@20"] == max(
+        r["val_recall@20"] for r in result.history if "val_recall@20" in r)
+
+
+def test_time_budget_stops_at_the_first_epoch_past_it() -> None:
+    p = planted(n_users=200, n_items=120, seed=3)
+    result = train(p.data, cfg(epochs=50, eval_every=10, max_train_seconds=1e-3))
+    assert result.epochs_run == 1 and result.stopped_early
+    assert "val_recall@20" in result.history[0]  # validated at the stop
+
+
+def test_resume_equals_uninterrupted_run_with_adaptive_temperatures_and_a_fold(
+    tmp_path: object,
+) -> None:
+    p = planted(n_users=200, n_items=120, features=True, seed=4)
+    c = cfg(**LOSSES["softmax-adaptive-temperature"], epochs=6, eval_every=2, lr=0.002,
+            fold_validation_epochs=2, checkpoint_every=1)
+    whole = train(p.data, c)
+    assert whole.extra["folded_validation"]
+    folder = str(tmp_path)
+    train(p.data, c, checkpoint_dir=folder, max_epochs=5)  # paused inside the folded epochs
+    resumed = train(p.data, c, checkpoint_dir=folder)
+    strip = [{k: v for k, v in r.items() if k != "elapsed_s"} for r in whole.history]
+    assert strip == [{k: v for k, v in r.items() if k != "elapsed_s"} for r in resumed.history]
+    for k, v in whole.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
