@@ -154,8 +154,11 @@ def events_specs(cfg: ValidationConfig, day: dt.date, cutoff: dt.datetime) -> li
         ),
         Spec(
             "events.value.null_unless_rating", EVENTS, "value", "null for non-rating events",
+            # a null event type is not a rating: pandas' != says so, SQL's (Spark's) would
+            # leave the row out, so the condition says it for both engines
             ExpectColumnValuesToBeNull(
-                column="value", row_condition=Column("event_type") != "rating"
+                column="value", row_condition=(Column("event_type") != "rating")
+                | Column("event_type").is_null(),
             ),
             ("value", "event_type"),
         ),
