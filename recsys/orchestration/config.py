@@ -55,6 +55,75 @@ class AzureMLConfig(BaseModel):
     deferrable: bool = True
 
 
+class DatabricksJobConfig(BaseModel):
+    """Where ``engine = spark`` with ``spark.cluster = databricks`` runs a data step: a one-time
+    Azure Databricks run (``runs/submit``) of the project's wheel (see
+    :mod:`recsys.orchestration.databricks_job`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    conn_id: str = "databricks_default"
+    """Airflow connection of the Databricks provider: the workspace URL as host; a Microsoft
+    Entra ID service principal (login/password + ``azure_tenant_id`` extra), a managed
+    identity (``use_azure_managed_identity``) or a token."""
+    wheel: str = "/Volumes/main/recsys/wheels/recsys-0.1.0-py3-none-any.whl"
+    """The project's wheel (``python -m build``) where the cluster can install it: a Unity
+    Catalog volume or a workspace file."""
+    pypi: list[str] = Field(default_factory=lambda: ["great-expectations>=1.2,<2"])
+    """Packages the data steps need that the Databricks runtime does not bring."""
+    existing_cluster_id: str | None = None
+    """Run on this all-purpose cluster instead of a new job cluster."""
+    spark_version: str = "17.3.x-scala2.13"
+    """Databricks runtime of the job cluster: Spark 4.0 or later (the engine collects with
+    ``DataFrame.toArrow``) and Python 3.11 or later."""
+    node_type_id: str = "Standard_E8ds_v5"
+    """Worker (and driver) VM size: 8 vCPU, 64 GiB, local NVMe for shuffle."""
+    driver_node_type_id: str | None = None
+    """The driver's VM size when it differs (it holds the snapshot: users, products, edges)."""
+    min_workers: PositiveInt = 2
+    max_workers: PositiveInt = 8
+    spark_env_vars: dict[str, str] = Field(default_factory=dict)
+    """Environment of the cluster's processes, e.g. ``AZURE_STORAGE_ACCOUNT_NAME`` and
+    ``AZURE_CLIENT_ID`` for the driver's fsspec (adlfs) writes to the lake."""
+    spark_conf: dict[str, str] = Field(default_factory=lambda: {
+        "spark.sql.session.timeZone": "UTC"})
+    timeout_s: PositiveInt = 3 * 3600
+    """The longest a run may take; Databricks cancels it then."""
+    poll_interval_s: PositiveInt = 30
+    deferrable: bool = True
+    """Wait for the run in the triggerer (no worker slot held) or poll from the worker."""
+
+    def cluster_spec(self) -> dict[str, Any]:
+        """The job cluster (``new_cluster``): autoscaling workers, Photon off (the steps are
+        Python-heavy on the driver), the session in UTC."""
+        spec: dict[str, Any] = {
+            "spark_version": self.spark_version,
+            "node_type_id": self.node_type_id,
+            "autoscale": {"min_workers": self.min_workers, "max_workers": self.max_workers},
+            "spark_conf": dict(self.spark_conf),
+            "data_security_mode": "SINGLE_USER",
+        }
+        if self.driver_node_type_id:
+            spec["driver_node_type_id"] = self.driver_node_type_id
+        if self.spark_env_vars:
+            spec["spark_env_vars"] = dict(self.spark_env_vars)
+        return spec
+
+
+class SparkJobConfig(BaseModel):
+    """Where ``engine = spark`` runs the data gate and the graph build."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cluster: Literal["local", "databricks"] = "local"
+    """``local``: PySpark in local mode, in a child process of the Airflow worker (the
+    ``recsys`` command line with ``--engine spark``); ``databricks``: an Azure Databricks
+    run of the same command line, waited for in the triggerer."""
+    master: str = "local[*]"
+    """The local mode's master (``RECSYS_SPARK_MASTER`` of the child process)."""
+    databricks: DatabricksJobConfig = DatabricksJobConfig()
+
+
 class DeployConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -110,6 +179,10 @@ class RetrainConfig(BaseModel):
     """The ``memory`` store's durable JSONL log: its file, or the folder of it and its
     rotations."""
     azureml: AzureMLConfig = AzureMLConfig()
+    engine: Literal["local", "spark"] = "local"
+    """The data engine of the data gate and the graph build: ``local`` (pyarrow / pandas in
+    the worker) or ``spark`` (PySpark: see ``spark``). Same checks, same snapshot."""
+    spark: SparkJobConfig = SparkJobConfig()
     deploy: DeployConfig = DeployConfig()
     sensor: SensorConfig = SensorConfig()
 

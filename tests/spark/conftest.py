@@ -11,9 +11,23 @@ from typing import Any
 
 import pytest
 
+# tests/ is on sys.path (rootdir conftest); importing sets Airflow's environment up first
+from airflow_sandbox import pytest_unconfigure
+
 from tests.validation.conftest import synth_lake
 
-__all__ = ["spark", "synth_lake"]
+__all__ = ["airflow_db", "pytest_unconfigure", "spark", "synth_lake"]
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """The throw-away Airflow metadata DB, migrated once (as tests/dags has it)."""
+    import os
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
+                   capture_output=True, env=os.environ.copy())
 
 
 @pytest.fixture(scope="session")
