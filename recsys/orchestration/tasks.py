@@ -22,13 +22,16 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recsys.artifacts import InputRef, manifest_sha256
 from recsys.errors import GateFailed, GateUndecided, InputError, RecsysError
 from recsys.logs import get_logger
 from recsys.orchestration.config import CONFIG_ENV, RetrainConfig, load_retrain_config
-from recsys.orchestration.paths import as_dict, day_of, from_dict, run_paths
+from recsys.orchestration.paths import RunPaths, as_dict, day_of, from_dict, run_paths
+
+if TYPE_CHECKING:
+    from recsys.orchestration.databricks_job import Step
 
 log = get_logger(__name__)
 
@@ -158,9 +161,12 @@ def validate(paths_d: dict[str, Any], config: RetrainConfig | None = None) -> di
 
     cfg = config or load_retrain_config()
     p = from_dict(paths_d)
-    vcfg = load_config(cfg.validation_config, ValidationConfig)
-    result = run_gate(p.lake, p.day, p.validation_report, vcfg)
-    log.info("validation %s passed: %s", p.day, result.summary())
+    if cfg.engine == "spark":
+        spark_step("validate", p, cfg)
+    else:
+        vcfg = load_config(cfg.validation_config, ValidationConfig)
+        result = run_gate(p.lake, p.day, p.validation_report, vcfg)
+        log.info("validation %s passed: %s", p.day, result.summary())
     return {"report": p.validation_report, "sha256": manifest_sha256(p.validation_report)}
 
 
@@ -172,9 +178,23 @@ def build_graph(paths_d: dict[str, Any], config: RetrainConfig | None = None) ->
 
     cfg = config or load_retrain_config()
     p = from_dict(paths_d)
-    uri = build_snapshot(p.lake, p.day, load_config(cfg.graph_config, GraphConfig), out=p.graph,
-                         report=p.graph_report)
+    if cfg.engine == "spark":
+        spark_step("build_graph", p, cfg)
+        uri = p.graph
+    else:
+        uri = build_snapshot(p.lake, p.day, load_config(cfg.graph_config, GraphConfig),
+                             out=p.graph, report=p.graph_report)
     return {"graph": uri, "sha256": manifest_sha256(uri), "report": p.graph_report}
+
+
+def spark_step(step: Step, p: RunPaths, cfg: RetrainConfig) -> None:
+    """``engine = spark`` on this machine: the step's ``recsys`` command line with
+    ``--engine spark`` in a child process (PySpark in local mode on ``spark.master``), the
+    very arguments a Databricks run gets (:mod:`recsys.orchestration.databricks_job`)."""
+    from recsys.orchestration.databricks_job import report_of, step_args
+
+    run_cli(step_args(step, p, cfg, "spark"), env={"RECSYS_SPARK_MASTER": cfg.spark.master},
+            report=report_of(step, p))
 
 
 def read_train_config(path: str | None) -> dict[str, Any]:
