@@ -7,13 +7,15 @@ gate stops the run and the model in production keeps serving.
 `plan` (the run's paths; fails, naming the reason, when the day has nothing to
 process) -> `wait_for_events` (deferrable) -> `validate` (gate 1, data) ->
 `build_graph` (gate 2, graph; the holdout grows back until it holds enough users
-to decide) -> `train_local` | `train_azureml` -> `evaluate_gate` (gate 3: the
-candidate, popularity and the production bundle on the same holdout users, with
-paired bootstrap intervals: beats popularity, not worse than production beyond
-the margin; **undecided** when the holdout cannot tell, which follows the gate's
-`undecided_policy` and shows as a skipped task when nothing deploys) -> `export`
-(gate 4: ONNX parity and latency) -> `deploy` (gate 5: publish, smoke test of the
-live endpoint, automatic rollback). Each gate writes `report.json` under
+to decide; both data steps on the config's `engine`: `local`, or `spark` in
+local mode or as an Azure Databricks run, deferrable) -> `train_local` |
+`train_azureml` -> `evaluate_gate` (gate 3: the candidate, popularity and the
+production bundle on the same holdout users, with paired bootstrap intervals:
+beats popularity, not worse than production beyond the margin; **undecided**
+when the holdout cannot tell, which follows the gate's `undecided_policy` and
+shows as a skipped task when nothing deploys) -> `export` (gate 4: ONNX parity
+and latency) -> `deploy` (gate 5: publish, smoke test of the live endpoint,
+automatic rollback). Each gate writes `report.json` under
 `<lake>/reports/<gate>/dt=<day>`, and the tasks read it.
 
 Every artifact path derives from the run's day (`plan` logs them all), so a
@@ -32,8 +34,8 @@ set, is the earliest), and a day with nothing to process fails at `plan`.
 | `as_of` | process this day (`YYYY-MM-DD`) instead of the run's logical date |
 | `dry_run` | wait for the data and run the data gate only; nothing else is built |
 
-Configuration (lake, registry, gate files, Azure ML, live endpoint) is read at
-run time from the file named by `RECSYS_RETRAIN_CONFIG`, and `RECSYS_LAKE` /
+Configuration (lake, registry, gate files, data engine, Azure ML, live endpoint) is
+read at run time from the file named by `RECSYS_RETRAIN_CONFIG`, and `RECSYS_LAKE` /
 `RECSYS_REGISTRY`.
 
 Backfill (both dates inclusive; add `--reprocess-behavior completed` to redo days already run):
@@ -49,9 +51,10 @@ from typing import Any
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 
 from recsys.orchestration import tasks
-from recsys.orchestration.links import ModelReportLink, ValidationReportLink, report_page
+from recsys.orchestration.links import ModelReportLink, report_page
 from recsys.orchestration.operators import AzureMLCommandJobOperator
 from recsys.orchestration.sensors import LakePartitionSensor
+from recsys.orchestration.spark_steps import DataStepOperator
 
 GRAPH = Asset(name="recsys.graph_snapshot", uri="recsys://lake/graphs", group="recsys")
 MODEL = Asset(name="recsys.model", uri="recsys://lake/models", group="recsys")
@@ -126,25 +129,17 @@ def recsys_retrain() -> None:
         task_id="wait_for_events", marker_uri=paths["events_marker"], deferrable=True
     )
 
-    @task
-    def validate(paths: Any, ti: Any = None) -> dict[str, Any]:
-        try:
-            return tasks.validate(paths)
-        finally:  # the link also helps (most) when the gate failed
-            ti.xcom_push(
-                key=ValidationReportLink.key, value=report_page(paths["validation_report"])
-            )
+    # the data steps run on the pipeline config's engine: local, or Spark (local mode in a
+    # child process, or an Azure Databricks run waited for in the triggerer)
+    checked = DataStepOperator(task_id="validate", step="validate", paths=paths)
 
     @task.short_circuit
     def proceed(params: Any = None) -> bool:
         return not params["dry_run"]
 
-    @task(outlets=[GRAPH], **IO_RETRY)
-    def build_graph(paths: Any, outlet_events: Any = None) -> dict[str, Any]:
-        with tasks.gate_is_final():
-            out = tasks.build_graph(paths)
-        _lineage(outlet_events, GRAPH, out)
-        return out
+    graph = DataStepOperator(
+        task_id="build_graph", step="build_graph", paths=paths, outlets=[GRAPH], **IO_RETRY
+    )
 
     @task.branch
     def choose_backend(params: Any = None) -> str:
@@ -196,8 +191,6 @@ def recsys_retrain() -> None:
             )
         return tasks.deploy(paths, bundle, gate)
 
-    checked = validate(paths)
-    graph = build_graph(paths)
     branch = choose_backend()
     local = train_local(paths)
     gate = evaluate_gate(paths)
