@@ -2,10 +2,14 @@
 
 Writes a synthetic lake per size (numpy + pyarrow, Zipf item popularity, a
 view-heavy event mix, 30 daily partitions, users/items dimension tables),
-then builds the snapshot in a fresh child process and reads its peak RSS from
-``wait4``. Prints one JSON line per size.
+then builds the snapshot in a fresh child process per engine and measures its peak
+memory: ``wait4``'s peak RSS for the local engine; for ``--engine spark`` (PySpark in local
+mode: the JVM holds the driver and the executors) the peak of the summed RSS of the Python
+driver and its JVM, sampled every 0.1 s. Prints one JSON line per size and engine; with both
+engines, one more line comparing their snapshots (manifests but for ``engine``, weights).
 
     .venv/bin/python benchmarks/graph_build.py --events 1000000 5000000 10000000
+    .venv/bin/python benchmarks/graph_build.py --events 1000000 10000000 --engine local spark
 
 ``--lightgcn DIR`` instead imports a LightGCN-format split (``train.txt.gz``,
 ``test.txt.gz``, e.g. Gowalla), builds its snapshot and checks that the train
@@ -15,6 +19,7 @@ edges and the 1-day holdout reproduce the split exactly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -94,15 +99,109 @@ def make_lake(lake: str, n_events: int, seed: int = 0) -> None:
     write_partition(lake, "items", END, items)
 
 
-def child(lake: str) -> None:
+def child(lake: str, engine: str) -> None:
     from recsys.graph.build import build_snapshot
     from recsys.graph.config import GraphConfig
+    from recsys.graph.snapshot import snapshot_uri
     from recsys.logs import setup_logging
 
     setup_logging("INFO")
+    out = snapshot_uri(f"{lake}/{engine}", END)
     t0 = time.perf_counter()
-    uri = build_snapshot(lake, END, GraphConfig(window_days=DAYS))
-    print(json.dumps({"uri": uri, "seconds": round(time.perf_counter() - t0, 2)}))
+    session = 0.0
+    if engine == "spark":
+        from recsys.graph.spark_build import build_snapshot_spark
+        from recsys.spark import get_spark
+
+        spark = get_spark()
+        session = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        uri = build_snapshot_spark(lake, END, GraphConfig(window_days=DAYS), out=out,
+                                   spark=spark)
+    else:
+        uri = build_snapshot(lake, END, GraphConfig(window_days=DAYS), out=out)
+    print(json.dumps({"uri": uri, "seconds": round(time.perf_counter() - t0, 2),
+                      "session_seconds": round(session, 2)}))
+
+
+def _tree_rss(pid: int) -> int:
+    """RSS of a process and its descendants (the Python driver and its JVM), bytes."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += p.memory_info().rss
+    return total
+
+
+def run_build(lake: str, engine: str) -> dict[str, object]:
+    """One build in a fresh child process: its timings and peak memory."""
+    import threading
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, "--child", lake, "--engine", engine],
+                            stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "RECSYS_SPARK_DRIVER_MEMORY": "6g"})
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            done.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    done.set()
+    sampler.join()
+    wall = time.perf_counter() - t0
+    if status != 0:
+        raise SystemExit(f"{engine} build failed for {lake} (status {status})")
+    res = json.loads(out.strip().splitlines()[-1])
+    return {
+        "uri": res["uri"],
+        "build_seconds": res["seconds"],
+        "session_seconds": res["session_seconds"],
+        "process_seconds": round(wall, 2),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB; the Python process
+        "peak_tree_rss_mb": round(peak[0] / 2**20, 1),  # with its JVM (spark)
+    }
+
+
+def compare(local_uri: str, spark_uri: str) -> dict[str, object]:
+    """How the two engines' snapshots differ: manifests (but for engine), weights."""
+    from recsys.artifacts import read_manifest
+    from recsys.graph.snapshot import load_snapshot
+
+    ma = read_manifest(local_uri).model_dump(mode="json")
+    mb = read_manifest(spark_uri).model_dump(mode="json")
+    engine = mb["extra"].pop("engine", None)
+    a, b = load_snapshot(local_uri), load_snapshot(spark_uri)
+    same_pairs = bool(np.array_equal(a.train_user, b.train_user)
+                      and np.array_equal(a.train_item, b.train_item))
+    return {
+        "compare": "local vs spark",
+        "spark_engine_field": engine,
+        "manifests_equal_but_engine": ma == mb,
+        "files_differing": sorted(k for k in ma["files"] if ma["files"][k] != mb["files"].get(k)),
+        "edges_equal": same_pairs,
+        "max_weight_diff": float(np.abs(a.train_weight - b.train_weight).max())
+        if same_pairs and len(a.train_weight) else None,
+        "weights_bit_different": int((a.train_weight != b.train_weight).sum())
+        if same_pairs else None,
+        "holdout_equal": bool(np.array_equal(a.holdout_user, b.holdout_user)
+                              and np.array_equal(a.holdout_item, b.holdout_item)),
+    }
 
 
 def lightgcn(data: Path, work: Path) -> None:
@@ -155,10 +254,12 @@ def main() -> None:
         "--workdir", default=None, help="Folder for the synthetic lakes (default: a temp dir)"
     )
     ap.add_argument("--lightgcn", type=Path, default=None, help="LightGCN split folder to check")
+    ap.add_argument("--engine", nargs="+", default=["local"], choices=["local", "spark"],
+                    help="Engines to build each lake with, in this order (same run)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child)
+        child(args.child, args.engine[0])
         return
     work = Path(args.workdir or tempfile.mkdtemp(prefix="graph-bench-"))
     if args.lightgcn:
@@ -173,37 +274,22 @@ def main() -> None:
                 json.dumps({"events": n, "synth_seconds": round(time.perf_counter() - t0, 1)}),
                 flush=True,
             )
-        shutil.rmtree(Path(lake, "graphs"), ignore_errors=True)
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, __file__, "--child", lake], stdout=subprocess.PIPE, text=True
-        )
-        assert proc.stdout is not None
-        out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        if status != 0:
-            raise SystemExit(f"build failed for {n} events (status {status})")
-        res = json.loads(out.strip().splitlines()[-1])
-        manifest = json.loads(Path(res["uri"], "manifest.json").read_text())
-        c = manifest["counts"]
-        print(
-            json.dumps(
-                {
-                    "events": n,
-                    "build_seconds": res["seconds"],
-                    "process_seconds": round(wall, 2),
-                    "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
-                    "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
-                    "load_avg_1m": round(os.getloadavg()[0], 1),
-                    "users": c["users"],
-                    "items": c["items"],
-                    "edges": c["edges"],
-                    "holdout_pairs": c["holdout_pairs"],
-                }
-            ),
-            flush=True,
-        )
+        built: dict[str, str] = {}
+        for engine in args.engine:
+            shutil.rmtree(Path(lake, engine), ignore_errors=True)
+            res = run_build(lake, engine)
+            built[engine] = str(res.pop("uri"))
+            manifest = json.loads(Path(built[engine], "manifest.json").read_text())
+            c = manifest["counts"]
+            print(json.dumps({
+                "events": n, "engine": engine, **res,
+                "load_avg_1m": round(os.getloadavg()[0], 1),
+                "users": c["users"], "items": c["items"], "edges": c["edges"],
+                "holdout_pairs": c["holdout_pairs"],
+            }), flush=True)
+        if {"local", "spark"} <= set(built):
+            print(json.dumps({"events": n, **compare(built["local"], built["spark"])}),
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 Engine = Literal["local", "spark"]
 ENGINES: tuple[Engine, ...] = ("local", "spark")
 MASTER_ENV = "RECSYS_SPARK_MASTER"
+DRIVER_MEMORY_ENV = "RECSYS_SPARK_DRIVER_MEMORY"
 
 # Settings of a session this module starts (a cluster's own session is used as it is).
 LOCAL_CONF: dict[str, str] = {
@@ -47,7 +48,8 @@ LOCAL_CONF: dict[str, str] = {
 
 def get_spark(master: str | None = None) -> SparkSession:
     """The active session (a cluster's), else a new one on ``master`` (default
-    ``$RECSYS_SPARK_MASTER``, else ``local[*]``), with UTC as the session time zone."""
+    ``$RECSYS_SPARK_MASTER``, else ``local[*]``; JVM heap ``$RECSYS_SPARK_DRIVER_MEMORY``,
+    else 2g), with UTC as the session time zone."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:  # pragma: no cover - the extra is part of `all`
@@ -65,6 +67,9 @@ def get_spark(master: str | None = None) -> SparkSession:
     )
     for key, value in LOCAL_CONF.items():
         builder = builder.config(key, value)
+    # local mode: the JVM holds the driver and the executors (default 2g; a cluster's
+    # session has its own settings)
+    builder = builder.config("spark.driver.memory", os.environ.get(DRIVER_MEMORY_ENV) or "2g")
     return builder.getOrCreate()
 
 
