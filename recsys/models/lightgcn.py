@@ -202,6 +202,41 @@ class FeatureLightGCN(nn.Module):
             total = total + x
         return total
 
+    def with_item_columns(self, columns: Tensor) -> FeatureLightGCN:
+        """A copy of this model with ``k`` more embedding columns, fixed: ``columns`` ``[I, k]``
+        in the items' layer 0, zeros in the users' and in the feature projections.
+
+        The copy is a plain ``FeatureLightGCN`` of size ``d + k`` (same propagation, same
+        fold-in, same exported scorer); since the blocks never mix, its score is this model's
+        plus the LightGCN filter of the columns::
+
+            score'(u, i) = <e_u, e_i> + <x_u, x_i>,   x = readout of [0 (users); columns (items)]
+
+        which is how a graph filter of the form ``r~_u V g(S) V^T`` joins the GNN and keeps
+        the serving fold-in exact (:mod:`recsys.training.blend`).
+        """
+        if columns.shape[0] != self.num_items:
+            raise ValueError(f"columns must have one row per item ({self.num_items})")
+        k = int(columns.shape[1])
+        d = self.embedding_dim
+        out = FeatureLightGCN(
+            self.num_users, self.num_items, embedding_dim=d + k, num_layers=self.num_layers,
+            user_features=self.user_features, item_features=self.item_features,
+        ).to(self.user_embedding.weight.device)
+        with torch.no_grad():
+            w = self.user_embedding.weight
+            out.user_embedding.weight.copy_(torch.cat([w, w.new_zeros(w.shape[0], k)], 1))
+            w = self.item_embedding.weight
+            out.item_embedding.weight.copy_(torch.cat([w, columns.to(w)], 1))
+            for name in ("user_proj", "item_proj"):
+                src, dst = getattr(self, name), getattr(out, name)
+                if src is not None and dst is not None:
+                    dst.weight.zero_()
+                    dst.bias.zero_()
+                    dst.weight[:d].copy_(src.weight)
+                    dst.bias[:d].copy_(src.bias)
+        return out
+
     @staticmethod
     def readout(layers: list[Tensor]) -> Tensor:
         """Mean of the layer embeddings ``(K+1) x [n, d] -> [n, d]``."""

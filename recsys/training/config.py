@@ -142,6 +142,15 @@ class TrainConfig(BaseModel):
     """Seed of every random draw; same seed, same metrics on CPU."""
     threads: int | None = Field(None, ge=1)
     """CPU threads for torch; ``None``: ``RECSYS_TORCH_THREADS`` or all cores."""
+    # blend with a graph filter (recsys.training.blend), chosen on validation
+    blend_rank: int = Field(0, ge=0)
+    """Rank ``k`` of a low-pass graph filter appended to the trained model as ``k`` fixed
+    embedding columns (the fold-in stays exact); its weight is chosen on validation among
+    ``blend_weights`` and 0 (no blend). 0 disables the blend."""
+    blend_weights: list[float] = Field(default_factory=lambda: [0.25, 0.5, 1.0, 2.0])
+    """Candidate weights: the filter's score spread as a multiple of the GNN's."""
+    blend_power: float = 0.5
+    """The filter's item columns are ``V S^power`` (top singular vectors and values of R~)."""
     max_train_seconds: float | None = Field(None, gt=0)
     """Stop after the first epoch that ends past this much training time (validation included),
     validating there; the learning-rate schedule still spans ``epochs``. For time-matched

@@ -1,4 +1,4 @@
-"""Spectral initialisation of the id embeddings.
+"""Spectral initialisation of the id embeddings, and the spectral basis it comes from.
 
 The top-``d`` singular triplets of the normalised interaction matrix
 ``R~ = D_U^-1/2 R D_I^-1/2 ~ U S V^T`` give layer-0 embeddings
@@ -18,6 +18,46 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
 
+def normalized_svd(
+    user: np.ndarray,
+    item: np.ndarray,
+    weight: np.ndarray,
+    n_users: int,
+    n_items: int,
+    k: int,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(U [U, k'], s [k'], V^T [k', I])``: the top singular triplets of ``R~`` (float64).
+
+    Ordered by decreasing singular value with deterministic signs; ``k' <= k`` when the
+    graph has fewer usable directions. Rows of users / items without interactions are zero.
+    """
+    r = sp.csr_matrix(
+        (weight.astype(np.float64), (user, item)), shape=(n_users, n_items)
+    )
+    du = np.asarray(r.sum(axis=1)).ravel()
+    di = np.asarray(r.sum(axis=0)).ravel()
+    inv_u = np.where(du > 0, 1.0 / np.sqrt(np.where(du > 0, du, 1.0)), 0.0)
+    inv_i = np.where(di > 0, 1.0 / np.sqrt(np.where(di > 0, di, 1.0)), 0.0)
+    rn = sp.diags(inv_u) @ r @ sp.diags(inv_i)
+    k_svds = min(k, min(n_users, n_items) - 1)
+    rng = np.random.default_rng(seed)
+    if k_svds >= 1 and k_svds < min(n_users, n_items) - 1 and min(n_users, n_items) > 200:
+        v0 = rng.uniform(-1, 1, min(n_users, n_items))
+        u, s, vt = svds(rn, k=k_svds, v0=v0)
+    else:  # small graphs: the dense decomposition, every direction up to k
+        u, s, vt = np.linalg.svd(rn.toarray(), full_matrices=False)
+        u, s, vt = u[:, :k], s[:k], vt[:k]
+    # svds returns ascending singular values and arbitrary signs: fix both for determinism
+    order = np.argsort(-s, kind="stable")
+    u, s, vt = u[:, order], s[order], vt[order]
+    if u.shape[1]:
+        sign = np.sign(u[np.abs(u).argmax(axis=0), np.arange(u.shape[1])])
+        sign[sign == 0] = 1
+        u, vt = u * sign, vt * sign[:, None]
+    return u, s, vt
+
+
 def spectral_embeddings(
     user: np.ndarray,
     item: np.ndarray,
@@ -33,28 +73,8 @@ def spectral_embeddings(
     When the graph has fewer than ``d`` usable singular directions, the
     remaining columns are small seeded noise.
     """
-    r = sp.csr_matrix(
-        (weight.astype(np.float64), (user, item)), shape=(n_users, n_items)
-    )
-    du = np.asarray(r.sum(axis=1)).ravel()
-    di = np.asarray(r.sum(axis=0)).ravel()
-    inv_u = np.where(du > 0, 1.0 / np.sqrt(np.where(du > 0, du, 1.0)), 0.0)
-    inv_i = np.where(di > 0, 1.0 / np.sqrt(np.where(di > 0, di, 1.0)), 0.0)
-    rn = sp.diags(inv_u) @ r @ sp.diags(inv_i)
-    k = min(dim, min(n_users, n_items) - 1)
+    u, s, vt = normalized_svd(user, item, weight, n_users, n_items, dim, seed)
     rng = np.random.default_rng(seed)
-    if k >= 1 and k < min(n_users, n_items) - 1 and min(n_users, n_items) > 200:
-        v0 = rng.uniform(-1, 1, min(n_users, n_items))
-        u, s, vt = svds(rn, k=k, v0=v0)
-    else:
-        u, s, vt = np.linalg.svd(rn.toarray(), full_matrices=False)
-        u, s, vt = u[:, :dim], s[:dim], vt[:dim]
-    # svds returns ascending singular values and arbitrary signs: fix both for determinism
-    order = np.argsort(-s, kind="stable")
-    u, s, vt = u[:, order], s[order], vt[order]
-    sign = np.sign(u[np.abs(u).argmax(axis=0), np.arange(u.shape[1])])
-    sign[sign == 0] = 1
-    u, vt = u * sign, vt * sign[:, None]
     root = np.sqrt(np.clip(s, 0, None))
     eu, ei = u * root, vt.T * root
     scale = std / max(float(np.concatenate([eu, ei]).std()), 1e-12)

@@ -43,6 +43,7 @@ from recsys.logs import get_logger
 from recsys.models.adjacency import NormalizedAdjacency, normalized_adjacency
 from recsys.models.lightgcn import FeatureLightGCN
 from recsys.training import losses
+from recsys.training.blend import BlendChoice, blended, choose_blend
 from recsys.training.checkpoint import load_checkpoint, save_checkpoint
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData, split_validation
@@ -448,6 +449,8 @@ class TrainState:
     """The validation pairs have joined training (``fold_validation_epochs``)."""
     user_temperature: Tensor | None = None
     """Adaptive temperatures ``[U]`` for the next epoch (``None``: the fixed one)."""
+    blend: BlendChoice | None = None
+    """The blend weight chosen on validation at the fold (``blend_rank`` with a fold)."""
 
     def snapshot_best(self, score: float, epoch: int) -> None:
         self.best_score, self.best_epoch, self.bad_evals = score, epoch, 0
@@ -482,6 +485,10 @@ def restore_state(state: TrainState, folder: str, cfg_json: str, device: torch.d
     state.folded = bool(ck.get("folded", False))
     temp = ck.get("user_temperature")
     state.user_temperature = None if temp is None or temp.numel() == 0 else temp.to(device)
+    blend = ck.get("blend") or {}
+    if blend:
+        state.blend = BlendChoice(float(blend["weight"]),
+                                  {float(w): float(v) for w, v in blend["scores"].items()})
     log.info("resumed from %s at epoch %d", folder, state.epoch)
     return True
 
@@ -502,6 +509,10 @@ def save_state(state: TrainState, folder: str, cfg_json: str, elapsed: float) ->
         "folded": state.folded,
         "user_temperature": torch.zeros(0) if state.user_temperature is None
         else state.user_temperature,
+        "blend": {} if state.blend is None else {
+            "weight": state.blend.weight,
+            "scores": {str(w): v for w, v in state.blend.scores.items()},
+        },
     })
 
 
@@ -731,6 +742,9 @@ def train(
             # fold only while still improving: the last validated checkpoint is the best one
             fold = evaluator.empty or state.best_epoch == epoch + 1
             fold = ctx.broadcast_flag(fold, dev)
+            if fold and can_validate and cfg.blend_rank:
+                # the last moment validation is clean: choose the blend weight now
+                state.blend = choose_blend(state.model, split.train, graph.adj, evaluator, cfg)
             if fold:
                 log.info("epoch %d: the validation pairs join training for the last %d epochs",
                          epoch + 1, cfg.fold_validation_epochs)
@@ -757,7 +771,19 @@ def train(
                      epoch + 1, cfg.select_metric, state.best_score, state.best_epoch)
             break
     bar.close()
-    return _result(state, cfg, mode, stopped_early, int(split.val_user.size))
+    result = _result(state, cfg, mode, stopped_early, int(split.val_user.size))
+    if cfg.blend_rank and can_validate:
+        blend_choice = state.blend
+        if blend_choice is None and not state.folded:
+            blend_choice = choose_blend(result.model, split.train, graph.adj, evaluator, cfg)
+        if blend_choice is not None:
+            result.extra["blend_weight"] = blend_choice.weight
+            result.extra["blend_validation"] = {str(w): v for w, v in blend_choice.scores.items()}
+            if blend_choice.weight > 0:
+                # the filter of the graph the model serves: every training pair
+                served = adjacency_for(data, cfg).to(dev)
+                result.model = blended(result.model, data, served, cfg, blend_choice.weight)
+    return result
 
 
 def _result(

@@ -47,3 +47,24 @@ def test_gate_passes_for_a_model_trained_with_each_loss(name: str) -> None:
     m = gate.metrics
     assert m["parity_topk_mismatches"] == 0 and m["parity_max_score_diff"] <= 1e-4
     assert m["foldin_max_abs_diff"] <= 1e-4 and m["onnx_foldin_max_abs_diff"] <= 1e-4
+
+
+def test_gate_passes_for_a_gnn_blended_with_a_graph_filter() -> None:
+    from recsys.training.blend import blended
+    from recsys.training.loop import adjacency_for
+
+    snap = make_snapshot(300, 120, 2500, seed=4)
+    data = InteractionData.from_snapshot(snap)
+    cfg = TrainConfig.model_validate({
+        "embedding_dim": 16, "num_layers": 3, "epochs": 2, "eval_every": 1, "batch_size": 512,
+        "progress": False, "threads": 1, "tracking": TrackingConfig(enabled=False),
+        "blend_rank": 12,
+    })
+    model = train(data, cfg).model
+    mixed = blended(model, data, adjacency_for(data, cfg), cfg, weight=1.0)
+    assert mixed.embedding_dim == 16 + 12
+    tables, ref = compute_tables(mixed, snap)
+    gate = run_gate(tables, ref.users, ExportConfig(k=20, parity_users=300, latency_p99_ms=1000))
+    assert gate.failures == [], gate.failures
+    assert gate.metrics["foldin_max_abs_diff"] <= 1e-4
+    assert gate.metrics["parity_topk_mismatches"] == 0

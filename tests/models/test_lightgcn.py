@@ -138,3 +138,31 @@ def test_node_layer0_matches_full_layer0() -> None:
     nodes = torch.tensor([7, 0, 9, 5, 6])
     full = torch.cat([eu, ei])
     torch.testing.assert_close(model.node_layer0(nodes), full[nodes])
+
+
+def test_with_item_columns_adds_the_columns_filter_to_the_scores() -> None:
+    u, i, w = _graph(5)
+    adj = normalized_adjacency(u, i, w, 30, 20, "sym")
+    gen = torch.Generator().manual_seed(0)
+    model = FeatureLightGCN(30, 20, embedding_dim=8, num_layers=3,
+                            user_features=torch.randn(30, 4, generator=gen),
+                            item_features=torch.randn(20, 3, generator=gen))
+    cols = torch.randn(20, 5, generator=gen)
+    out = model.with_item_columns(cols)
+    assert out.embedding_dim == 13
+    with torch.no_grad():
+        ue, ie = model(adj)
+        ue2, ie2 = out(adj)
+        # the filter alone: a model whose layer 0 is [0 (users); cols (items)]
+        alone = FeatureLightGCN(30, 20, embedding_dim=5, num_layers=3)
+        alone.user_embedding.weight.zero_()
+        alone.item_embedding.weight.copy_(cols)
+        fu, fi = alone(adj)
+    torch.testing.assert_close(ue2 @ ie2.T, ue @ ie.T + fu @ fi.T, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ue2[:, :8], ue)  # the GNN block is untouched
+    # the feature projections reach only the GNN block
+    assert out.user_proj is not None and out.item_proj is not None
+    assert torch.count_nonzero(out.user_proj.weight[8:]) == 0
+    assert torch.count_nonzero(out.item_proj.bias[8:]) == 0
+    with pytest.raises(ValueError):
+        model.with_item_columns(torch.zeros(19, 2))

@@ -1,0 +1,127 @@
+"""A GNN + graph-filter blend that the serving fold-in computes exactly.
+
+A low-pass graph filter on the normalised interaction matrix
+``R~ = D_U^-1/2 R D_I^-1/2 ~ U S V^T`` scores ``r~_u V g(S) V^T``, and
+``r~_u = sum_i w_ui / sqrt(d_u d_i) * e_i`` is exactly the sum the fold-in
+computes from a user's history. So the filter fits inside the GNN as ``k``
+fixed embedding columns: items' layer 0 gets ``c * V S^p`` (``[I, k]``), users'
+gets zeros, and the LightGCN propagation does the rest
+(:meth:`recsys.models.FeatureLightGCN.with_item_columns`). With ``K`` layers the
+columns' readout scores ``c^2 r~_u V h(S) V^T`` with
+``h(s) = s^(2p) * (sum over the odd / even powers of s the readout keeps)``; for
+``K = 3``, ``h(s) = s^2p (1 + s^2)^2 / 16``. The blended model is a plain
+FeatureLightGCN of size ``d + k``: same propagation, same exact fold-in, same
+ONNX scorer; a new interaction moves both parts of the score at once.
+
+The weight is chosen on validation, never on the holdout: ``c^2`` makes the
+filter's score spread ``weight`` times the GNN's (both measured on a sample of
+users), for each candidate weight and 0 (no blend); the best validation metric
+wins. The filter of the final model comes from the graph the model serves
+(validation pairs included), with the chosen weight.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from recsys.logs import get_logger
+from recsys.models.adjacency import NormalizedAdjacency
+from recsys.models.lightgcn import FeatureLightGCN
+from recsys.models.propagation import mean_of_powers
+from recsys.training.config import TrainConfig
+from recsys.training.data import InteractionData
+from recsys.training.evaluator import RankingEvaluator
+from recsys.training.init import normalized_svd
+
+log = get_logger(__name__)
+
+SCALE_USERS = 512
+"""Users whose score spread sets the filter's scale (a fixed, seeded sample)."""
+
+
+@dataclass
+class BlendChoice:
+    """The weight chosen on validation (0: no blend) and each candidate's validation metric."""
+
+    weight: float
+    scores: dict[float, float] = field(default_factory=dict)
+
+
+def spectral_columns(data: InteractionData, rank: int, power: float, seed: int) -> Tensor:
+    """``V S^power`` ``[I, k]`` float32 from the top ``rank`` singular triplets of ``R~``."""
+    _, s, vt = normalized_svd(data.train_user, data.train_item, data.train_weight,
+                              data.n_users, data.n_items, rank, seed)
+    cols = vt.T * np.clip(s, 0, None) ** power
+    return torch.from_numpy(np.ascontiguousarray(cols, dtype=np.float32))
+
+
+def _spread(users: Tensor, items: Tensor, sample: Tensor) -> float:
+    return float((users[sample] @ items.T).std())
+
+
+def _filter_embeddings(
+    columns: Tensor, adj: NormalizedAdjacency, num_layers: int
+) -> tuple[Tensor, Tensor]:
+    """Final user and item embeddings of the columns alone (users' layer 0 is zero)."""
+    x0 = torch.cat([columns.new_zeros(adj.num_users, columns.shape[1]), columns]).to(adj.device)
+    x = mean_of_powers(adj.matrix, x0, num_layers) if num_layers else x0
+    return x[: adj.num_users], x[adj.num_users :]
+
+
+def _scale(
+    model: FeatureLightGCN, columns: Tensor, adj: NormalizedAdjacency, weight: float, seed: int
+) -> tuple[float, Tensor, Tensor, Tensor, Tensor]:
+    """``c`` such that the columns' score spread is ``weight`` times the GNN's, and both
+    parts' final embeddings."""
+    with torch.no_grad():
+        ue, ie = model(adj)
+        fu, fi = _filter_embeddings(columns, adj, model.num_layers)
+    gen = torch.Generator().manual_seed(seed)
+    sample = torch.randperm(adj.num_users, generator=gen)[:SCALE_USERS].to(ue.device)
+    ratio = _spread(ue, ie, sample) / max(_spread(fu, fi, sample), 1e-30)
+    return math.sqrt(weight * ratio), ue, ie, fu, fi
+
+
+def choose_blend(
+    model: FeatureLightGCN,
+    train_data: InteractionData,
+    adj: NormalizedAdjacency,
+    evaluator: RankingEvaluator,
+    cfg: TrainConfig,
+) -> BlendChoice:
+    """The blend weight with the best validation ``cfg.select_metric`` (0 among the candidates).
+
+    ``train_data`` / ``adj``: the graph the model trained on (validation pairs held out).
+    """
+    columns = spectral_columns(train_data, cfg.blend_rank, cfg.blend_power, cfg.seed)
+    _, ue, ie, fu, fi = _scale(model, columns, adj, 1.0, cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    sample = torch.randperm(adj.num_users, generator=gen)[:SCALE_USERS].to(ue.device)
+    ratio = _spread(ue, ie, sample) / max(_spread(fu, fi, sample), 1e-30)
+    scores: dict[float, float] = {}
+    for w in [0.0, *cfg.blend_weights]:
+        c = math.sqrt(w * ratio)
+        metrics = evaluator.evaluate(torch.cat([ue, c * fu], 1), torch.cat([ie, c * fi], 1))
+        scores[w] = metrics.get(cfg.select_metric, -math.inf)
+    best = max(scores, key=lambda w: (scores[w], -w))  # ties go to the lighter blend
+    log.info("blend weights on validation (%s): %s -> %s", cfg.select_metric,
+             {w: round(v, 5) for w, v in scores.items()}, best)
+    return BlendChoice(best, scores)
+
+
+def blended(
+    model: FeatureLightGCN, data: InteractionData, adj: NormalizedAdjacency, cfg: TrainConfig,
+    weight: float,
+) -> FeatureLightGCN:
+    """``model`` with the filter columns of ``data`` (the served graph, adjacency ``adj``) at
+    ``weight``."""
+    columns = spectral_columns(data, cfg.blend_rank, cfg.blend_power, cfg.seed)
+    c, *_ = _scale(model, columns, adj, weight, cfg.seed)
+    out = model.with_item_columns(columns * c)
+    out.eval()
+    return out
