@@ -70,10 +70,10 @@ def _F() -> Any:
 
 def read_events_spark(
     spark: SparkSession, lake: str, days: list[dt.date]
-) -> tuple[DataFrame, dict[str, InputRef]]:
-    """The window's events as a DataFrame ``user_id, item_id, type_code, value, ts_us`` and
-    the partitions' refs, hashed where the files are; the reader's rules of
-    :func:`recsys.graph.inputs.read_events` with its messages."""
+) -> tuple[DataFrame, dict[str, InputRef], int]:
+    """The window's events as a DataFrame ``user_id, item_id, type_code, value, ts_us``, the
+    partitions' refs (hashed where the files are) and the number of events; the reader's
+    rules of :func:`recsys.graph.inputs.read_events` with its messages."""
     F = _F()
     files = {d: partition_files(lake, EVENTS, d) for d in days}
     digests = file_hashes(spark, [f for fs in files.values() for f in fs])
@@ -98,6 +98,7 @@ def read_events_spark(
     raw = reduce(lambda a, b: a.unionByName(b), frames)
     known = F.col("event_type").isin(*EVENT_TYPES)
     per_day = raw.groupBy("dt").agg(
+        F.count("*").alias("rows"),
         F.array_sort(F.collect_set(F.when(~known, F.col("event_type")))).alias("unknown"),
         F.sum(F.col("event_type").isNull().cast("long")).alias("null_types"),
         F.sum(F.col("ts").isNull().cast("long")).alias("null_ts"),
@@ -125,7 +126,7 @@ def read_events_spark(
         "user_id", "item_id", codes[F.col("event_type")].cast("int").alias("type_code"),
         "value", F.unix_micros("ts").alias("ts_us"),
     )
-    return events, refs
+    return events, refs, sum(int(r["rows"]) for r in per_day)
 
 
 def _partition_hash(names_and_digests: list[tuple[str, str]]) -> str:
@@ -154,7 +155,10 @@ def _id_frame(spark: SparkSession, ids: np.ndarray, kind: str, first: int = 0) -
 def _size_holdout(spark: SparkSession, iw: DataFrame, inp: Inputs, w: Window,
                   cfg: GraphConfig) -> tuple[Window, HoldoutSize]:
     """:func:`recsys.graph.build.size_holdout` with Spark aggregates: per day the events
-    (for the share), and per start day of the holdout the users and pairs it would hold."""
+    (for the share); per (user, product) pair of a holdout type, the start days of a holdout
+    that would hold it (kept), counted for each span the sizing rule asks about."""
+    from pyspark import StorageLevel
+
     F = _F()
     if cfg.holdout_days == 0:
         return Window.of(w.as_of, cfg, 0), HoldoutSize(0, 0, 0, True, "holdout disabled")
@@ -186,21 +190,22 @@ def _size_holdout(spark: SparkSession, iw: DataFrame, inp: Inputs, w: Window,
                 F.greatest(F.greatest("uf", "if_") + 1, F.lit(first_lo)).alias("lo"),
                 F.least(F.col("pf"), F.lit(first_hi)).alias("hi"))
         .filter(F.col("lo") <= F.col("hi"))
-        .select("user_id", F.explode(F.sequence("lo", "hi")).alias("first"))
+        .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    holds_at = {
-        int(r["first"]): (int(r["users"]), int(r["pairs"]))
-        for r in pairs.groupBy("first").agg(
-            F.countDistinct("user_id").alias("users"), F.count("*").alias("pairs")).collect()
-    }
 
     def share(first: int) -> float:
         return sum(n for d, n in per_day if d >= first) / max(n_window, 1)
 
     def holds(first: int) -> tuple[int, int]:
-        return holds_at.get(first, (0, 0))
+        # asked for one span at a time, as the rule grows it (most often once)
+        row = pairs.filter((F.col("lo") <= first) & (F.col("hi") >= first)).agg(
+            F.countDistinct("user_id").alias("users"), F.count("*").alias("pairs")).first()
+        return (int(row["users"]), int(row["pairs"])) if row is not None else (0, 0)
 
-    return choose_holdout_span(w, cfg, share, holds)
+    try:
+        return choose_holdout_span(w, cfg, share, holds)
+    finally:
+        pairs.unpersist()
 
 
 def _weighed(df: DataFrame, key: list[str], cutoff_us: int, cfg: GraphConfig) -> DataFrame:
@@ -241,18 +246,17 @@ def build_spark(
     spark = spark or get_spark()
     tick = _Timer(as_of)
     w = Window.of(as_of, cfg, cfg.holdout_max_days)
-    events, refs = read_events_spark(spark, lake, window_partitions(lake, w))
+    events, refs, events_read = read_events_spark(spark, lake, window_partitions(lake, w))
+    tick("read %d events", events_read)
     inp = read_context(lake, w, out, Events.empty(), refs)
-    events = events.persist(StorageLevel.MEMORY_AND_DISK)
-    cached: list[DataFrame] = [events]
+    cached: list[DataFrame] = []
     try:
+        # every later stage reads the window's events: kept (memory, then local disk)
         in_window = (F.col("ts_us") >= F.lit(w.start_us)) & (F.col("ts_us") < F.lit(w.cutoff_us))
         iw = events.filter(in_window).withColumn(
             "day", F.floor(F.col("ts_us") / F.lit(US_PER_DAY)).cast("long"))
         iw = iw.persist(StorageLevel.MEMORY_AND_DISK)
         cached.append(iw)
-        events_read = events.count()
-        tick("read %d events", events_read)
         w, size = _size_holdout(spark, iw, inp, w, cfg)
         tick("holdout: %d day(s) from %s; %s", size.span, w.holdout_start, size.why)
 
