@@ -243,10 +243,12 @@ def build_spark(
     from pyspark import StorageLevel
 
     F = _F()
-    spark = spark or get_spark()
     tick = _Timer(as_of)
     w = Window.of(as_of, cfg, cfg.holdout_max_days)
-    events, refs, events_read = read_events_spark(spark, lake, window_partitions(lake, w))
+    days = window_partitions(lake, w)  # bad input fails before a JVM starts
+    spark_path(lake)
+    spark = spark or get_spark()
+    events, refs, events_read = read_events_spark(spark, lake, days)
     tick("read %d events", events_read)
     inp = read_context(lake, w, out, Events.empty(), refs)
     cached: list[DataFrame] = []

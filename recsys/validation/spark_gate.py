@@ -72,7 +72,15 @@ class SparkEngine:
     gx_source = "spark"
 
     def __init__(self, spark: SparkSession | None = None) -> None:
-        self.spark = spark or get_spark()
+        self._spark = spark
+
+    @property
+    def spark(self) -> SparkSession:
+        """The session, started on first use: a missing or broken partition is reported
+        before a JVM starts."""
+        if self._spark is None:
+            self._spark = get_spark()
+        return self._spark
 
     def load(self, lake: str, table: str, day: dt.date) -> _Part:
         from pyspark.sql import functions as F
@@ -81,6 +89,7 @@ class SparkEngine:
         schema, rows = _footers(files)
         if rows == 0:
             raise InputError(f"{', '.join(files)}: empty {table} partition (0 rows)")
+        spark_path(lake)  # a lake Spark cannot read is said before Spark starts
         sha = _content_hash(files, file_hashes(self.spark, files))
         order = {spark_path(u).rsplit("/", 1)[-1]: i for i, u in enumerate(files)}
         df = self.spark.read.option("mergeSchema", "true").parquet(

@@ -14,9 +14,10 @@ import pytest
 # tests/ is on sys.path (rootdir conftest); importing sets Airflow's environment up first
 from airflow_sandbox import pytest_unconfigure
 
+from tests.graph.conftest import lake, make_lake
 from tests.validation.conftest import synth_lake
 
-__all__ = ["airflow_db", "pytest_unconfigure", "spark", "synth_lake"]
+__all__ = ["airflow_db", "lake", "make_lake", "pytest_unconfigure", "spark", "synth_lake"]
 
 
 @pytest.fixture(scope="session")
