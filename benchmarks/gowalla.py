@@ -34,8 +34,17 @@ from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
 from recsys.training.evaluator import RankingEvaluator
 from recsys.training.loop import adjacency_for, train
+from recsys.training.tracking import Tracker
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gowalla"
+
+
+class EpochPrinter(Tracker):
+    """Prints every epoch's training row (loss, lr, validation) as a JSON line."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        row = {k: round(v, 5) for k, v in metrics.items()}
+        print(json.dumps({"event": "epoch", "epoch": step, **row}), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", type=float, default=0.1830)
     ap.add_argument("--test-max-users", type=int, default=None,
                     help="monitor test on a random subset of users (exploration only)")
+    ap.add_argument("--save-model", type=Path, default=None,
+                    help="write the chosen model's state_dict here (torch.save), for offline study")
     ap.add_argument("--no-test-monitor", action="store_true",
                     help="skip the test evaluation at each validation (faster; no time-to-target)")
     args = ap.parse_args(argv)
@@ -87,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         return {f"test_{k}": v for k, v in m.items()}
 
     monitor = None if args.no_test_monitor else on_eval
-    result = train(data, cfg, device=args.device, on_eval=monitor)
+    result = train(data, cfg, device=args.device, on_eval=monitor, tracker=EpochPrinter())
     final = evaluate_test(result.model)
+    if args.save_model is not None:
+        torch.save(result.model.state_dict(), args.save_model)
     for row in result.history:
         if "val_recall@20" in row:
             print(json.dumps({"event": "eval", **{k: round(v, 5) for k, v in row.items()}}))

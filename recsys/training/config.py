@@ -153,8 +153,9 @@ class TrainConfig(BaseModel):
     """The filter's item columns are ``V S^power`` (top singular vectors and values of R~)."""
     max_train_seconds: float | None = Field(None, gt=0)
     """Stop after the first epoch that ends past this much training time (validation included),
-    validating there; the learning-rate schedule still spans ``epochs``. For time-matched
-    comparisons (benchmarks); ``None``: no limit."""
+    validating there; the cosine schedule then runs over this budget (or over ``epochs`` if
+    those end first; single-process only). For time-matched comparisons (benchmarks);
+    ``None``: no limit."""
     checkpoint_every: int = Field(3, ge=1)
     """Save a resumable checkpoint every this many epochs (when a folder is given)."""
     progress: bool = True

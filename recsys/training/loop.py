@@ -119,14 +119,20 @@ def adjacency_for(data: InteractionData, cfg: TrainConfig) -> NormalizedAdjacenc
     )
 
 
-def lr_factor(cfg: TrainConfig, epoch: int) -> float:
-    """Learning-rate multiplier for 0-based ``epoch``."""
+def lr_factor(cfg: TrainConfig, epoch: int, elapsed: float = 0.0) -> float:
+    """Learning-rate multiplier for 0-based ``epoch`` starting ``elapsed`` seconds into training.
+
+    With a time budget (``max_train_seconds``) the cosine runs over whichever of the epochs
+    and the budget is further along, so a time-matched run ends its schedule in time.
+    """
     if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
         return (epoch + 1) / cfg.warmup_epochs
     if cfg.lr_schedule == "constant":
         return 1.0
     span = max(cfg.epochs - cfg.warmup_epochs, 1)
     t = min(max(epoch - cfg.warmup_epochs, 0) / span, 1.0)
+    if cfg.max_train_seconds is not None:
+        t = max(t, min(elapsed / cfg.max_train_seconds, 1.0))
     return cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
@@ -531,6 +537,8 @@ class EpochPlan:
     ctx: Distributed
     device: torch.device
     neg_gen: torch.Generator
+    elapsed: Callable[[], float]
+    """Training seconds so far (validation included, test monitoring excluded)."""
 
 
 def train_epoch(state: TrainState, graph: TrainingGraph, plan: EpochPlan) -> dict[str, float]:
@@ -539,7 +547,8 @@ def train_epoch(state: TrainState, graph: TrainingGraph, plan: EpochPlan) -> dic
     epoch = state.epoch
     model.train()
     for g in optimizer.param_groups:
-        g["lr"] = cfg.lr * lr_factor(cfg, epoch)
+        # (under DDP the ranks' clocks differ: the schedule follows the epochs alone there)
+        g["lr"] = cfg.lr * lr_factor(cfg, epoch, 0.0 if ctx.enabled else plan.elapsed())
     batches = graph.batches
     order = batches.pos.epoch(state.gen)
     neg_gen = plan.neg_gen
@@ -691,24 +700,25 @@ def train(
         f"K={cfg.num_layers} d={cfg.embedding_dim} loss={cfg.loss}", data.n_users, data.n_items,
         split.train.n_interactions, split.val_user.size, mode, dev,
     )
+    t0 = time.perf_counter()
+    monitor_seconds = 0.0
+
+    def elapsed() -> float:
+        return state.elapsed_before + time.perf_counter() - t0 - monitor_seconds
+
     bs = cfg.batch_size if mode == "full" else cfg.sampled_batch_size
     plan = EpochPlan(
         cfg=cfg, mode=mode, negatives=NegativePlan.of(cfg, data.n_items),
         batch_size=max(1, min(bs, math.ceil(n_edges / cfg.min_steps_per_epoch))),
         fanouts=[cfg.fanouts[min(k, len(cfg.fanouts) - 1)] for k in range(cfg.num_layers)],
         ctx=ctx, device=dev,
-        neg_gen=torch.Generator(device=dev) if ctx.enabled else state.gen,
+        neg_gen=torch.Generator(device=dev) if ctx.enabled else state.gen, elapsed=elapsed,
     )
     # the epoch after which the validation pairs join training (never, without folding)
     fold_at = cfg.epochs - cfg.fold_validation_epochs if cfg.fold_validation_epochs else -1
     can_validate = ctx.is_main and not evaluator.empty
     last_epoch = cfg.epochs if max_epochs is None else min(cfg.epochs, max_epochs)
     stopped_early = False
-    t0 = time.perf_counter()
-    monitor_seconds = 0.0
-
-    def elapsed() -> float:
-        return state.elapsed_before + time.perf_counter() - t0 - monitor_seconds
 
     bar = tqdm(range(state.epoch, last_epoch), desc="train", unit="epoch",
                disable=not (cfg.progress and ctx.is_main), initial=state.epoch, total=last_epoch)
