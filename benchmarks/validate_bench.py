@@ -7,6 +7,10 @@ peak RSS is the gate's alone. Prints one JSON line per measurement.
 
     .venv/bin/python benchmarks/validate_bench.py [--events 1000000] [--history 3]
     .venv/bin/python benchmarks/validate_bench.py --synth-users 500000   # recsys synth's shop
+    .venv/bin/python benchmarks/validate_bench.py --engine local spark   # both data engines
+
+With ``--engine spark`` the gate runs on PySpark in local mode (the JVM holds the driver and
+the executors): memory and CPU are the process tree's (Python + JVM), sampled every 0.1 s.
 """
 
 from __future__ import annotations
@@ -87,36 +91,87 @@ def _cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def measure(lake: str, data_docs: bool) -> dict[str, object]:
-    """Runs in a child process: import, gate, peak RSS of this process."""
+class _TreeSampler:
+    """Peak RSS and CPU seconds of this process and its children (PySpark's JVM)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = 0
+        self.cpu: dict[int, float] = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import contextlib
+        import os
+
+        import psutil
+
+        me = psutil.Process(os.getpid())
+        while not self.done.is_set():
+            total = 0
+            for p in [me, *me.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    total += p.memory_info().rss
+                    t = p.cpu_times()
+                    self.cpu[p.pid] = t.user + t.system
+            self.peak = max(self.peak, total)
+            self.done.wait(0.1)
+
+    def stop(self) -> tuple[float, float]:
+        self.done.set()
+        self.thread.join()
+        return self.peak / 2**20, sum(self.cpu.values())
+
+
+def measure(lake: str, data_docs: bool, engine: str = "local") -> dict[str, object]:
+    """Runs in a child process: import, gate, peak RSS of this process (and its JVM)."""
+    sampler = _TreeSampler()
     t0 = time.perf_counter()
     from recsys.validation.gate import ValidationConfig, run_gate
 
+    session_s = 0.0
+    if engine == "spark":
+        from recsys.spark import get_spark
+
+        ts = time.perf_counter()
+        get_spark()
+        session_s = time.perf_counter() - ts
     t1 = time.perf_counter()
     cfg = ValidationConfig(data_docs=data_docs)
-    result = run_gate(lake, END, None, cfg)
+    result = run_gate(lake, END, None, cfg, engine=engine)
     t2 = time.perf_counter()
     cpu_cold = _cpu()
     rss_cold = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    tree_rss_cold, tree_cpu_cold = sampler.peak / 2**20, sum(sampler.cpu.values())
     # a second run in the same process: great-expectations already imported and warm
-    warm = run_gate(lake, END, None, cfg)
+    warm = run_gate(lake, END, None, cfg, engine=engine)
     t3 = time.perf_counter()
+    tree_rss, tree_cpu = sampler.stop()
     return {
         "bench": "validate",
+        "engine": engine,
         "events": result.counts["events"],
         "data_docs": data_docs,
         "passed": result.passed,
         "checks": len(result.checks),
-        "import_s": round(t1 - t0, 2),
+        "import_s": round(t1 - t0 - session_s, 2),
+        "session_s": round(session_s, 2),
         "gate_s": round(t2 - t1, 2),
         "warm_gate_s": round(t3 - t2, 2),
         "cpu_s": round(cpu_cold, 2),
         "warm_cpu_s": round(_cpu() - cpu_cold, 2),
+        "tree_cpu_s": round(tree_cpu_cold, 2),
+        "warm_tree_cpu_s": round(tree_cpu - tree_cpu_cold, 2),
         "warm_stages_s": warm.timings,
         "peak_rss_mib": round(rss_cold, 1),
         "peak_rss_mib_after_warm_run": round(
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
         ),
+        "peak_tree_rss_mib": round(tree_rss_cold, 1),
+        "peak_tree_rss_mib_after_warm_run": round(tree_rss, 1),
     }
 
 
@@ -129,11 +184,13 @@ def main() -> None:
     ap.add_argument(
         "--synth-users", type=int, help="build the lake with recsys.data.synth instead (slower)"
     )
+    ap.add_argument("--engine", nargs="+", default=["local"], choices=["local", "spark"],
+                    help="data engines to measure, in this order (same lake, same run)")
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # child mode: LAKE
     ap.add_argument("--no-docs", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, not args.no_docs)), flush=True)
+        print(json.dumps(measure(args.measure, not args.no_docs, args.engine[0])), flush=True)
         return
     tmp = tempfile.mkdtemp(prefix="validate-bench-")
     try:
@@ -152,8 +209,8 @@ def main() -> None:
         print(json.dumps({"bench": "validate.build_lake", "source": source,
                           "days": args.history + 1, "seconds": round(time.perf_counter() - t0, 2)}),
               flush=True)  # fmt: skip
-        for flags in ([], ["--no-docs"]):
-            cmd = [sys.executable, __file__, "--measure", lake, *flags]
+        for engine, flags in [(e, f) for e in args.engine for f in ([], ["--no-docs"])]:
+            cmd = [sys.executable, __file__, "--measure", lake, "--engine", engine, *flags]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True)
             print(out.stdout.strip().splitlines()[-1], flush=True)
     finally:
