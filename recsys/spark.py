@@ -23,10 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from recsys.errors import InputError
+from recsys.storage import get_fs
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 Engine = Literal["local", "spark"]
 ENGINES: tuple[Engine, ...] = ("local", "spark")
@@ -35,7 +39,6 @@ DRIVER_MEMORY_ENV = "RECSYS_SPARK_DRIVER_MEMORY"
 
 # Settings of a session this module starts (a cluster's own session is used as it is).
 LOCAL_CONF: dict[str, str] = {
-    "spark.sql.session.timeZone": "UTC",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -43,6 +46,13 @@ LOCAL_CONF: dict[str, str] = {
     "spark.sql.shuffle.partitions": "8",
     "spark.sql.adaptive.enabled": "true",
     "spark.driver.extraJavaOptions": "-Dio.netty.tryReflectionSetAccessible=true",
+}
+# Spark refuses Parquet's nanosecond timestamps unless it reads them as longs; the readers
+# here turn those back into timestamps (read_parquet), as pyarrow reads them for the local
+# engine.
+SESSION_CONF: dict[str, str] = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.legacy.parquet.nanosAsLong": "true",
 }
 
 
@@ -58,14 +68,15 @@ def get_spark(master: str | None = None) -> SparkSession:
         ) from None
     active = SparkSession.getActiveSession()
     if active is not None:
-        active.conf.set("spark.sql.session.timeZone", "UTC")
+        for key, value in SESSION_CONF.items():
+            active.conf.set(key, value)
         return active
     # Python workers run this interpreter (the one with recsys' dependencies)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName("recsys").master(
         master or os.environ.get(MASTER_ENV) or "local[*]"
     )
-    for key, value in LOCAL_CONF.items():
+    for key, value in {**LOCAL_CONF, **SESSION_CONF}.items():
         builder = builder.config(key, value)
     # local mode: the JVM holds the driver and the executors (default 2g; a cluster's
     # session has its own settings)
@@ -121,3 +132,40 @@ def _normal(path: str) -> str:
             break
     return p.rstrip("/")
 
+
+
+def parquet_schema(files: Sequence[str]) -> tuple[pa.Schema, int]:
+    """The Arrow schema of a partition's files (unified as the local reader concatenates
+    them) and their rows, from the Parquet footers only (read by the driver, no rows)."""
+    schemas, rows = [], 0
+    for uri in files:
+        fs, path = get_fs(uri)
+        try:
+            with fs.open(path, "rb") as f:
+                meta = pq.ParquetFile(f)
+                schemas.append(meta.schema_arrow)
+                rows += meta.metadata.num_rows
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise InputError(f"{uri}: unreadable Parquet file ({exc})") from None
+    if len(schemas) == 1:
+        return schemas[0], rows
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive"), rows
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        where = files[0].rsplit("/", 1)[0]
+        raise InputError(f"{where}: files disagree on schema ({exc})") from None
+
+
+def read_parquet(spark: SparkSession, files: Sequence[str], schema: pa.Schema) -> DataFrame:
+    """A partition's files as one DataFrame; a nanosecond timestamp column (which Spark reads
+    as a long, :data:`SESSION_CONF`) comes back as a timestamp, truncated to the microsecond
+    toward the past (as the contract's unit; bounds on whole microseconds judge it alike)."""
+    from pyspark.sql import functions as F
+
+    df = spark.read.option("mergeSchema", "true").parquet(*[spark_path(u) for u in files])
+    for field in schema:
+        t = field.type
+        if pa.types.is_timestamp(t) and t.unit == "ns" and field.name in df.columns:
+            micros = F.floor(F.col(field.name) / F.lit(1000)).cast("long")
+            df = df.withColumn(field.name, F.timestamp_micros(micros))
+    return df

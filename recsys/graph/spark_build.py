@@ -52,7 +52,7 @@ from recsys.graph.idmap import check_prefix, extend_ids
 from recsys.graph.inputs import EVENT_COLUMNS, Events
 from recsys.graph.snapshot import ServedHistory, snapshot_uri
 from recsys.graph.weights import PURCHASE_CODE, TYPE_CODE, US_PER_DAY, event_weights, saturate
-from recsys.spark import file_hashes, get_spark, spark_path
+from recsys.spark import file_hashes, get_spark, parquet_schema, read_parquet, spark_path
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -83,7 +83,7 @@ def read_events_spark(
         ref = InputRef(uri=partition_uri(lake, EVENTS, day), sha256=_partition_hash(
             [(u.rstrip("/").rsplit("/", 1)[-1], digests[u]) for u in uris]))
         refs[f"{EVENTS}/dt={day.isoformat()}"] = ref
-        df = spark.read.option("mergeSchema", "true").parquet(*[spark_path(u) for u in uris])
+        df = read_parquet(spark, uris, parquet_schema(uris)[0])
         missing = [c for c in EVENT_COLUMNS if c not in df.columns]
         if missing:
             raise InputError(f"{ref.uri}: missing column(s) {', '.join(missing)}")

@@ -24,14 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from recsys.data.lake import list_partitions, partition_files
 from recsys.data.schema import EVENTS
 from recsys.errors import InputError
 from recsys.reports import Check
-from recsys.spark import file_hashes, get_spark, spark_path
-from recsys.storage import get_fs
+from recsys.spark import file_hashes, get_spark, parquet_schema, read_parquet, spark_path
 from recsys.validation import cross
 from recsys.validation.config import ValidationConfig
 from recsys.validation.gate import _content_hash, _Part
@@ -41,28 +39,6 @@ if TYPE_CHECKING:
 
 _ROW = "__recsys_row"
 _FILE = "__recsys_file"
-
-
-def _footers(files: list[str]) -> tuple[pa.Schema, int]:
-    """The partition's Arrow schema (as the local reader would unify it) and its rows, from
-    the Parquet footers only."""
-    schemas, rows = [], 0
-    for uri in files:
-        fs, path = get_fs(uri)
-        try:
-            with fs.open(path, "rb") as f:
-                meta = pq.ParquetFile(f)
-                schemas.append(meta.schema_arrow)
-                rows += meta.metadata.num_rows
-        except (pa.ArrowException, OSError, ValueError) as exc:
-            raise InputError(f"{uri}: unreadable Parquet file ({exc})") from None
-    if len(schemas) == 1:
-        return schemas[0], rows
-    try:
-        return pa.unify_schemas(schemas, promote_options="permissive"), rows
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        where = files[0].rsplit("/", 1)[0]
-        raise InputError(f"{where}: files disagree on schema ({exc})") from None
 
 
 class SparkEngine:
@@ -86,14 +62,13 @@ class SparkEngine:
         from pyspark.sql import functions as F
 
         files = partition_files(lake, table, day)
-        schema, rows = _footers(files)
+        schema, rows = parquet_schema(files)
         if rows == 0:
             raise InputError(f"{', '.join(files)}: empty {table} partition (0 rows)")
         spark_path(lake)  # a lake Spark cannot read is said before Spark starts
         sha = _content_hash(files, file_hashes(self.spark, files))
         order = {spark_path(u).rsplit("/", 1)[-1]: i for i, u in enumerate(files)}
-        df = self.spark.read.option("mergeSchema", "true").parquet(
-            *[spark_path(u) for u in files])
+        df = read_parquet(self.spark, files, schema)
         rank = F.create_map(*[x for name, i in order.items() for x in (F.lit(name), F.lit(i))])
         df = df.withColumn(_FILE, rank[F.col("_metadata.file_name")]).withColumn(
             _ROW, F.col("_metadata.row_index"))
@@ -159,9 +134,8 @@ class SparkEngine:
         mix: dict[str, int] = {}
         for d in days:
             files = partition_files(lake, EVENTS, d)
-            schema, _ = _footers(files)
-            df = self.spark.read.option("mergeSchema", "true").parquet(
-                *[spark_path(u) for u in files])
+            schema, _ = parquet_schema(files)
+            df = read_parquet(self.spark, files, schema)
             if "event_type" not in schema.names:
                 rows.append(df.count())
                 continue

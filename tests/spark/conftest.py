@@ -33,8 +33,12 @@ def airflow_db() -> None:
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
+    import logging
+
     from recsys.spark import get_spark
 
+    # py4j logs its connections closing at interpreter exit, after pytest's streams are gone
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     session = get_spark("local[2]")
     yield session
     session.stop()

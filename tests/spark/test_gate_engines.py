@@ -3,7 +3,8 @@ same message.
 
 Four bad lakes (copies of the validation tests' synthetic lake) plant between them a flaw
 for every check of the corpus (``tests/validation/test_corpus.py``): bad event rows, bad
-dimension rows, volume and mix drift with a stale catalogue, broken column types. Each is
+dimension rows (beside events stored with nanosecond timestamps, which Spark reads only as
+longs), volume and mix drift with a stale catalogue, broken column types. Each is
 validated by both engines; their reports must hold the same checks with the same status,
 rule and observed text (examples included), and together they fail every check the corpus
 names. A real NaN (not a null) is planted too: pandas reads it as missing, and so must
@@ -92,7 +93,18 @@ def _set_rows(changes: dict[str, list[tuple[int, object]]],
 FUTURE = dt.date(2027, 1, 1)
 
 
+def _ns_timestamps(lake: Path, table: str, day: dt.date) -> None:
+    """The partition rewritten with nanosecond timestamps (pandas' unit): the contract's
+    family, which Spark reads only as longs."""
+    t = read_partition(str(lake), table, day)
+    i = t.schema.get_field_index("ts")
+    write_partition(str(lake), table, day,
+                    t.set_column(i, "ts", t.column("ts").cast(pa.timestamp("ns", "UTC"))))
+
+
 def _bad_dimensions(lake: Path) -> None:
+    _ns_timestamps(lake, "events", END)
+    _ns_timestamps(lake, "events", END - dt.timedelta(days=1))
     rewrite(lake, "users", _set_rows({
         "user_id": [(0, None), (5, "u\tnew")], "age": [(3, 5.0), (6, float("-inf"))],
         "signup_date": [(4, FUTURE)]}, "user_id"))

@@ -5,8 +5,9 @@ encoding: identical id maps, edges and weights (float32, within 1e-6: in practic
 bit-equal), holdout, served history and features, and manifests equal but for
 ``extra.engine``, which carries the file digests too (so every file is byte-identical).
 The lake has what the rules must handle: ratings (one without a value, one of 9 stars),
-users and products first seen in the holdout days, catalogue products without events, and
-enough users for the holdout to grow past its first day.
+users and products first seen in the holdout days, catalogue products without events, a
+partition with nanosecond timestamps, and enough users for the holdout to grow past its
+first day.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from recsys.artifacts import read_manifest
+from recsys.data.lake import read_partition, write_partition
 from recsys.graph.build import build_snapshot
 from recsys.graph.snapshot import load_snapshot
 from recsys.graph.spark_build import build_snapshot_spark
@@ -42,6 +45,12 @@ def _lake(root: Path) -> str:
     # the second day: returning users, new users and products
     write_events(lake, random_events(70, 50, 1, 150, end=DAY2, seed=2), prefix="d2")
     write_dims(lake, DAY2, 70, 55)
+    # one partition stored with nanosecond timestamps (pandas' unit; Spark reads it as longs)
+    day = END - dt.timedelta(days=2)
+    t = read_partition(lake, "events", day)
+    i = t.schema.get_field_index("ts")
+    write_partition(lake, "events", day,
+                    t.set_column(i, "ts", t.column("ts").cast(pa.timestamp("ns", "UTC"))))
     return lake
 
 
