@@ -42,6 +42,7 @@ from recsys.graph.build import (
     choose_holdout_span,
     encode_features,
     gate_and_publish,
+    holdout_span_range,
     known_items,
     point_in_time_failed,
     read_context,
@@ -163,8 +164,8 @@ def _size_holdout(spark: SparkSession, iw: DataFrame, inp: Inputs, w: Window,
     if cfg.holdout_days == 0:
         return Window.of(w.as_of, cfg, 0), HoldoutSize(0, 0, 0, True, "holdout disabled")
     as_of_day = (w.as_of - _EPOCH).days
-    max_span = min(max(cfg.holdout_max_days, cfg.holdout_days), cfg.window_days - 1)
-    first_lo, first_hi = as_of_day - max_span + 1, as_of_day - cfg.holdout_days + 1
+    spans = holdout_span_range(cfg)
+    first_lo, first_hi = as_of_day - spans[-1] + 1, as_of_day - spans[0] + 1
     per_day = sorted((int(r["day"]), int(r["n"]))
                      for r in iw.groupBy("day").agg(F.count("*").alias("n")).collect())
     n_window = sum(n for _, n in per_day)
