@@ -22,12 +22,14 @@ demo-replicas: setup
 # lint, types, the layering contracts (pyproject's [tool.importlinter]), then the suite
 test: setup
 	$(VENV)/bin/ruff check recsys dags plugins tests benchmarks
+	$(VENV)/bin/ruff format --check recsys dags plugins tests benchmarks
 	$(VENV)/bin/mypy recsys
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check recsys dags plugins tests benchmarks
+	$(VENV)/bin/ruff format --check recsys dags plugins tests benchmarks
 	$(VENV)/bin/mypy recsys
 	$(VENV)/bin/lint-imports
 

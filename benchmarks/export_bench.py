@@ -38,20 +38,26 @@ def main() -> None:
     rng = np.random.default_rng(0)
     empty = TableSpec(numeric=[], categorical=[])
     snap = GraphSnapshot(
-        uri="memory://bench", as_of=dt.date(2026, 11, 27),
+        uri="memory://bench",
+        as_of=dt.date(2026, 11, 27),
         user_ids=np.array([f"u{j}" for j in range(args.users)]),
         item_ids=np.array([f"i{j}" for j in range(args.items)]),
         train_user=rng.integers(0, args.users, args.edges),
         train_item=(rng.zipf(1.3, args.edges) - 1) % args.items,
         train_weight=np.ones(args.edges, dtype=np.float32),
-        holdout_user=np.zeros(0, np.int64), holdout_item=np.zeros(0, np.int64),
+        holdout_user=np.zeros(0, np.int64),
+        holdout_item=np.zeros(0, np.int64),
         user_features=np.zeros((args.users, 0), np.float32),
         item_features=np.zeros((args.items, 0), np.float32),
         feature_spec=FeatureSpec(users=empty, items=empty),
-        items=pd.DataFrame({"item_idx": np.arange(args.items),
-                            "item_id": [f"i{j}" for j in range(args.items)],
-                            "category": [f"c{j % 50}" for j in range(args.items)],
-                            "price": 1.0}),
+        items=pd.DataFrame(
+            {
+                "item_idx": np.arange(args.items),
+                "item_id": [f"i{j}" for j in range(args.items)],
+                "category": [f"c{j % 50}" for j in range(args.items)],
+                "price": 1.0,
+            }
+        ),
     )
     torch.manual_seed(0)
     model = FeatureLightGCN(args.users, args.items, args.dim, args.layers)
@@ -61,11 +67,24 @@ def main() -> None:
         res = export_from_model(model, snap, out, ExportConfig(k=100), "bench")
         wall = time.perf_counter() - t0
         size = sum(e.bytes for e in read_manifest(out).files.values())
-    print(json.dumps({"bench": "export", "users": args.users, "items": args.items,
-                      "edges": args.edges, "dim": args.dim, "layers": args.layers,
-                      "seconds": round(wall, 1), "bundle_mib": round(size / 2**20, 1),
-                      **{k: (float(f"{v:.3g}") if isinstance(v, float) else v)
-                         for k, v in res.metrics.items()}}))
+    print(
+        json.dumps(
+            {
+                "bench": "export",
+                "users": args.users,
+                "items": args.items,
+                "edges": args.edges,
+                "dim": args.dim,
+                "layers": args.layers,
+                "seconds": round(wall, 1),
+                "bundle_mib": round(size / 2**20, 1),
+                **{
+                    k: (float(f"{v:.3g}") if isinstance(v, float) else v)
+                    for k, v in res.metrics.items()
+                },
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -52,18 +52,34 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DIR, help="folder with train/test.txt.gz")
     ap.add_argument("--config", type=Path, default=None, help="TrainConfig file (JSON/YAML/TOML)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                    help="override a TrainConfig field, e.g. --set lr=0.01 --set num_layers=2")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="override a TrainConfig field, e.g. --set lr=0.01 --set num_layers=2",
+    )
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--target", type=float, default=0.1830)
-    ap.add_argument("--test-max-users", type=int, default=None,
-                    help="monitor test on a random subset of users (exploration only)")
-    ap.add_argument("--save-model", type=Path, default=None,
-                    help="write the chosen model's state_dict here (torch.save), for offline study")
-    ap.add_argument("--no-test-monitor", action="store_true",
-                    help="skip the test evaluation at each validation (faster; no time-to-target)")
+    ap.add_argument(
+        "--test-max-users",
+        type=int,
+        default=None,
+        help="monitor test on a random subset of users (exploration only)",
+    )
+    ap.add_argument(
+        "--save-model",
+        type=Path,
+        default=None,
+        help="write the chosen model's state_dict here (torch.save), for offline study",
+    )
+    ap.add_argument(
+        "--no-test-monitor",
+        action="store_true",
+        help="skip the test evaluation at each validation (faster; no time-to-target)",
+    )
     args = ap.parse_args(argv)
 
     t_start = time.perf_counter()
@@ -81,8 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig.model_validate({**cfg.model_dump(), **updates})
     full_adj = adjacency_for(data, cfg).to(args.device)
     test_eval = RankingEvaluator(
-        data.train_user, data.train_item, split.test_user, split.test_item,
-        data.n_users, data.n_items, ks=(20,), batch_size=4096, max_users=args.test_max_users,
+        data.train_user,
+        data.train_item,
+        split.test_user,
+        split.test_item,
+        data.n_users,
+        data.n_items,
+        ks=(20,),
+        batch_size=4096,
+        max_users=args.test_max_users,
     )
 
     def evaluate_test(model: FeatureLightGCN) -> dict[str, float]:
@@ -100,9 +123,14 @@ def main(argv: list[str] | None = None) -> int:
         c0 = time.process_time()
         m = evaluate_test(model)
         monitor_cpu[0] += time.process_time() - c0
-        live = {"event": "test_monitor", "epoch": epoch, **{k: round(v, 5) for k, v in m.items()},
-                "wall_s": round(time.perf_counter() - t_start, 1), "process_cpu_s": round(cpu, 1),
-                "load_average": [round(x, 2) for x in os.getloadavg()]}
+        live = {
+            "event": "test_monitor",
+            "epoch": epoch,
+            **{k: round(v, 5) for k, v in m.items()},
+            "wall_s": round(time.perf_counter() - t_start, 1),
+            "process_cpu_s": round(cpu, 1),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        }
         print(json.dumps(live), flush=True)
         return {f"test_{k}": v for k, v in m.items()}
 
@@ -127,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         "best_epoch_on_validation": result.best_epoch,
         "validation_at_best": result.best_val,
         "test_at_val_best": final,
-        "test_best_seen_selected_on_test": None if best_seen is None else {
+        "test_best_seen_selected_on_test": None
+        if best_seen is None
+        else {
             "epoch": best_seen["epoch"],
             "recall@20": best_seen["test_recall@20"],
             "ndcg@20": best_seen["test_ndcg@20"],

@@ -34,7 +34,11 @@ from recsys.training.loop import adjacency_for, train
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gowalla"
 
 SOFTMAX: dict[str, Any] = {
-    "loss": "softmax", "init": "normal", "init_std": 0.01, "temperature": 0.11, "l2": 1e-5,
+    "loss": "softmax",
+    "init": "normal",
+    "init_std": 0.01,
+    "temperature": 0.11,
+    "l2": 1e-5,
     "softmax_negatives": 2048,
 }
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -44,8 +48,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "softmax-logq": {**SOFTMAX, "logq_correction": True},
     "softmax-uniform": {**SOFTMAX, "softmax_sampler": "uniform"},
     "softmax-contrastive": {**SOFTMAX, "contrastive_weight": 0.1},
-    "softmax-dot-uniform": {**SOFTMAX, "cosine": False, "temperature": 1.0, "l2": 1e-4,
-                            "softmax_sampler": "uniform"},
+    "softmax-dot-uniform": {
+        **SOFTMAX,
+        "cosine": False,
+        "temperature": 1.0,
+        "l2": 1e-4,
+        "softmax_sampler": "uniform",
+    },
 }
 
 
@@ -55,8 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=None, help="the base recipe")
     ap.add_argument("--variants", default="bpr,softmax", help=f"of {', '.join(VARIANTS)}")
     ap.add_argument("--budget", type=float, default=480.0, help="training seconds per variant")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                    help="override a TrainConfig field for every variant")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="override a TrainConfig field for every variant",
+    )
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
 
@@ -64,8 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     data = InteractionData.from_lightgcn(split)
     base = load_config(args.config, TrainConfig).model_dump()
     common: dict[str, Any] = {
-        "tracking": {"enabled": False}, "progress": False, "max_train_seconds": args.budget,
-        "epochs": 200, "patience": 100,
+        "tracking": {"enabled": False},
+        "progress": False,
+        "max_train_seconds": args.budget,
+        "epochs": 200,
+        "patience": 100,
     }
     for kv in args.set:
         k, _, v = kv.partition("=")
@@ -73,8 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         common["threads"] = args.threads
     test_eval = RankingEvaluator(
-        data.train_user, data.train_item, split.test_user, split.test_item,
-        data.n_users, data.n_items, ks=(20,), batch_size=4096,
+        data.train_user,
+        data.train_item,
+        split.test_user,
+        split.test_item,
+        data.n_users,
+        data.n_items,
+        ks=(20,),
+        batch_size=4096,
     )
     for name in args.variants.split(","):
         cfg = TrainConfig.model_validate({**base, **VARIANTS[name], **common})
@@ -85,19 +108,33 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             ue, ie = result.model(adjacency_for(data, cfg))
         test = test_eval.evaluate(ue, ie)
-        print(json.dumps({
-            "event": "variant", "name": name, "changes": VARIANTS[name],
-            "budget_s": args.budget, "train_seconds": round(result.train_seconds, 1),
-            "wall_seconds": round(wall, 1), "epochs_run": result.epochs_run,
-            "best_epoch_on_validation": result.best_epoch,
-            "validation_at_best": {k: round(v, 5) for k, v in result.best_val.items()
-                                   if k in ("recall@20", "ndcg@20")},
-            "test_at_val_best": {"recall@20": round(test["recall@20"], 5),
-                                 "ndcg@20": round(test["ndcg@20"], 5)},
-            "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in os.getloadavg()],
-            "threads": torch.get_num_threads(),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "event": "variant",
+                    "name": name,
+                    "changes": VARIANTS[name],
+                    "budget_s": args.budget,
+                    "train_seconds": round(result.train_seconds, 1),
+                    "wall_seconds": round(wall, 1),
+                    "epochs_run": result.epochs_run,
+                    "best_epoch_on_validation": result.best_epoch,
+                    "validation_at_best": {
+                        k: round(v, 5)
+                        for k, v in result.best_val.items()
+                        if k in ("recall@20", "ndcg@20")
+                    },
+                    "test_at_val_best": {
+                        "recall@20": round(test["recall@20"], 5),
+                        "ndcg@20": round(test["ndcg@20"], 5),
+                    },
+                    "load_average_before": [round(x, 2) for x in load_before],
+                    "load_average_after": [round(x, 2) for x in os.getloadavg()],
+                    "threads": torch.get_num_threads(),
+                }
+            ),
+            flush=True,
+        )
     return 0
 
 

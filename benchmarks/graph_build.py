@@ -116,12 +116,18 @@ def child(lake: str, engine: str) -> None:
         spark = get_spark()
         session = time.perf_counter() - t0
         t0 = time.perf_counter()
-        uri = build_snapshot_spark(lake, END, GraphConfig(window_days=DAYS), out=out,
-                                   spark=spark)
+        uri = build_snapshot_spark(lake, END, GraphConfig(window_days=DAYS), out=out, spark=spark)
     else:
         uri = build_snapshot(lake, END, GraphConfig(window_days=DAYS), out=out)
-    print(json.dumps({"uri": uri, "seconds": round(time.perf_counter() - t0, 2),
-                      "session_seconds": round(session, 2)}))
+    print(
+        json.dumps(
+            {
+                "uri": uri,
+                "seconds": round(time.perf_counter() - t0, 2),
+                "session_seconds": round(session, 2),
+            }
+        )
+    )
 
 
 def _tree_usage(pid: int, cpu: dict[int, float]) -> int:
@@ -148,9 +154,12 @@ def run_build(lake: str, engine: str) -> dict[str, object]:
     import threading
 
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--child", lake, "--engine", engine],
-                            stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "RECSYS_SPARK_DRIVER_MEMORY": "6g"})
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", lake, "--engine", engine],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "RECSYS_SPARK_DRIVER_MEMORY": "6g"},
+    )
     peak = [0]
     cpu: dict[int, float] = {}
     done = threading.Event()
@@ -193,8 +202,9 @@ def compare(local_uri: str, spark_uri: str) -> dict[str, object]:
     mb = read_manifest(spark_uri).model_dump(mode="json")
     engine = mb["extra"].pop("engine", None)
     a, b = load_snapshot(local_uri), load_snapshot(spark_uri)
-    same_pairs = bool(np.array_equal(a.train_user, b.train_user)
-                      and np.array_equal(a.train_item, b.train_item))
+    same_pairs = bool(
+        np.array_equal(a.train_user, b.train_user) and np.array_equal(a.train_item, b.train_item)
+    )
     return {
         "compare": "local vs spark",
         "spark_engine_field": engine,
@@ -202,11 +212,15 @@ def compare(local_uri: str, spark_uri: str) -> dict[str, object]:
         "files_differing": sorted(k for k in ma["files"] if ma["files"][k] != mb["files"].get(k)),
         "edges_equal": same_pairs,
         "max_weight_diff": float(np.abs(a.train_weight - b.train_weight).max())
-        if same_pairs and len(a.train_weight) else None,
+        if same_pairs and len(a.train_weight)
+        else None,
         "weights_bit_different": int((a.train_weight != b.train_weight).sum())
-        if same_pairs else None,
-        "holdout_equal": bool(np.array_equal(a.holdout_user, b.holdout_user)
-                              and np.array_equal(a.holdout_item, b.holdout_item)),
+        if same_pairs
+        else None,
+        "holdout_equal": bool(
+            np.array_equal(a.holdout_user, b.holdout_user)
+            and np.array_equal(a.holdout_item, b.holdout_item)
+        ),
     }
 
 
@@ -260,8 +274,13 @@ def main() -> None:
         "--workdir", default=None, help="Folder for the synthetic lakes (default: a temp dir)"
     )
     ap.add_argument("--lightgcn", type=Path, default=None, help="LightGCN split folder to check")
-    ap.add_argument("--engine", nargs="+", default=["local"], choices=["local", "spark"],
-                    help="Engines to build each lake with, in this order (same run)")
+    ap.add_argument(
+        "--engine",
+        nargs="+",
+        default=["local"],
+        choices=["local", "spark"],
+        help="Engines to build each lake with, in this order (same run)",
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -287,15 +306,23 @@ def main() -> None:
             built[engine] = str(res.pop("uri"))
             manifest = json.loads(Path(built[engine], "manifest.json").read_text())
             c = manifest["counts"]
-            print(json.dumps({
-                "events": n, "engine": engine, **res,
-                "load_avg_1m": round(os.getloadavg()[0], 1),
-                "users": c["users"], "items": c["items"], "edges": c["edges"],
-                "holdout_pairs": c["holdout_pairs"],
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "events": n,
+                        "engine": engine,
+                        **res,
+                        "load_avg_1m": round(os.getloadavg()[0], 1),
+                        "users": c["users"],
+                        "items": c["items"],
+                        "edges": c["edges"],
+                        "holdout_pairs": c["holdout_pairs"],
+                    }
+                ),
+                flush=True,
+            )
         if {"local", "spark"} <= set(built):
-            print(json.dumps({"events": n, **compare(built["local"], built["spark"])}),
-                  flush=True)
+            print(json.dumps({"events": n, **compare(built["local"], built["spark"])}), flush=True)
 
 
 if __name__ == "__main__":

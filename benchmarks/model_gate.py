@@ -58,22 +58,31 @@ def planted(seeds: int, root: Path) -> None:
         def upside_down(users: np.ndarray, t: Any = truth) -> np.ndarray:
             return -np.asarray(t(users))
 
-        models = {"better": truth, "production": perturbed(truth, 1.0, 100 + seed),
-                  "equal": perturbed(truth, 1.0, 200 + seed), "worse": upside_down}
+        models = {
+            "better": truth,
+            "production": perturbed(truth, 1.0, 100 + seed),
+            "equal": perturbed(truth, 1.0, 200 + seed),
+            "worse": upside_down,
+        }
         s = score_models(snap, models)
         for name in ("better", "worse", "equal"):
-            decision = check_model_gate(paired(s, name, "production"),
-                                        production="production").decision
+            decision = check_model_gate(
+                paired(s, name, "production"), production="production"
+            ).decision
             counts.setdefault(name, {}).setdefault(decision, 0)
             counts[name][decision] += 1
-        for a, b in (("equal", "production"), ("better", POPULARITY),
-                     ("production", POPULARITY)):
+        for a, b in (("equal", "production"), ("better", POPULARITY), ("production", POPULARITY)):
             sds.setdefault(f"{a}-{b}", []).append(float(np.std(s.models[a][M] - s.models[b][M])))
         sds.setdefault("holdout_users", []).append(float(s.users.size))
-    emit(bench="model_gate.planted", seeds=seeds, decisions=counts,
-         sd_of_ndcg20_difference={k: [round(min(v), 3), round(max(v), 3)]
-                                  for k, v in sds.items() if k != "holdout_users"},
-         holdout_users=[min(sds["holdout_users"]), max(sds["holdout_users"])])
+    emit(
+        bench="model_gate.planted",
+        seeds=seeds,
+        decisions=counts,
+        sd_of_ndcg20_difference={
+            k: [round(min(v), 3), round(max(v), 3)] for k, v in sds.items() if k != "holdout_users"
+        },
+        holdout_users=[min(sds["holdout_users"]), max(sds["holdout_users"])],
+    )
 
 
 def shop(root: Path) -> None:
@@ -88,45 +97,100 @@ def shop(root: Path) -> None:
     t0 = time.perf_counter()
     log = write_purchase_log(root / "export")
     lake = str(root / "lake")
-    import_events(str(log.purchases), lake,
-                  EventColumns(user="customer", item="product", time="ordered_at"),
-                  items=FeatureColumns(file=str(log.products), id_col="product",
-                                       mapping="category=category"))
+    import_events(
+        str(log.purchases),
+        lake,
+        EventColumns(user="customer", item="product", time="ordered_at"),
+        items=FeatureColumns(file=str(log.products), id_col="product", mapping="category=category"),
+    )
     t_import = time.perf_counter() - t0
     run_gate(lake, log.last_day, None, ValidationConfig(data_docs=False))
     graph = build_snapshot(lake, log.last_day, load_config(None, GraphConfig))
     train_cfg = root / "train.json"
-    train_cfg.write_text(json.dumps({"epochs": 6, "embedding_dim": 16, "num_layers": 2,
-                                     "batch_size": 1024, "eval_every": 10, "progress": False,
-                                     "tracking": {"enabled": False}}))
+    train_cfg.write_text(
+        json.dumps(
+            {
+                "epochs": 6,
+                "embedding_dim": 16,
+                "num_layers": 2,
+                "batch_size": 1024,
+                "eval_every": 10,
+                "progress": False,
+                "tracking": {"enabled": False},
+            }
+        )
+    )
     model = str(root / "model")
     t1 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "recsys.cli", "train", "--graph", graph, "--out", model,
-                    "--config", str(train_cfg)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "recsys.cli",
+            "train",
+            "--graph",
+            graph,
+            "--out",
+            model,
+            "--config",
+            str(train_cfg),
+        ],
+        check=True,
+        capture_output=True,
+    )
     t_train = time.perf_counter() - t1
     for label, uri in (("sized holdout", graph), ("one-day holdout", None)):
         if uri is None:  # the same data and model, judged on the as-of day alone
             cfg = GraphConfig(holdout_days=1, holdout_min_users=0, holdout_min_pairs=0)
-            uri = build_snapshot(lake, log.last_day, cfg, out=str(root / "one-day"),
-                                 report=str(root / "one-day-report"))
-            subprocess.run([sys.executable, "-m", "recsys.cli", "train", "--graph", uri,
-                            "--out", str(root / "model-1d"), "--config", str(train_cfg)],
-                           check=True, capture_output=True)
+            uri = build_snapshot(
+                lake,
+                log.last_day,
+                cfg,
+                out=str(root / "one-day"),
+                report=str(root / "one-day-report"),
+            )
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "recsys.cli",
+                    "train",
+                    "--graph",
+                    uri,
+                    "--out",
+                    str(root / "model-1d"),
+                    "--config",
+                    str(train_cfg),
+                ],
+                check=True,
+                capture_output=True,
+            )
             model = str(root / "model-1d")
         ev = evaluate_on_snapshot(model, uri, baselines=(POPULARITY, "ease"))
         report = check_model_gate(ev.scores)
         summary = ev.summary()
         diff = ev.scores.models[CANDIDATE][M] - ev.scores.models[POPULARITY][M]
-        emit(bench="model_gate.shop", holdout=label, rows=log.rows,
-             per_day_end=round(log.per_day_end, 1),
-             days=(log.last_day - log.first_day).days + 1,
-             holdout_days=ev.info.get("holdout_days"), holdout_users=ev.info["holdout_users"],
-             holdout_pairs=ev.info["holdout_pairs"], decision=report.decision,
-             beats_popularity=report.checks[0].observed,
-             **{f"{m}_{k}": [round(summary[m][k], 4)] + [round(x, 4) for x in summary[m][f"{k}_ci"]]
-                for m in (CANDIDATE, POPULARITY, "ease") for k in (M, "recall@20") if m in summary},
-             sd_of_ndcg20_difference=round(float(diff.std()), 3),
-             import_s=round(t_import, 1), train_s=round(t_train, 1))
+        emit(
+            bench="model_gate.shop",
+            holdout=label,
+            rows=log.rows,
+            per_day_end=round(log.per_day_end, 1),
+            days=(log.last_day - log.first_day).days + 1,
+            holdout_days=ev.info.get("holdout_days"),
+            holdout_users=ev.info["holdout_users"],
+            holdout_pairs=ev.info["holdout_pairs"],
+            decision=report.decision,
+            beats_popularity=report.checks[0].observed,
+            **{
+                f"{m}_{k}": [round(summary[m][k], 4)] + [round(x, 4) for x in summary[m][f"{k}_ci"]]
+                for m in (CANDIDATE, POPULARITY, "ease")
+                for k in (M, "recall@20")
+                if m in summary
+            },
+            sd_of_ndcg20_difference=round(float(diff.std()), 3),
+            import_s=round(t_import, 1),
+            train_s=round(t_train, 1),
+        )
 
 
 def main() -> None:

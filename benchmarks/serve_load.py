@@ -105,15 +105,18 @@ async def _event_to_visible(url: str, read_url: str, users: int, n: int) -> dict
     misses = 0
     rnd = random.Random(7)
     headers = {"X-API-Key": API_KEY}
-    async with aiohttp.ClientSession(base_url=url, headers=headers) as s, \
-            aiohttp.ClientSession(base_url=read_url) as reader:
+    async with (
+        aiohttp.ClientSession(base_url=url, headers=headers) as s,
+        aiohttp.ClientSession(base_url=read_url) as reader,
+    ):
         for _ in range(n):
             user = f"u{rnd.randrange(users)}"
             async with reader.get(f"/v1/recommendations/{user}", params={"k": "10"}) as r:
                 top = (await r.json())["items"][0]["item_id"]
             t0 = time.perf_counter()
-            async with s.post("/v1/events", json={"user_id": user, "item_id": top,
-                                                  "event_type": "purchase"}) as r:
+            async with s.post(
+                "/v1/events", json={"user_id": user, "item_id": top, "event_type": "purchase"}
+            ) as r:
                 assert r.status == 202, await r.text()
             post_lat.append(time.perf_counter() - t0)
             async with reader.get(f"/v1/recommendations/{user}", params={"k": "10"}) as r:
@@ -135,7 +138,8 @@ def client_main(args: argparse.Namespace) -> None:
         out = asyncio.run(_load(args.url, args.users, args.concurrency, args.duration))
     else:
         out = asyncio.run(
-            _event_to_visible(args.url, args.read_url or args.url, args.users, args.n))
+            _event_to_visible(args.url, args.read_url or args.url, args.users, args.n)
+        )
     print(json.dumps(out), flush=True)
 
 
@@ -145,7 +149,8 @@ def client_main(args: argparse.Namespace) -> None:
 def _client(url: str, users: int, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, __file__, "client", "--url", url, "--users", str(users), *extra],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -170,9 +175,19 @@ def _wrk(url: str, users: int, concurrency: int, duration: float, work: Path) ->
     script = work / "random_user.lua"
     script.write_text(WRK_SCRIPT % (concurrency, users - 1))
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--latency",
-         "-s", str(script), url],
-        capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(duration))}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
 
     def ms(tok: str) -> float:
@@ -206,11 +221,22 @@ def _cpu_seconds(pid: int) -> float:
 def _disk_fdatasync(folder: Path, n: int) -> dict[str, Any]:
     """The disk alone: append one event-sized line and fdatasync it, ``n`` times (5 ms apart,
     like the event-to-visible loop), in the folder of the server's event log."""
-    line = json.dumps({"event_id": "0" * 32, "user_id": "u12345", "item_id": "i12345",
-                       "event_type": "purchase", "value": None,
-                       "ts": "2026-11-28T10:00:00.000000+00:00",
-                       "received_at": "2026-11-28T10:00:00.000000+00:00",
-                       "model_version": "v1", "known_item": True}).encode() + b"\n"
+    line = (
+        json.dumps(
+            {
+                "event_id": "0" * 32,
+                "user_id": "u12345",
+                "item_id": "i12345",
+                "event_type": "purchase",
+                "value": None,
+                "ts": "2026-11-28T10:00:00.000000+00:00",
+                "received_at": "2026-11-28T10:00:00.000000+00:00",
+                "model_version": "v1",
+                "known_item": True,
+            }
+        ).encode()
+        + b"\n"
+    )
     path = folder / "disk_probe.jsonl"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     lat = []
@@ -224,8 +250,12 @@ def _disk_fdatasync(folder: Path, n: int) -> dict[str, Any]:
     finally:
         os.close(fd)
         path.unlink()
-    return {"writes": n, "p50_ms": round(_pct(lat, 50), 3), "p99_ms": round(_pct(lat, 99), 3),
-            "max_ms": round(_pct(lat, 100), 3)}
+    return {
+        "writes": n,
+        "p50_ms": round(_pct(lat, 50), 3),
+        "p99_ms": round(_pct(lat, 99), 3),
+        "max_ms": round(_pct(lat, 100), 3),
+    }
 
 
 def _free_port() -> int:
@@ -240,12 +270,24 @@ def _make_bundle(path: Path, version: str, seed: int, args: argparse.Namespace) 
 
     t0 = time.perf_counter()
     t = synthetic_tables(
-        n_users=args.users, n_items=args.items, dim=args.dim, num_layers=3,
-        edges_per_user=args.edges_per_user, n_categories=50,
-        segments=("DE", "FR", "IT", "ES", "PL"), seed=seed, scale=0.3,
+        n_users=args.users,
+        n_items=args.items,
+        dim=args.dim,
+        num_layers=3,
+        edges_per_user=args.edges_per_user,
+        n_categories=50,
+        segments=("DE", "FR", "IT", "ES", "PL"),
+        seed=seed,
+        scale=0.3,
     )
-    meta = BundleMeta(version=version, num_layers=3, embedding_dim=args.dim,
-                      num_users=args.users, num_items=args.items, segment_feature="country")
+    meta = BundleMeta(
+        version=version,
+        num_layers=3,
+        embedding_dim=args.dim,
+        num_users=args.users,
+        num_items=args.items,
+        segment_feature="country",
+    )
     write_bundle(t, str(path), meta)
     return time.perf_counter() - t0
 
@@ -269,12 +311,24 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,4,32")
     ap.add_argument("--events", type=int, default=200)
     ap.add_argument("--work-dir", default=None)
-    ap.add_argument("--client", choices=["auto", "wrk", "aiohttp"], default="auto",
-                    help="load generator: wrk if installed (auto), else aiohttp in a process")
-    ap.add_argument("--live-store", choices=["memory", "redis"], default="memory",
-                    help="redis: run memory and then Redis (two replicas) in the same run")
-    ap.add_argument("--redis-fsync", choices=["always", "everysec"], default="everysec",
-                    help="the Redis AOF fsync policy (everysec: Azure Managed Redis' AOF)")
+    ap.add_argument(
+        "--client",
+        choices=["auto", "wrk", "aiohttp"],
+        default="auto",
+        help="load generator: wrk if installed (auto), else aiohttp in a process",
+    )
+    ap.add_argument(
+        "--live-store",
+        choices=["memory", "redis"],
+        default="memory",
+        help="redis: run memory and then Redis (two replicas) in the same run",
+    )
+    ap.add_argument(
+        "--redis-fsync",
+        choices=["always", "everysec"],
+        default="everysec",
+        help="the Redis AOF fsync policy (everysec: Azure Managed Redis' AOF)",
+    )
     args = ap.parse_args()
     if args.cmd == "client":
         client_main(args)
@@ -286,22 +340,41 @@ def main() -> None:
     b1, b2, reg = work / "b1", work / "b2", str(work / "registry")
     build_s = [_make_bundle(b1, "v1", 1, args), _make_bundle(b2, "v2", 2, args)]
     registry.publish(reg, str(b1))
-    print(json.dumps({"bench": "setup", "users": args.users, "items": args.items, "dim": args.dim,
-                      "bundle_build_s": [round(x, 1) for x in build_s],
-                      "cpus": os.cpu_count(), "load": os.getloadavg()}), flush=True)
+    print(
+        json.dumps(
+            {
+                "bench": "setup",
+                "users": args.users,
+                "items": args.items,
+                "dim": args.dim,
+                "bundle_build_s": [round(x, 1) for x in build_s],
+                "cpus": os.cpu_count(),
+                "load": os.getloadavg(),
+            }
+        ),
+        flush=True,
+    )
     use_wrk = bool(args.client == "wrk" or (args.client == "auto" and shutil.which("wrk")))
     stores = ["memory", "redis"] if args.live_store == "redis" else ["memory"]
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for store in stores:
-        results[store] = _run_store(store, args, work, reg, use_wrk, swap=store == stores[-1],
-                                    b2=b2)
+        results[store] = _run_store(
+            store, args, work, reg, use_wrk, swap=store == stores[-1], b2=b2
+        )
     if len(stores) == 2:
         mem, red = results["memory"], results["redis"]
         for key in mem:
             a, b = mem[key], red[key]
             ratio: dict[str, Any] = {"bench": "ratio", "what": key, "redis_over_memory": {}}
-            for m in ("p50_ms", "p99_ms", "rps", "server_cpu_ms_per_req",
-                      "event_to_visible_p50_ms", "event_to_visible_p99_ms", "post_p99_ms"):
+            for m in (
+                "p50_ms",
+                "p99_ms",
+                "rps",
+                "server_cpu_ms_per_req",
+                "event_to_visible_p50_ms",
+                "event_to_visible_p99_ms",
+                "post_p99_ms",
+            ):
                 if m in a and m in b and a[m]:
                     ratio["redis_over_memory"][m] = round(b[m] / a[m], 2)
             print(json.dumps(ratio), flush=True)
@@ -315,10 +388,25 @@ class _Redis:
         self.dir = work / "redis"
         self.dir.mkdir(exist_ok=True)
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", fsync,
-             "--save", "", "--protected-mode", "no"],
-            stdout=(self.dir / "redis.log").open("wb"), stderr=subprocess.STDOUT,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                fsync,
+                "--save",
+                "",
+                "--protected-mode",
+                "no",
+            ],
+            stdout=(self.dir / "redis.log").open("wb"),
+            stderr=subprocess.STDOUT,
         )
         self.url = f"redis://127.0.0.1:{self.port}/0"
         import redis
@@ -347,10 +435,27 @@ def _start_server(
     env = {**os.environ, "RECSYS_API_KEY": API_KEY}
     log = (work / f"server-{name}.log").open("wb")
     server = subprocess.Popen(
-        [sys.executable, "-m", "recsys.cli", "--log-level", "WARNING", "serve", "--registry", reg,
-         "--port", str(port), "--event-log", str(work / f"events-{name}.jsonl"),
-         "--live-store", store, "--reload-interval", "0.5"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "recsys.cli",
+            "--log-level",
+            "WARNING",
+            "serve",
+            "--registry",
+            reg,
+            "--port",
+            str(port),
+            "--event-log",
+            str(work / f"events-{name}.jsonl"),
+            "--live-store",
+            store,
+            "--reload-interval",
+            "0.5",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     t0 = time.perf_counter()
     while True:
@@ -362,13 +467,27 @@ def _start_server(
         if server.poll() is not None or time.perf_counter() - t0 > 120:
             raise SystemExit((work / f"server-{name}.log").read_text())
         time.sleep(0.2)
-    print(json.dumps({"bench": "startup", "server": name, "live_store": store.split(":")[0],
-                      "ready_s": round(time.perf_counter() - t0, 2)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "bench": "startup",
+                "server": name,
+                "live_store": store.split(":")[0],
+                "ready_s": round(time.perf_counter() - t0, 2),
+            }
+        ),
+        flush=True,
+    )
     return server, url
 
 
 def _run_store(
-    store: str, args: argparse.Namespace, work: Path, reg: str, use_wrk: bool, swap: bool,
+    store: str,
+    args: argparse.Namespace,
+    work: Path,
+    reg: str,
+    use_wrk: bool,
+    swap: bool,
     b2: Path,
 ) -> dict[str, dict[str, Any]]:
     """Load, event-to-visible and (``swap``) the bundle swap with one live-store backend."""
@@ -385,11 +504,13 @@ def _run_store(
     read_url = servers[-1][1]
     out: dict[str, dict[str, Any]] = {}
     try:
+
         def load(conc: int, duration: float) -> dict[str, Any]:
             if use_wrk:
                 return _wrk(url, args.users, conc, duration, work)
-            return _result(_client(url, args.users, "--concurrency", str(conc),
-                                   "--duration", str(duration)))
+            return _result(
+                _client(url, args.users, "--concurrency", str(conc), "--duration", str(duration))
+            )
 
         load(4, 1.0)  # warm-up
         for conc in [int(x) for x in args.concurrency.split(",")]:
@@ -398,22 +519,46 @@ def _run_store(
             cpu = _cpu_seconds(server.pid) - cpu0
             r["server_cpu_ms_per_req"] = round(1e3 * cpu / max(r["requests"], 1), 3)
             out[f"load_c{conc}"] = r
-            print(json.dumps({"bench": "load", "live_store": store, **r,
-                              "loadavg": os.getloadavg()[0]}), flush=True)
+            print(
+                json.dumps(
+                    {"bench": "load", "live_store": store, **r, "loadavg": os.getloadavg()[0]}
+                ),
+                flush=True,
+            )
         cpu0 = _cpu_seconds(server.pid)
-        r = _result(_client(url, args.users, "--mode", "event", "--n", str(args.events),
-                            "--read-url", read_url))
+        r = _result(
+            _client(
+                url, args.users, "--mode", "event", "--n", str(args.events), "--read-url", read_url
+            )
+        )
         r["server_cpu_ms_per_get_post_get"] = round(
-            1e3 * (_cpu_seconds(server.pid) - cpu0) / max(args.events, 1), 3)
+            1e3 * (_cpu_seconds(server.pid) - cpu0) / max(args.events, 1), 3
+        )
         r["read_on_other_replica"] = read_url != url
         out["event_to_visible"] = r
-        print(json.dumps({"bench": "event_to_visible", "live_store": store, **r,
-                          "loadavg": os.getloadavg()[0]}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "bench": "event_to_visible",
+                    "live_store": store,
+                    **r,
+                    "loadavg": os.getloadavg()[0],
+                }
+            ),
+            flush=True,
+        )
         if store == "memory":
             # the same durable write without the server, for comparison: the disk's own latency
-            print(json.dumps({"bench": "disk_write_fdatasync",
-                              **_disk_fdatasync(work, args.events),
-                              "loadavg": os.getloadavg()[0]}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "bench": "disk_write_fdatasync",
+                        **_disk_fdatasync(work, args.events),
+                        "loadavg": os.getloadavg()[0],
+                    }
+                ),
+                flush=True,
+            )
         if swap:
             # bundle swap during load: publish v2 early in a long run; no request may fail
             swap_dur = max(args.duration * 3, 15.0)
@@ -426,10 +571,18 @@ def _run_store(
                     time.sleep(0.05)
                 swapped_s = time.perf_counter() - t_pub
                 r = job.result()
-            print(json.dumps({"bench": "swap_under_load", "live_store": store,
-                              "publish_to_serving_s": round(swapped_s, 2),
-                              "swapped_before_load_ended": swapped_s < swap_dur * 0.8, **r}),
-                  flush=True)
+            print(
+                json.dumps(
+                    {
+                        "bench": "swap_under_load",
+                        "live_store": store,
+                        "publish_to_serving_s": round(swapped_s, 2),
+                        "swapped_before_load_ended": swapped_s < swap_dur * 0.8,
+                        **r,
+                    }
+                ),
+                flush=True,
+            )
     finally:
         for proc, _ in servers:
             proc.terminate()

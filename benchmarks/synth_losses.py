@@ -25,16 +25,26 @@ from recsys.training.data import InteractionData
 from recsys.training.loop import train
 from recsys.training.run import baseline_metrics, holdout_evaluator, model_metrics
 
-SOFTMAX: dict[str, Any] = {"loss": "softmax", "init": "normal", "init_std": 0.01,
-                           "temperature": 0.11, "l2": 1e-5}
+SOFTMAX: dict[str, Any] = {
+    "loss": "softmax",
+    "init": "normal",
+    "init_std": 0.01,
+    "temperature": 0.11,
+    "l2": 1e-5,
+}
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "mf-bpr": {"num_layers": 0},
     "softmax": SOFTMAX,
     "softmax-logq": {**SOFTMAX, "logq_correction": True},
     "softmax-uniform": {**SOFTMAX, "softmax_sampler": "uniform"},
-    "softmax-dot-uniform": {**SOFTMAX, "cosine": False, "temperature": 1.0, "l2": 1e-4,
-                            "softmax_sampler": "uniform"},
+    "softmax-dot-uniform": {
+        **SOFTMAX,
+        "cosine": False,
+        "temperature": 1.0,
+        "l2": 1e-4,
+        "softmax_sampler": "uniform",
+    },
     "fold": {"fold_validation_epochs": 6},
     "blend": {"blend_rank": 64},
 }
@@ -51,38 +61,66 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--items", type=int, default=600)
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--variants", default="default,mf-bpr,softmax",
-                    help=f"of {', '.join(VARIANTS)}")
+    ap.add_argument(
+        "--variants", default="default,mf-bpr,softmax", help=f"of {', '.join(VARIANTS)}"
+    )
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
 
     end = dt.date(2026, 11, 27)
     with tempfile.TemporaryDirectory() as tmp:
         lake = f"{tmp}/lake"
-        generate(SynthConfig(users=args.users, items=args.items, days=args.days, end_date=end,
-                             seed=args.seed), lake)
+        generate(
+            SynthConfig(
+                users=args.users, items=args.items, days=args.days, end_date=end, seed=args.seed
+            ),
+            lake,
+        )
         snapshot = load_snapshot(build_snapshot(lake, end, GraphConfig(window_days=args.days)))
         data = InteractionData.from_snapshot(snapshot)
         evaluator = holdout_evaluator(snapshot)
-        print(json.dumps({"event": "shop", "users": data.n_users, "items": data.n_items,
-                          "train_edges": data.n_interactions,
-                          "holdout_users": int(evaluator.users.size)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "event": "shop",
+                    "users": data.n_users,
+                    "items": data.n_items,
+                    "train_edges": data.n_interactions,
+                    "holdout_users": int(evaluator.users.size),
+                }
+            ),
+            flush=True,
+        )
         for name, m in baseline_metrics(snapshot, evaluator).items():
             print(json.dumps({"event": "model", "name": name, **_round(m)}), flush=True)
         for name in args.variants.split(","):
-            cfg = TrainConfig.model_validate({
-                **VARIANTS[name], "progress": False, "tracking": {"enabled": False},
-                **({"threads": args.threads} if args.threads else {}),
-            })
+            cfg = TrainConfig.model_validate(
+                {
+                    **VARIANTS[name],
+                    "progress": False,
+                    "tracking": {"enabled": False},
+                    **({"threads": args.threads} if args.threads else {}),
+                }
+            )
             t = time.perf_counter()
             result = train(data, cfg)
             seconds = time.perf_counter() - t
             m = model_metrics(result.model, data, cfg, evaluator)
-            print(json.dumps({"event": "model", "name": name, "changes": VARIANTS[name],
-                              "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
-                              "train_seconds": round(seconds, 1), **_round(m),
-                              **{k: v for k, v in result.extra.items() if k == "blend_weight"}}),
-                  flush=True)
+            print(
+                json.dumps(
+                    {
+                        "event": "model",
+                        "name": name,
+                        "changes": VARIANTS[name],
+                        "epochs_run": result.epochs_run,
+                        "best_epoch": result.best_epoch,
+                        "train_seconds": round(seconds, 1),
+                        **_round(m),
+                        **{k: v for k, v in result.extra.items() if k == "blend_weight"},
+                    }
+                ),
+                flush=True,
+            )
     return 0
 
 

@@ -184,8 +184,13 @@ def main() -> None:
     ap.add_argument(
         "--synth-users", type=int, help="build the lake with recsys.data.synth instead (slower)"
     )
-    ap.add_argument("--engine", nargs="+", default=["local"], choices=["local", "spark"],
-                    help="data engines to measure, in this order (same lake, same run)")
+    ap.add_argument(
+        "--engine",
+        nargs="+",
+        default=["local"],
+        choices=["local", "spark"],
+        help="data engines to measure, in this order (same lake, same run)",
+    )
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # child mode: LAKE
     ap.add_argument("--no-docs", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()

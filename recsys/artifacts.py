@@ -107,8 +107,8 @@ class ArtifactDraft:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(
-            data, preserve_index=False
+        table = (
+            data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
         )
         buf = io.BytesIO()
         pq.write_table(table, buf, compression=compression)
@@ -125,8 +125,9 @@ class ArtifactDraft:
     def copy_tree(self, name: str, local_dir: Path) -> None:
         """Every file under the local folder ``local_dir``, into the folder ``name``."""
         for local in sorted(p for p in local_dir.rglob("*") if p.is_file()):
-            self.write_bytes(f"{name}/{local.relative_to(local_dir).as_posix()}",
-                             local.read_bytes())
+            self.write_bytes(
+                f"{name}/{local.relative_to(local_dir).as_posix()}", local.read_bytes()
+            )
 
 
 def _plain(obj: Any) -> Any:

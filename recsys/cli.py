@@ -173,8 +173,13 @@ def validate(
 
     if not date:
         raise typer.BadParameter("--date is required", param_hint="--date")
-    result = run_gate(lake, parse_date(date), report, load_config(config, ValidationConfig),
-                      engine=_engine(engine))
+    result = run_gate(
+        lake,
+        parse_date(date),
+        report,
+        load_config(config, ValidationConfig),
+        engine=_engine(engine),
+    )
     typer.echo(result.summary())
 
 
@@ -367,8 +372,9 @@ def evaluate(
     ] = "popularity,mf-bpr,ease,gf-cf",
     production_bundle: Annotated[
         str | None,
-        typer.Option("--production-bundle",
-                     help="A serving bundle scored on the same users (those it knows)"),
+        typer.Option(
+            "--production-bundle", help="A serving bundle scored on the same users (those it knows)"
+        ),
     ] = None,
     per_user: Annotated[
         str | None,
@@ -401,15 +407,19 @@ def evaluate(
     meta = summary["_meta"]
     typer.echo(
         f"holdout: {meta['holdout_users']} users, {meta['holdout_pairs']} pairs"
-        + (f", {meta['holdout_days']} day(s) from {meta['holdout_start']}"
-           if "holdout_days" in meta else "")
+        + (
+            f", {meta['holdout_days']} day(s) from {meta['holdout_start']}"
+            if "holdout_days" in meta
+            else ""
+        )
     )
     for name, metrics in summary.items():
         if name.startswith("_"):
             continue
         shown = ", ".join(
             f"{k}={metrics[k]:.4f} [{metrics[k + '_ci'][0]:.4f}, {metrics[k + '_ci'][1]:.4f}]"
-            for k in ("recall@20", "ndcg@20") if k in metrics
+            for k in ("recall@20", "ndcg@20")
+            if k in metrics
         )
         typer.echo(f"{name:<12} {shown} ({metrics['users']} users)")
 

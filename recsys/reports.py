@@ -85,8 +85,9 @@ class Check(BaseModel):
     @classmethod
     def of(cls, name: str, ok: bool, rule: str, observed: str, **kw: Any) -> Check:
         """A pass/fail check from a verdict."""
-        return cls(name=name, status="passed" if ok else "failed", rule=rule, observed=observed,
-                   **kw)
+        return cls(
+            name=name, status="passed" if ok else "failed", rule=rule, observed=observed, **kw
+        )
 
     @property
     def passed(self) -> bool:
@@ -223,8 +224,12 @@ def write_gate_report(
     the gate's own ``documents``; the manifest counts its checks and its ``extra`` records the
     decision. ``artifact`` passes ``docs``, ``inputs`` and ``config`` on to
     :func:`write_report`."""
-    counts = {**(counts or {}), "checks": len(report.checks), "failed": len(report.failed),
-              "undecided": len(report.undecided)}
+    counts = {
+        **(counts or {}),
+        "checks": len(report.checks),
+        "failed": len(report.failed),
+        "undecided": len(report.undecided),
+    }
     return write_report(
         uri,
         kind or f"{report.gate}_report",

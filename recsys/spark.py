@@ -113,8 +113,10 @@ def file_hashes(spark: SparkSession, uris: Sequence[str]) -> dict[str, str]:
 
     by_path = {_normal(spark_path(u)): u for u in uris}
     rows = (
-        spark.read.format("binaryFile").load(list({spark_path(u) for u in uris}))
-        .select("path", F.sha2("content", 256).alias("sha256")).collect()
+        spark.read.format("binaryFile")
+        .load(list({spark_path(u) for u in uris}))
+        .select("path", F.sha2("content", 256).alias("sha256"))
+        .collect()
     )
     out = {by_path[_normal(str(r["path"]))]: str(r["sha256"]) for r in rows}
     missing = [u for u in uris if u not in out]
@@ -128,10 +130,9 @@ def _normal(path: str) -> str:
     p = path
     for prefix in ("file:///", "file://", "file:"):
         if p.startswith(prefix):
-            p = "/" + p[len(prefix):].lstrip("/")
+            p = "/" + p[len(prefix) :].lstrip("/")
             break
     return p.rstrip("/")
-
 
 
 def parquet_schema(files: Sequence[str]) -> tuple[pa.Schema, int]:

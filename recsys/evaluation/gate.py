@@ -108,16 +108,22 @@ def _compare(
     n = int(both.sum())
     pct = f"{cfg.confidence:.0%}"
     sign = "+" if threshold_share >= 0 else "-"
-    rule = (f"lower {pct} bound of mean {m} (candidate - {base_name}) > "
-            f"{sign}{abs(threshold_share):g} x {base_name}'s mean")
-    detail: dict[str, Any] = {"baseline": base_name, "users": n,
-                              "left_out": int(np.isfinite(cand).sum() - n)}
+    rule = (
+        f"lower {pct} bound of mean {m} (candidate - {base_name}) > "
+        f"{sign}{abs(threshold_share):g} x {base_name}'s mean"
+    )
+    detail: dict[str, Any] = {
+        "baseline": base_name,
+        "users": n,
+        "left_out": int(np.isfinite(cand).sum() - n),
+    }
     if n < cfg.min_users:
         observed = f"{n} users compared, fewer than min_users={cfg.min_users}"
         return Check(name=name, status="undecided", rule=rule, observed=observed), detail
     diff, base_mean = cand[both] - base[both], float(base[both].mean())
-    (iv,) = bootstrap_means(diff[None, :], n_resamples=cfg.n_resamples,
-                            confidence=cfg.confidence, seed=cfg.seed)
+    (iv,) = bootstrap_means(
+        diff[None, :], n_resamples=cfg.n_resamples, confidence=cfg.confidence, seed=cfg.seed
+    )
     threshold = threshold_share * base_mean
     if iv.low > threshold:
         status: Literal["passed", "failed", "undecided"] = "passed"
@@ -125,13 +131,28 @@ def _compare(
         status = "failed"
     else:
         status = "undecided"
-    observed = (f"{iv.fmt()} vs threshold {threshold:+.4f} ({base_name} {base_mean:.4f}, "
-                f"candidate {float(cand[both].mean()):.4f})")
-    detail.update({"difference": iv.mean, "interval": [iv.low, iv.high],
-                   "threshold": threshold, "baseline_mean": base_mean,
-                   "candidate_mean": float(cand[both].mean())})
-    check = Check(name=name, status=status, rule=rule, observed=observed, value=iv.mean,
-                  threshold=threshold, interval=(iv.low, iv.high))
+    observed = (
+        f"{iv.fmt()} vs threshold {threshold:+.4f} ({base_name} {base_mean:.4f}, "
+        f"candidate {float(cand[both].mean()):.4f})"
+    )
+    detail.update(
+        {
+            "difference": iv.mean,
+            "interval": [iv.low, iv.high],
+            "threshold": threshold,
+            "baseline_mean": base_mean,
+            "candidate_mean": float(cand[both].mean()),
+        }
+    )
+    check = Check(
+        name=name,
+        status=status,
+        rule=rule,
+        observed=observed,
+        value=iv.mean,
+        threshold=threshold,
+        interval=(iv.low, iv.high),
+    )
     return check, detail
 
 
@@ -148,8 +169,10 @@ def check_model_gate(
     cfg = config or ModelGateConfig()
     for model in [CANDIDATE, POPULARITY] + ([PRODUCTION] if production else []):
         if model not in scores.models:
-            raise InputError(f"model gate: no per-user metrics for {model!r} "
-                             f"(have: {', '.join(sorted(scores.models)) or 'none'})")
+            raise InputError(
+                f"model gate: no per-user metrics for {model!r} "
+                f"(have: {', '.join(sorted(scores.models)) or 'none'})"
+            )
         if cfg.metric not in scores.models[model]:
             known = ", ".join(sorted(scores.models[model]))
             raise InputError(f"model gate: {model} metrics lack {cfg.metric!r} (have: {known})")
@@ -158,23 +181,35 @@ def check_model_gate(
         raise InputError("model gate: the candidate must score every holdout user")
     checks: list[Check] = []
     comparisons: dict[str, Any] = {}
-    check, detail = _compare("beats_popularity", cand, scores.models[POPULARITY][cfg.metric],
-                             POPULARITY, cfg.min_lift_over_popularity, cfg)
+    check, detail = _compare(
+        "beats_popularity",
+        cand,
+        scores.models[POPULARITY][cfg.metric],
+        POPULARITY,
+        cfg.min_lift_over_popularity,
+        cfg,
+    )
     checks.append(check)
     comparisons[POPULARITY] = detail
     if production:
         prod = scores.models[PRODUCTION][cfg.metric]
-        check, detail = _compare("vs_production", cand, prod, PRODUCTION,
-                                 -cfg.max_drop_vs_production, cfg)
+        check, detail = _compare(
+            "vs_production", cand, prod, PRODUCTION, -cfg.max_drop_vs_production, cfg
+        )
         if detail["left_out"]:
-            check = check.model_copy(update={
-                "note": f"{detail['left_out']} of {cand.size} holdout users are new since "
-                        "production's snapshot (it cannot score them): compared on the rest"})
+            check = check.model_copy(
+                update={
+                    "note": f"{detail['left_out']} of {cand.size} holdout users are new since "
+                    "production's snapshot (it cannot score them): compared on the rest"
+                }
+            )
         checks.append(check)
         comparisons[PRODUCTION] = detail
     summary = scores.summary(cfg.n_resamples, cfg.confidence, cfg.seed)
     return GateReport.of(
-        "model", checks, day=day,
+        "model",
+        checks,
+        day=day,
         counts={"holdout_users": int(scores.users.size)},
         details={
             "metric": cfg.metric,
@@ -205,25 +240,34 @@ def decide_deploy(
         return GateOutcome(True, False, "every check passed")
     if report.decision == "undecided":
         if policy == "deploy_if_no_production" and production is None:
-            return GateOutcome(True, False,
-                               "undecided; no model serves yet (policy deploy_if_no_production)")
+            return GateOutcome(
+                True, False, "undecided; no model serves yet (policy deploy_if_no_production)"
+            )
         why = ("production keeps serving" if production else "no model serves yet") + (
-            f" (policy {policy})")
+            f" (policy {policy})"
+        )
         if force_deploy:
             return GateOutcome(True, True, f"undecided; deploy FORCED ({why} otherwise)")
         return GateOutcome(False, False, f"undecided; {why}")
     if force_deploy:
         return GateOutcome(True, True, "failed; deploy FORCED despite the failed gate")
-    return GateOutcome(False, False, "failed; production keeps serving" if production
-                       else "failed; nothing is deployed")
+    return GateOutcome(
+        False,
+        False,
+        "failed; production keeps serving" if production else "failed; nothing is deployed",
+    )
 
 
 def _markdown(report: GateReport, outcome: GateOutcome, candidate: str) -> str:
     d = report.details
-    lines = [f"# Model report {report.day.isoformat() if report.day else ''}".rstrip(), "",
-             f"candidate: `{candidate}`", "",
-             f"- gate: **{report.decision.upper()}** -> "
-             f"{'deploy' if outcome.deploy else 'no deploy'}: {outcome.reason}"]
+    lines = [
+        f"# Model report {report.day.isoformat() if report.day else ''}".rstrip(),
+        "",
+        f"candidate: `{candidate}`",
+        "",
+        f"- gate: **{report.decision.upper()}** -> "
+        f"{'deploy' if outcome.deploy else 'no deploy'}: {outcome.reason}",
+    ]
     if outcome.forced:
         lines += ["- **deploy forced despite the gate's decision**"]
     for c in report.checks:
@@ -233,14 +277,18 @@ def _markdown(report: GateReport, outcome: GateOutcome, candidate: str) -> str:
     hold = d.get("holdout") or {}
     if hold:
         lines += ["", "holdout: " + ", ".join(f"{k} {v}" for k, v in hold.items())]
-    lines += ["", f"| model | users | {d['metric']} | {d['confidence']:.0%} interval |",
-              "| --- | --- | --- | --- |"]
+    lines += [
+        "",
+        f"| model | users | {d['metric']} | {d['confidence']:.0%} interval |",
+        "| --- | --- | --- | --- |",
+    ]
     for model, m in d["metrics"].items():
         ci = m.get(f"{d['metric']}_ci")
         value = m.get(d["metric"])
         shown = f"{value:.4f}" if value is not None else "-"
-        lines += [f"| {model} | {m['users']} | {shown} | "
-                  f"{f'[{ci[0]:.4f}, {ci[1]:.4f}]' if ci else '-'} |"]
+        lines += [
+            f"| {model} | {m['users']} | {shown} | {f'[{ci[0]:.4f}, {ci[1]:.4f}]' if ci else '-'} |"
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -261,20 +309,33 @@ def write_model_report(
     ``report.md`` for people, and ``per_user.parquet`` (every compared user's metric)."""
     from recsys.evaluation.report import render_gate_report
 
-    report = report.model_copy(update={"subject": candidate.uri, "details": {
-        **report.details,
-        "deploy": outcome.deploy, "forced": outcome.forced, "outcome": outcome.reason,
-        "force_deploy": bool(force_deploy), "undecided_policy": config.undecided_policy,
-    }})
+    report = report.model_copy(
+        update={
+            "subject": candidate.uri,
+            "details": {
+                **report.details,
+                "deploy": outcome.deploy,
+                "forced": outcome.forced,
+                "outcome": outcome.reason,
+                "force_deploy": bool(force_deploy),
+                "undecided_policy": config.undecided_policy,
+            },
+        }
+    )
     inputs = {"model": candidate, "graph": graph}
     if production is not None:
         inputs["production"] = production
     uri_out = write_gate_report(
-        uri, report, kind=REPORT_KIND,
-        documents={REPORT_MD: _markdown(report, outcome, candidate.uri),
-                   REPORT_HTML: render_gate_report(report),
-                   PER_USER: scores.to_frame()},
-        inputs=inputs, config=config.model_dump(mode="json"),
+        uri,
+        report,
+        kind=REPORT_KIND,
+        documents={
+            REPORT_MD: _markdown(report, outcome, candidate.uri),
+            REPORT_HTML: render_gate_report(report),
+            PER_USER: scores.to_frame(),
+        },
+        inputs=inputs,
+        config=config.model_dump(mode="json"),
         extra={"forced": outcome.forced, "deploy": outcome.deploy},
     )
     log.info("model report %s: %s (%s)", uri_out, report.decision, outcome.reason)
@@ -283,4 +344,3 @@ def write_model_report(
 
 def per_user_uri(report_uri: str) -> str:
     return join(report_uri, PER_USER)
-

@@ -43,8 +43,9 @@ class Holdout:
     """What the snapshot recorded about its holdout (span, counts)."""
 
     @classmethod
-    def from_snapshot(cls, snapshot: Any, ks: Sequence[int] = KS,
-                      info: dict[str, Any] | None = None) -> Holdout:
+    def from_snapshot(
+        cls, snapshot: Any, ks: Sequence[int] = KS, info: dict[str, Any] | None = None
+    ) -> Holdout:
         n_users, n_items = int(snapshot.n_users), int(snapshot.n_items)
         train = interactions_csr(snapshot.train_user, snapshot.train_item, n_users, n_items)
         test = interactions_csr(snapshot.holdout_user, snapshot.holdout_item, n_users, n_items)
@@ -59,8 +60,9 @@ class Holdout:
     def empty(self) -> bool:
         return self.users.size == 0
 
-    def score(self, score_batch: ScoreBatch, scorable: np.ndarray | None = None,
-              batch_size: int = 1024) -> dict[str, np.ndarray]:
+    def score(
+        self, score_batch: ScoreBatch, scorable: np.ndarray | None = None, batch_size: int = 1024
+    ) -> dict[str, np.ndarray]:
         """Per-user metrics of ``score_batch`` (``recall@20``, ``ndcg@20``, ...), one value
         per holdout user (:attr:`users` order); users outside ``scorable`` (a bool mask over
         :attr:`users`) are not scored and get NaN."""
@@ -69,8 +71,9 @@ class Holdout:
         mask = np.ones(self.users.size, bool) if scorable is None else np.asarray(scorable, bool)
         if mask.shape != self.users.shape:
             raise InputError(f"scorable must have one entry per holdout user ({self.users.size})")
-        names = [f"{m}@{k}" for k in self.ks for m in ("recall", "ndcg", "precision",
-                                                       "hit_rate", "map")]
+        names = [
+            f"{m}@{k}" for k in self.ks for m in ("recall", "ndcg", "precision", "hit_rate", "map")
+        ]
         out = {name: np.full(self.users.size, np.nan) for name in names}
         users = self.users[mask]
         if users.size:
@@ -103,8 +106,9 @@ class HoldoutScores:
         out: np.ndarray = np.isfinite(any_metric)
         return out
 
-    def summary(self, n_resamples: int = 2000, confidence: float = 0.95,
-                seed: int = 0) -> dict[str, dict[str, Any]]:
+    def summary(
+        self, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+    ) -> dict[str, dict[str, Any]]:
         """Each model's metrics over the users it scored, each with its bootstrap interval
         (``ndcg@20`` and ``ndcg@20_ci``) and the number of users (``users``)."""
         out: dict[str, dict[str, Any]] = {}
@@ -115,7 +119,9 @@ class HoldoutScores:
             if scored.any():
                 intervals: list[Interval] = bootstrap_means(
                     np.stack([metrics[n][scored] for n in names]),
-                    n_resamples=n_resamples, confidence=confidence, seed=seed,
+                    n_resamples=n_resamples,
+                    confidence=confidence,
+                    seed=seed,
                 )
                 for name, iv in zip(names, intervals, strict=True):
                     entry[name] = iv.mean
@@ -126,8 +132,10 @@ class HoldoutScores:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per user: ``user_id`` and a ``<model>/<metric>`` column per series."""
-        cols: dict[str, Any] = {"user_idx": self.users.astype(np.int64),
-                                "user_id": self.user_ids.astype(str)}
+        cols: dict[str, Any] = {
+            "user_idx": self.users.astype(np.int64),
+            "user_id": self.user_ids.astype(str),
+        }
         for model, metrics in self.models.items():
             for name, values in metrics.items():
                 cols[f"{model}/{name}"] = values
@@ -138,8 +146,10 @@ class HoldoutScores:
         for col in ("user_idx", "user_id"):
             if col not in frame:
                 raise InputError(f"per-user metrics: column {col!r} missing")
-        out = cls(frame["user_idx"].to_numpy(dtype=np.int64),
-                  frame["user_id"].to_numpy(dtype=object).astype(str))
+        out = cls(
+            frame["user_idx"].to_numpy(dtype=np.int64),
+            frame["user_id"].to_numpy(dtype=object).astype(str),
+        )
         models: dict[str, dict[str, np.ndarray]] = {}
         for col in frame.columns:
             if "/" in col:

@@ -77,10 +77,16 @@ class ProductionScorer:
         h_idx[row, slot] = rows.indices
         h_w[row, slot] = rows.data
         excl = np.full((users.size, 1), self.item_final.shape[0], dtype=np.int64)
-        (emb,) = self.session.run(["user_emb"], {
-            "e0": self.user_e0[pos].astype(np.float32), "hist_idx": h_idx, "hist_w": h_w,
-            "excl_idx": excl, "k": np.array([1], dtype=np.int64),
-        })
+        (emb,) = self.session.run(
+            ["user_emb"],
+            {
+                "e0": self.user_e0[pos].astype(np.float32),
+                "hist_idx": h_idx,
+                "hist_w": h_w,
+                "excl_idx": excl,
+                "k": np.array([1], dtype=np.int64),
+            },
+        )
         out: np.ndarray = np.asarray(emb, dtype=np.float32)
         return out
 
@@ -112,13 +118,18 @@ def production_scorer(
     keep = bi >= 0  # an item the bundle does not know has no row in its tables
     history = sp.csr_matrix(
         (np.asarray(train_weight, dtype=np.float32)[keep], (tu[keep], bi[keep])),
-        shape=(len(user_ids), len(b_items)), dtype=np.float32,
+        shape=(len(user_ids), len(b_items)),
+        dtype=np.float32,
     )
     history.sum_duplicates()
     return ProductionScorer(
-        uri=bundle_uri, version=data.meta.version, user_pos=user_pos,
-        item_to_bundle=item_to_bundle, history=history,
+        uri=bundle_uri,
+        version=data.meta.version,
+        user_pos=user_pos,
+        item_to_bundle=item_to_bundle,
+        history=history,
         user_e0=np.asarray(data.user_e0, dtype=np.float32),
         item_final=np.asarray(data.item_final, dtype=np.float32),
-        session=_session(data.scorer_onnx), n_items=len(item_ids),
+        session=_session(data.scorer_onnx),
+        n_items=len(item_ids),
     )

@@ -190,8 +190,7 @@ def plot_intervals(comparisons: dict[str, Any], metric: str) -> bytes:
         for y, (_, c) in enumerate(rows):
             lo, hi = c["interval"]
             mid = c["difference"]
-            ax.errorbar([mid], [y], xerr=[[mid - lo], [hi - mid]], fmt="o", capsize=5,
-                        color="#336")
+            ax.errorbar([mid], [y], xerr=[[mid - lo], [hi - mid]], fmt="o", capsize=5, color="#336")
             ax.plot([c["threshold"]] * 2, [y - 0.3, y + 0.3], color="#c33", lw=2)
         ax.axvline(0, color="#999", lw=0.8)
         ax.set_yticks(range(len(rows)), [f"candidate - {n}" for n, _ in rows])
@@ -217,18 +216,26 @@ def render_gate_report(report: GateReport) -> str:
         f"<h1>Model gate {esc(str(report.day or ''))}</h1>",
         f"<p>candidate <code>{esc(str(report.subject or ''))}</code></p>",
         f"<p class='banner {esc(report.decision)}'>{esc(report.decision.upper())}"
-        + (f" &rarr; {'deploy' if d.get('deploy') else 'no deploy'}: {esc(str(d['outcome']))}"
-           if "outcome" in d else "") + "</p>",
+        + (
+            f" &rarr; {'deploy' if d.get('deploy') else 'no deploy'}: {esc(str(d['outcome']))}"
+            if "outcome" in d
+            else ""
+        )
+        + "</p>",
     ]
     if d.get("forced"):
         parts.append("<p><b>Deploy forced despite the gate's decision.</b></p>")
-    parts.append("<h2>Checks</h2><table><tr><th class=l>check</th><th class=l>rule</th>"
-                 "<th class=l>observed</th><th>status</th></tr>")
+    parts.append(
+        "<h2>Checks</h2><table><tr><th class=l>check</th><th class=l>rule</th>"
+        "<th class=l>observed</th><th>status</th></tr>"
+    )
     for c in report.checks:
         note = f"<br><i>{esc(c.note)}</i>" if c.note else ""
-        parts.append(f"<tr><td class=l>{esc(c.name)}</td><td class=l>{esc(c.rule)}</td>"
-                     f"<td class=l>{esc(c.observed)}{note}</td>"
-                     f"<td class='{esc(c.status)}'>{esc(c.status)}</td></tr>")
+        parts.append(
+            f"<tr><td class=l>{esc(c.name)}</td><td class=l>{esc(c.rule)}</td>"
+            f"<td class=l>{esc(c.observed)}{note}</td>"
+            f"<td class='{esc(c.status)}'>{esc(c.status)}</td></tr>"
+        )
     parts.append("</table>")
     comparisons = d.get("comparisons") or {}
     if any("interval" in v for v in comparisons.values()):
@@ -239,21 +246,32 @@ def render_gate_report(report: GateReport) -> str:
     if metrics:
         conf = float(d.get("confidence", 0.95))
         parts.append(f"<h2>Metrics on the holdout ({conf:.0%} intervals)</h2>")
-        parts.append("<table><tr><th class=l>model</th><th>users</th>"
-                     + "".join(f"<th>{esc(n)}</th>" for n in names) + "</tr>")
+        parts.append(
+            "<table><tr><th class=l>model</th><th>users</th>"
+            + "".join(f"<th>{esc(n)}</th>" for n in names)
+            + "</tr>"
+        )
         for model, m in metrics.items():
             cells = "".join(
                 f"<td>{_fmt(float(m[n])) if n in m else '–'}<br><small>{_ci(m.get(n + '_ci'))}"
-                f"</small></td>" for n in names)
-            parts.append(f"<tr><th class=l>{esc(model)}</th><td>{m.get('users', 0)}</td>"
-                         f"{cells}</tr>")
+                f"</small></td>"
+                for n in names
+            )
+            parts.append(
+                f"<tr><th class=l>{esc(model)}</th><td>{m.get('users', 0)}</td>{cells}</tr>"
+            )
         parts.append("</table>")
     facts = {
         "holdout": ", ".join(f"{k} {v}" for k, v in (d.get("holdout") or {}).items()),
         "users compared": ", ".join(
-            f"{k}: {v['users']}" + (f" ({v['left_out']} left out: new since production's "
-                                    "snapshot)" if v.get("left_out") else "")
-            for k, v in comparisons.items()),
+            f"{k}: {v['users']}"
+            + (
+                f" ({v['left_out']} left out: new since production's snapshot)"
+                if v.get("left_out")
+                else ""
+            )
+            for k, v in comparisons.items()
+        ),
         "production": str(d.get("production") or "none serving"),
         "statistics": "paired bootstrap of per-user differences: "
         + ", ".join(f"{k} {v}" for k, v in (d.get("bootstrap") or {}).items()),

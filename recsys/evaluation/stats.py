@@ -61,8 +61,10 @@ class Interval:
         return (self.high - self.low) / 2
 
     def fmt(self, digits: int = 4) -> str:
-        return (f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}] "
-                f"over {self.n} users")
+        return (
+            f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}] "
+            f"over {self.n} users"
+        )
 
 
 def bootstrap_means(

@@ -200,18 +200,22 @@ def write_bundle(
         draft.write_bytes(SCORER, scorer.SerializeToString())
         # the bundle's tables are snappy-compressed (pandas' default when it was first written)
         tables = {
-            USERS: pd.DataFrame({
-                "user_idx": np.arange(n_users, dtype=np.int64),
-                "user_id": t.user_ids.astype(str),
-                "segment": segments.astype(str),
-            }),
+            USERS: pd.DataFrame(
+                {
+                    "user_idx": np.arange(n_users, dtype=np.int64),
+                    "user_id": t.user_ids.astype(str),
+                    "segment": segments.astype(str),
+                }
+            ),
             ITEMS: t.items.reset_index(drop=True),
-            HISTORIES: pd.DataFrame({
-                "user_idx": t.hist_user.astype(np.int64),
-                "item_idx": t.hist_item.astype(np.int64),
-                "weight": t.hist_weight.astype(np.float32),
-                "types": t.hist_types.astype(np.int16),
-            }),
+            HISTORIES: pd.DataFrame(
+                {
+                    "user_idx": t.hist_user.astype(np.int64),
+                    "item_idx": t.hist_item.astype(np.int64),
+                    "weight": t.hist_weight.astype(np.float32),
+                    "types": t.hist_types.astype(np.int16),
+                }
+            ),
             POPULARITY: popularity_table(t),
         }
         for name, frame in tables.items():
@@ -237,8 +241,13 @@ def write_bundle(
         }
         draft.config = {"num_layers": t.num_layers, "version": meta.version}
         draft.extra = {"metrics": dict(metrics or {}), "lineage": dict(lineage or {}), **t.extra}
-    log.info("bundle %s written to %s (%d users, %d items)", meta.version, out_uri, n_users,
-             len(t.item_ids))
+    log.info(
+        "bundle %s written to %s (%d users, %d items)",
+        meta.version,
+        out_uri,
+        n_users,
+        len(t.item_ids),
+    )
     return read_manifest(out_uri)
 
 

@@ -36,7 +36,6 @@ class ExportResult:
         return f"bundle {self.version} written to {self.uri}: {m}"
 
 
-
 def export_from_model(
     model: Any,
     snapshot: Any,
@@ -52,10 +51,16 @@ def export_from_model(
     tables, ref = compute_tables(model, snapshot, edge_types, cfg.segment_feature)
     result = run_gate(tables, ref.users, cfg)
     if report is not None:
-        gate = result.report(cfg).model_copy(update={"subject": out_uri,
-                                                     "day": getattr(snapshot, "as_of", None)})
-        write_gate_report(report, gate, inputs=inputs, config=cfg.model_dump(mode="json"),
-                          extra={"version": version})
+        gate = result.report(cfg).model_copy(
+            update={"subject": out_uri, "day": getattr(snapshot, "as_of", None)}
+        )
+        write_gate_report(
+            report,
+            gate,
+            inputs=inputs,
+            config=cfg.model_dump(mode="json"),
+            extra={"version": version},
+        )
     if result.failures:
         raise GateFailed("export", result.failures, report)
     tables = with_served_history(tables, snapshot)
@@ -78,7 +83,11 @@ def export_from_model(
     # task log) and out of the manifest, so re-exporting the same model gives the same bundle
     recorded = {k: v for k, v in result.metrics.items() if not k.startswith("latency_")}
     write_bundle(
-        tables, out_uri, meta, inputs=inputs, metrics=recorded,
+        tables,
+        out_uri,
+        meta,
+        inputs=inputs,
+        metrics=recorded,
         lineage={"graph_uri": getattr(snapshot, "uri", None), "gate": cfg.model_dump()},
     )
     return ExportResult(uri=out_uri, version=version, metrics=result.metrics)
@@ -98,17 +107,23 @@ def _weight_rules(snapshot: Any) -> WeightRules:
 
 
 def export_model(
-    model_uri: str, out_uri: str, cfg: ExportConfig, version: str | None = None,
+    model_uri: str,
+    out_uri: str,
+    cfg: ExportConfig,
+    version: str | None = None,
     report: str | None = None,
 ) -> ExportResult:
     """``recsys export``: load the trained model and its graph, gate, and write the bundle."""
     loaded = load_model(model_uri)
     norm = getattr(loaded.config, "norm", "sym")
     if norm != "sym":
-        raise GateFailed("export", [
-            f"foldin: the model was trained with norm={norm!r}; the exact fold-in the scorer "
-            "computes needs norm='sym' (retrain with it)"
-        ])
+        raise GateFailed(
+            "export",
+            [
+                f"foldin: the model was trained with norm={norm!r}; the exact fold-in the scorer "
+                "computes needs norm='sym' (retrain with it)"
+            ],
+        )
     graph_uri = str(loaded.graph_uri)
     snapshot = load_snapshot(graph_uri)
     model_sha = manifest_sha256(model_uri)

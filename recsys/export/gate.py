@@ -68,21 +68,31 @@ class GateResult:
         for name, (rule, keys) in CHECKS.items():
             lines = [f.split(": ", 1)[-1] for f in self.failures if f.startswith(f"{name}:")]
             seen = ", ".join(f"{k} {self.metrics[k]:.4g}" for k in keys if k in self.metrics)
-            checks.append(Check.of(name, not lines, rule.format(c=cfg),
-                                   "; ".join(lines) or seen or "n/a"))
+            checks.append(
+                Check.of(name, not lines, rule.format(c=cfg), "; ".join(lines) or seen or "n/a")
+            )
         known = tuple(f"{name}:" for name in CHECKS)
-        checks += [Check.of(f.split(":", 1)[0], False, "see the message", f)
-                   for f in self.failures if not f.startswith(known)]
+        checks += [
+            Check.of(f.split(":", 1)[0], False, "see the message", f)
+            for f in self.failures
+            if not f.startswith(known)
+        ]
         return GateReport.of("export", checks, details={"metrics": dict(self.metrics)})
 
 
 CHECKS = {
-    "foldin": ("fold-in reproduces the trained user embeddings within {c.foldin_tol:g}",
-               ("foldin_max_abs_diff", "onnx_foldin_max_abs_diff")),
-    "parity": ("onnxruntime's top-{c.k} equals torch's apart from ties, scores within "
-               "{c.score_tol:g}", ("parity_topk_mismatches", "parity_max_score_diff")),
-    "explain": ("explanations agree with numpy's contributions within {c.score_tol:g}",
-                ("explain_mismatches", "explain_max_abs_diff")),
+    "foldin": (
+        "fold-in reproduces the trained user embeddings within {c.foldin_tol:g}",
+        ("foldin_max_abs_diff", "onnx_foldin_max_abs_diff"),
+    ),
+    "parity": (
+        "onnxruntime's top-{c.k} equals torch's apart from ties, scores within {c.score_tol:g}",
+        ("parity_topk_mismatches", "parity_max_score_diff"),
+    ),
+    "explain": (
+        "explanations agree with numpy's contributions within {c.score_tol:g}",
+        ("explain_mismatches", "explain_max_abs_diff"),
+    ),
     "latency": ("single-user p99 <= {c.latency_p99_ms:g} ms", ("latency_p99_ms",)),
 }
 """The export gate's checks: rule (formatted with the config) and the figures they report."""
@@ -145,7 +155,7 @@ def explanation_diff(
         return 0.0, ""
     w = h_w.astype(np.float64)
     coef = w / np.sqrt(max(float(w.sum()), 1e-12)) * t.item_inv_sqrt_deg[h_idx]
-    c = (t.item_S[h_idx].astype(np.float64) @ t.item_final[idx[rec]].astype(np.float64).T)
+    c = t.item_S[h_idx].astype(np.float64) @ t.item_final[idx[rec]].astype(np.float64).T
     c *= coef[:, None] / (t.num_layers + 1)
     want_pos = np.where(real[:, None], np.maximum(c, 0.0), 0.0).sum(axis=0)
     c[~real] = -np.inf
@@ -158,8 +168,10 @@ def explanation_diff(
         return float("inf"), "a different number of contributing history items"
     diffs = [0.0]
     if both.any():
-        diffs += [float(np.abs(got[both] - want[both]).max()),
-                  float(np.abs(chosen[both] - want[both]).max())]
+        diffs += [
+            float(np.abs(got[both] - want[both]).max()),
+            float(np.abs(chosen[both] - want[both]).max()),
+        ]
     diffs.append(float(np.abs(hpos[rec] - want_pos).max()))
     diff = max(diffs)
     if diff > tol:
@@ -215,15 +227,21 @@ def run_gate(t: FoldInTables, ref_users: np.ndarray, cfg: ExportConfig) -> GateR
         h_idx, h_w, excl = _pad_batch(t, indptr, users)
         scores, idx, emb, top, contrib, hpos = sess.run(
             ["scores", "indices", "user_emb", "because_top", "because_contrib", "history_pos"],
-            {"e0": t.user_e0[users], "hist_idx": h_idx, "hist_w": h_w, "excl_idx": excl,
-             "k": k_arr},
+            {
+                "e0": t.user_e0[users],
+                "hist_idx": h_idx,
+                "hist_w": h_w,
+                "excl_idx": excl,
+                "k": k_arr,
+            },
         )
         for r in range(len(users)):
             if explained >= cfg.explain_users:
                 break
             explained += 1
-            diff, why = explanation_diff(t, h_idx[r], h_w[r], idx[r], scores[r], top[r],
-                                         contrib[r], hpos[r], cfg.score_tol)
+            diff, why = explanation_diff(
+                t, h_idx[r], h_w[r], idx[r], scores[r], top[r], contrib[r], hpos[r], cfg.score_tol
+            )
             max_expl_diff = max(max_expl_diff, diff)
             if why:
                 expl_bad.append(f"user {t.user_ids[users[r]]!r}: {why}")
@@ -250,16 +268,18 @@ def run_gate(t: FoldInTables, ref_users: np.ndarray, cfg: ExportConfig) -> GateR
                         f"user {t.user_ids[users[r]]!r} rank {int(bad[0])}: onnx item "
                         f"{int(idx[r, bad[0]])} vs torch item {int(ref_idx[r, bad[0]])}"
                     )
-    metrics.update({
-        "parity_users": float(len(sample)),
-        "parity_k": float(k),
-        "parity_max_score_diff": max_score_diff,
-        "parity_topk_mismatches": float(len(mismatched)),
-        "onnx_foldin_max_abs_diff": max_emb_diff,
-        "explain_users": float(explained),
-        "explain_max_abs_diff": max_expl_diff,
-        "explain_mismatches": float(len(expl_bad)),
-    })
+    metrics.update(
+        {
+            "parity_users": float(len(sample)),
+            "parity_k": float(k),
+            "parity_max_score_diff": max_score_diff,
+            "parity_topk_mismatches": float(len(mismatched)),
+            "onnx_foldin_max_abs_diff": max_emb_diff,
+            "explain_users": float(explained),
+            "explain_max_abs_diff": max_expl_diff,
+            "explain_mismatches": float(len(expl_bad)),
+        }
+    )
     if expl_bad:
         failures.append(
             f"explain: the scorer's explanations differ from numpy's contributions for "
@@ -286,8 +306,16 @@ def run_gate(t: FoldInTables, ref_users: np.ndarray, cfg: ExportConfig) -> GateR
     for j, u in enumerate(users.tolist()):
         h_idx, h_w, excl = _pad_batch(t, indptr, np.array([u]))
         t0 = time.perf_counter()
-        sess.run(None, {"e0": t.user_e0[u : u + 1], "hist_idx": h_idx, "hist_w": h_w,
-                        "excl_idx": excl, "k": np.array([min(20, n_items)], dtype=np.int64)})
+        sess.run(
+            None,
+            {
+                "e0": t.user_e0[u : u + 1],
+                "hist_idx": h_idx,
+                "hist_w": h_w,
+                "excl_idx": excl,
+                "k": np.array([min(20, n_items)], dtype=np.int64),
+            },
+        )
         if j >= 20:  # the first runs warm the allocator and caches
             lat.append(time.perf_counter() - t0)
     p50, p99 = (float(np.percentile(lat, q)) * 1e3 for q in (50, 99))

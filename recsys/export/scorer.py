@@ -126,8 +126,12 @@ def build_scorer(
         helper.make_node("Gather", ["hist_shape", "one1"], ["l_dim"], axis=0),
         helper.make_node("Min", ["l_dim", "two1"], ["k_expl"]),
         helper.make_node(
-            "TopK", ["contrib_real", "k_expl"], ["top_contrib", "because_top"], axis=1,
-            largest=1, sorted=1,
+            "TopK",
+            ["contrib_real", "k_expl"],
+            ["top_contrib", "because_top"],
+            axis=1,
+            largest=1,
+            sorted=1,
         ),
         helper.make_node("Mul", ["top_contrib", "inv_k1"], ["because_contrib"]),
         # what the history adds to each score: the sum of the positive contributions

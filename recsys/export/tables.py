@@ -41,11 +41,13 @@ def aggregate_edges(
     user: np.ndarray, item: np.ndarray, weight: np.ndarray, types: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Unique (user, item) pairs with summed weights (as the adjacency sums duplicates)."""
-    df = pd.DataFrame({
-        "u": np.asarray(user, dtype=np.int64),
-        "i": np.asarray(item, dtype=np.int64),
-        "w": np.asarray(weight, dtype=np.float64),
-    })
+    df = pd.DataFrame(
+        {
+            "u": np.asarray(user, dtype=np.int64),
+            "i": np.asarray(item, dtype=np.int64),
+            "w": np.asarray(weight, dtype=np.float64),
+        }
+    )
     bits = list(range(UNKNOWN_TYPE_BIT.bit_length()))
     if types is not None:
         t = np.asarray(types, dtype=np.int64)
@@ -170,8 +172,15 @@ def compute_tables(
         proj_bias=proj_b,
         feature_spec_json=spec_json,
     )
-    log.info("fold-in tables: %d users, %d items, %d edges, K=%d, d=%d, features=%s",
-             n_users, n_items, len(hu), k, model.embedding_dim, proj_w is not None)
+    log.info(
+        "fold-in tables: %d users, %d items, %d edges, K=%d, d=%d, features=%s",
+        n_users,
+        n_items,
+        len(hu),
+        k,
+        model.embedding_dim,
+        proj_w is not None,
+    )
     return tables, ref
 
 

@@ -278,8 +278,9 @@ def _served_history(
         su = su.copy()
         su[new] = n_users + index_of(extra_ids.astype(object), ev.user_vocab)[u_code[new]]
     ts = ev.ts_us[mask]
-    raw = event_weights(ev.type_code[mask], ev.value[mask], (cutoff_us - ts) / US_PER_DAY,
-                        cfg.weights)
+    raw = event_weights(
+        ev.type_code[mask], ev.value[mask], (cutoff_us - ts) / US_PER_DAY, cfg.weights
+    )
     hu, hi, summed, order, starts = aggregate_pairs(su, item_lookup[i_code], raw, n_items)
     return ServedHistory(
         user=hu,
@@ -366,9 +367,7 @@ def read_context(lake: str, w: Window, out: str, ev: Events, refs: dict[str, Inp
     for table in tables:
         day = latest_partition_on_or_before(lake, table, w.as_of)
         if day is not None:
-            tables[table], refs[f"{table}/dt={day.isoformat()}"] = read_dimension(
-                lake, table, day
-            )
+            tables[table], refs[f"{table}/dt={day.isoformat()}"] = read_dimension(lake, table, day)
     prev_users = prev_items = prev_stats = prev_spec = None
     prev_uri = previous_snapshot(_snapshot_root(out), w.as_of)
     if prev_uri is not None:
@@ -376,8 +375,9 @@ def read_context(lake: str, w: Window, out: str, ev: Events, refs: dict[str, Inp
         prev_stats = read_stats(prev_uri)
         prev_spec = load_feature_spec(prev_uri)
         refs["previous_snapshot"] = InputRef(uri=prev_uri, sha256=manifest_sha256(prev_uri))
-    return Inputs(ev, refs, tables[USERS], tables[ITEMS], prev_users, prev_items, prev_stats,
-                  prev_spec)
+    return Inputs(
+        ev, refs, tables[USERS], tables[ITEMS], prev_users, prev_items, prev_stats, prev_spec
+    )
 
 
 def known_items(inp: Inputs, cfg: GraphConfig) -> np.ndarray | None:
@@ -452,11 +452,22 @@ def size_holdout(inp: Inputs, w: Window, cfg: GraphConfig) -> tuple[Window, Hold
     key = user * np.int64(n_i) + item
     order = np.argsort(key, kind="stable")
     key_s = key[order]
-    starts = np.flatnonzero(np.concatenate(([True], key_s[1:] != key_s[:-1]))) if len(key_s) \
+    starts = (
+        np.flatnonzero(np.concatenate(([True], key_s[1:] != key_s[:-1])))
+        if len(key_s)
         else np.zeros(0, np.int64)
+    )
     p_first = np.minimum.reduceat(day[order], starts) if len(starts) else day[:0]
-    p_pos = (np.maximum.reduceat(np.isin(ev.type_code[in_window], hold_types)[order]
-                                 .astype(np.int8), starts) > 0) if len(starts) else day[:0] > 0
+    p_pos = (
+        (
+            np.maximum.reduceat(
+                np.isin(ev.type_code[in_window], hold_types)[order].astype(np.int8), starts
+            )
+            > 0
+        )
+        if len(starts)
+        else day[:0] > 0
+    )
     p_key = key_s[starts]
     p_first, p_key = p_first[p_pos], p_key[p_pos]
     p_user, p_item = p_key // n_i, p_key % n_i
@@ -464,8 +475,9 @@ def size_holdout(inp: Inputs, w: Window, cfg: GraphConfig) -> tuple[Window, Hold
     day_sorted = np.sort(day)
 
     def share(first: int) -> float:
-        return float((len(day_sorted) - np.searchsorted(day_sorted, first))
-                     / max(len(day_sorted), 1))
+        return float(
+            (len(day_sorted) - np.searchsorted(day_sorted, first)) / max(len(day_sorted), 1)
+        )
 
     def holds(first: int) -> tuple[int, int]:
         ok = (p_first >= first) & (pu_first < first) & (pi_first < first)
@@ -482,7 +494,9 @@ def holdout_span_range(cfg: GraphConfig) -> range:
 
 
 def choose_holdout_span(
-    w: Window, cfg: GraphConfig, share: Callable[[int], float],
+    w: Window,
+    cfg: GraphConfig,
+    share: Callable[[int], float],
     holds: Callable[[int], tuple[int, int]],
 ) -> tuple[Window, HoldoutSize]:
     """The sizing rule of :func:`size_holdout`, for either engine: ``share(first)`` is the
@@ -495,8 +509,10 @@ def choose_holdout_span(
     for d in spans:
         first = as_of_day - d + 1
         if d > cfg.holdout_days and (frac := share(first)) > cfg.holdout_max_event_share:
-            why = (f"stopped at {span} day(s): {d} would hold {frac:.0%} of the window's "
-                   f"events (holdout_max_event_share {cfg.holdout_max_event_share:g})")
+            why = (
+                f"stopped at {span} day(s): {d} would hold {frac:.0%} of the window's "
+                f"events (holdout_max_event_share {cfg.holdout_max_event_share:g})"
+            )
             break
         span = d
         users, pairs = holds(first)
@@ -504,12 +520,17 @@ def choose_holdout_span(
             why = f"{users} users and {pairs} pairs in {d} day(s) reach the targets"
             break
     else:
-        why = f"stopped at holdout_max_days: {max_span} day(s)" if max_span > cfg.holdout_days \
+        why = (
+            f"stopped at holdout_max_days: {max_span} day(s)"
+            if max_span > cfg.holdout_days
             else f"holdout_days={cfg.holdout_days}"
+        )
     met = users >= cfg.holdout_min_users and pairs >= cfg.holdout_min_pairs
     if not met:
-        why += (f"; holds {users} users and {pairs} pairs, short of the targets "
-                f"{cfg.holdout_min_users} / {cfg.holdout_min_pairs}")
+        why += (
+            f"; holds {users} users and {pairs} pairs, short of the targets "
+            f"{cfg.holdout_min_users} / {cfg.holdout_min_pairs}"
+        )
     return Window.of(w.as_of, cfg, span), HoldoutSize(span, users, pairs, met, why)
 
 
@@ -535,8 +556,9 @@ def extend_id_maps(inp: Inputs, split: Split, cfg: GraphConfig) -> IdMaps:
     if inp.prev_users is not None and inp.prev_items is not None:
         check_prefix(inp.prev_users, user_ids, "user")
         check_prefix(inp.prev_items, item_ids, "item")
-    return IdMaps(user_ids, item_ids, index_of(user_ids, ev.user_vocab),
-                  index_of(item_ids, ev.item_vocab))
+    return IdMaps(
+        user_ids, item_ids, index_of(user_ids, ev.user_vocab), index_of(item_ids, ev.item_vocab)
+    )
 
 
 @dataclass
@@ -555,20 +577,25 @@ class TrainEdges:
     """Latest event of each pair."""
 
 
-def weigh_train_edges(ev: Events, split: Split, ids: IdMaps, w: Window,
-                      cfg: GraphConfig) -> TrainEdges:
+def weigh_train_edges(
+    ev: Events, split: Split, ids: IdMaps, w: Window, cfg: GraphConfig
+) -> TrainEdges:
     """Stage 5: per pair, the saturated sum of decayed per-type event weights."""
     ts = ev.ts_us[split.train]
     tu = ids.user_lookup[ev.user[split.train]]
     ti = ids.item_lookup[ev.item[split.train]]
     t_type = ev.type_code[split.train]
-    raw = event_weights(t_type, ev.value[split.train], (w.cutoff_us - ts) / US_PER_DAY,
-                        cfg.weights)
+    raw = event_weights(t_type, ev.value[split.train], (w.cutoff_us - ts) / US_PER_DAY, cfg.weights)
     eu, ei, summed, order, starts = aggregate_pairs(tu, ti, raw, len(ids.item_ids))
     return TrainEdges(
-        user=eu, item=ei, weight=saturate(summed, cfg.weights).astype(np.float32),
-        types=_pair_types(t_type, order, starts), event_user=tu, event_item=ti,
-        event_type=t_type, pair_last_us=_per_group_max(ts, order, starts),
+        user=eu,
+        item=ei,
+        weight=saturate(summed, cfg.weights).astype(np.float32),
+        types=_pair_types(t_type, order, starts),
+        event_user=tu,
+        event_item=ti,
+        event_type=t_type,
+        pair_last_us=_per_group_max(ts, order, starts),
     )
 
 
@@ -584,8 +611,9 @@ class Features:
     width_changed: bool
 
 
-def node_features(inp: Inputs, ids: IdMaps, edges: TrainEdges, w: Window,
-                  cfg: GraphConfig) -> Features:
+def node_features(
+    inp: Inputs, ids: IdMaps, edges: TrainEdges, w: Window, cfg: GraphConfig
+) -> Features:
     """Stage 6: node features, fitted and encoded. Behavioural features come from the
     train period only, so the holdout cannot leak into them."""
     n_users, n_items = len(ids.user_ids), len(ids.item_ids)
@@ -595,14 +623,21 @@ def node_features(inp: Inputs, ids: IdMaps, edges: TrainEdges, w: Window,
     if len(eu):
         last_ts[eu[user_starts]] = np.maximum.reduceat(edges.pair_last_us, user_starts)
     is_purchase = edges.event_type == PURCHASE_CODE
-    return encode_features(inp, ids.user_ids, ids.item_ids, w, cfg, NodeCounts(
-        user_events=np.bincount(tu, minlength=n_users),
-        user_purchases=np.bincount(tu[is_purchase], minlength=n_users),
-        user_last_us=last_ts,
-        item_events=np.bincount(ti, minlength=n_items),
-        item_users=np.bincount(edges.item, minlength=n_items),
-        item_purchases=np.bincount(ti[is_purchase], minlength=n_items),
-    ))
+    return encode_features(
+        inp,
+        ids.user_ids,
+        ids.item_ids,
+        w,
+        cfg,
+        NodeCounts(
+            user_events=np.bincount(tu, minlength=n_users),
+            user_purchases=np.bincount(tu[is_purchase], minlength=n_users),
+            user_last_us=last_ts,
+            item_events=np.bincount(ti, minlength=n_items),
+            item_users=np.bincount(edges.item, minlength=n_items),
+            item_purchases=np.bincount(ti[is_purchase], minlength=n_items),
+        ),
+    )
 
 
 @dataclass
@@ -619,8 +654,14 @@ class NodeCounts:
     item_purchases: np.ndarray
 
 
-def encode_features(inp: Inputs, user_ids: np.ndarray, item_ids: np.ndarray, w: Window,
-                    cfg: GraphConfig, counts: NodeCounts) -> Features:
+def encode_features(
+    inp: Inputs,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    w: Window,
+    cfg: GraphConfig,
+    counts: NodeCounts,
+) -> Features:
     """Node features of either engine from the dimension tables and the train-period counts:
     raw frames, the spec fitted (or the previous snapshot's extended), the encoding."""
     ufr = _user_frame(
@@ -643,10 +684,24 @@ def encode_features(inp: Inputs, user_ids: np.ndarray, item_ids: np.ndarray, w: 
     prev = inp.prev_spec
     changes: list[str] = []
     if prev is not None and fc.evolve == "extend":
-        users, cu = extend_table(prev.users, ufr, USER_NUMERIC, USER_CATEGORICAL, fc.max_vocab,
-                                 fc.min_count, fc.grow_vocab)
-        items, ci = extend_table(prev.items, ifr, ITEM_NUMERIC, ITEM_CATEGORICAL, fc.max_vocab,
-                                 fc.min_count, fc.grow_vocab)
+        users, cu = extend_table(
+            prev.users,
+            ufr,
+            USER_NUMERIC,
+            USER_CATEGORICAL,
+            fc.max_vocab,
+            fc.min_count,
+            fc.grow_vocab,
+        )
+        items, ci = extend_table(
+            prev.items,
+            ifr,
+            ITEM_NUMERIC,
+            ITEM_CATEGORICAL,
+            fc.max_vocab,
+            fc.min_count,
+            fc.grow_vocab,
+        )
         changes = [f"users {c}" for c in cu] + [f"items {c}" for c in ci]
     else:
         users = fit_table(ufr, USER_NUMERIC, USER_CATEGORICAL, fc.max_vocab, fc.min_count)
@@ -656,13 +711,21 @@ def encode_features(inp: Inputs, user_ids: np.ndarray, item_ids: np.ndarray, w: 
     spec = FeatureSpec(users=users, items=items)
     width_changed = prev is not None and not spec.same_shape(prev)
     if width_changed and prev is not None:
-        log.warning("graph %s: feature width changed (users %d -> %d, items %d -> %d): the next "
-                    "training starts cold; %s", w.as_of, prev.users.width, users.width,
-                    prev.items.width, items.width, "; ".join(changes))
+        log.warning(
+            "graph %s: feature width changed (users %d -> %d, items %d -> %d): the next "
+            "training starts cold; %s",
+            w.as_of,
+            prev.users.width,
+            users.width,
+            prev.items.width,
+            items.width,
+            "; ".join(changes),
+        )
     elif changes:
         log.info("graph %s: feature encoding changes: %s", w.as_of, "; ".join(changes))
-    return Features(spec, spec.encode_users(ufr), spec.encode_items(ifr), ifr, changes,
-                    width_changed)
+    return Features(
+        spec, spec.encode_users(ufr), spec.encode_items(ifr), ifr, changes, width_changed
+    )
 
 
 def build(
@@ -700,25 +763,57 @@ def build(
     hold_types = np.array([TYPE_CODE[t] for t in cfg.holdout_event_types], dtype=np.int8)
     hmask = split.hold & np.isin(ev.type_code, hold_types)
     hu, hi, hcounts = _holdout(
-        ev, hmask, ids.user_lookup, ids.item_lookup, user_deg,
-        eu * np.int64(len(ids.item_ids)) + ei, len(ids.item_ids),
+        ev,
+        hmask,
+        ids.user_lookup,
+        ids.item_lookup,
+        user_deg,
+        eu * np.int64(len(ids.item_ids)) + ei,
+        len(ids.item_ids),
     )
     served = _served_history(
-        ev, split.in_window, ids.user_lookup, ids.item_lookup, len(ids.user_ids),
-        len(ids.item_ids), w.cutoff_us, cfg,
+        ev,
+        split.in_window,
+        ids.user_lookup,
+        ids.item_lookup,
+        len(ids.user_ids),
+        len(ids.item_ids),
+        w.cutoff_us,
+        cfg,
     )
-    tick("served history: %d edges, %d user(s) first seen in the holdout days",
-         len(served.user), len(served.extra_user_ids))
+    tick(
+        "served history: %d edges, %d user(s) first seen in the holdout days",
+        len(served.user),
+        len(served.extra_user_ids),
+    )
     return gate_and_publish(
-        Built(lake=lake, out=out, cfg=cfg, w=w, size=size, inp=inp, user_ids=ids.user_ids,
-              item_ids=ids.item_ids, edge_user=eu, edge_item=ei, edge_weight=edges.weight,
-              edge_types=edges.types,
-              type_counts=np.bincount(edges.event_type, minlength=len(EVENT_TYPES)),
-              feats=feats, holdout_user=hu, holdout_item=hi, holdout_counts=hcounts,
-              served=served, events_read=len(ev),
-              events_in_window=int(split.in_window.sum()),
-              train_events=len(edges.event_user), holdout_events=int(split.hold.sum())),
-        tick, report, _before_publish,
+        Built(
+            lake=lake,
+            out=out,
+            cfg=cfg,
+            w=w,
+            size=size,
+            inp=inp,
+            user_ids=ids.user_ids,
+            item_ids=ids.item_ids,
+            edge_user=eu,
+            edge_item=ei,
+            edge_weight=edges.weight,
+            edge_types=edges.types,
+            type_counts=np.bincount(edges.event_type, minlength=len(EVENT_TYPES)),
+            feats=feats,
+            holdout_user=hu,
+            holdout_item=hi,
+            holdout_counts=hcounts,
+            served=served,
+            events_read=len(ev),
+            events_in_window=int(split.in_window.sum()),
+            train_events=len(edges.event_user),
+            holdout_events=int(split.hold.sum()),
+        ),
+        tick,
+        report,
+        _before_publish,
     )
 
 
@@ -754,7 +849,9 @@ class Built:
 
 
 def gate_and_publish(
-    b: Built, tick: Callable[..., None], report: str | None,
+    b: Built,
+    tick: Callable[..., None],
+    report: str | None,
     before_publish: Callable[[str], None] | None = None,
 ) -> str:
     """Stages 7-8 of either engine: the graph gate (its report written pass or fail) and
@@ -770,27 +867,51 @@ def gate_and_publish(
         eu, ei, b.edge_weight, n_users, n_items, b.type_counts, inp.prev_stats, cfg.gate
     )
     report_at = report or report_uri(b.lake, GRAPH, as_of)
-    write_gate_report(report_at, gate.model_copy(update={
-        "day": as_of, "subject": out,
-        "counts": {"users": n_users, "items": n_items, "edges": len(eu),
-                   "holdout_days": w.holdout_span, "holdout_pairs": len(hu)},
-        "notes": [f"holdout: {size.why}"] if cfg.holdout_days else [],
-    }), config=cfg.gate.model_dump(mode="json"), extra={"as_of": as_of.isoformat()})
+    write_gate_report(
+        report_at,
+        gate.model_copy(
+            update={
+                "day": as_of,
+                "subject": out,
+                "counts": {
+                    "users": n_users,
+                    "items": n_items,
+                    "edges": len(eu),
+                    "holdout_days": w.holdout_span,
+                    "holdout_pairs": len(hu),
+                },
+                "notes": [f"holdout: {size.why}"] if cfg.holdout_days else [],
+            }
+        ),
+        config=cfg.gate.model_dump(mode="json"),
+        extra={"as_of": as_of.isoformat()},
+    )
     enforce(gate, out, report_at)
     tick("graph gate passed (%d checks): %s", len(gate.checks), report_at)
 
     feats, served = b.feats, b.served
     snapshot = GraphSnapshot(
-        uri=out, as_of=as_of, user_ids=b.user_ids, item_ids=b.item_ids,
-        train_user=eu, train_item=ei, train_weight=b.edge_weight, train_types=b.edge_types,
-        holdout_user=hu, holdout_item=b.holdout_item,
-        user_features=feats.user_x, item_features=feats.item_x, feature_spec=feats.spec,
-        items=pd.DataFrame({
-            "item_idx": np.arange(n_items, dtype=np.int64),
-            "item_id": b.item_ids.astype(str),
-            "category": feats.item_frame["category"].to_numpy(),
-            "price": feats.item_frame["price"].to_numpy(),
-        }),
+        uri=out,
+        as_of=as_of,
+        user_ids=b.user_ids,
+        item_ids=b.item_ids,
+        train_user=eu,
+        train_item=ei,
+        train_weight=b.edge_weight,
+        train_types=b.edge_types,
+        holdout_user=hu,
+        holdout_item=b.holdout_item,
+        user_features=feats.user_x,
+        item_features=feats.item_x,
+        feature_spec=feats.spec,
+        items=pd.DataFrame(
+            {
+                "item_idx": np.arange(n_items, dtype=np.int64),
+                "item_id": b.item_ids.astype(str),
+                "category": feats.item_frame["category"].to_numpy(),
+                "price": feats.item_frame["price"].to_numpy(),
+            }
+        ),
         history=served,
     )
     counts: dict[str, int | float] = {
@@ -815,27 +936,47 @@ def gate_and_publish(
         "item_features": int(feats.item_x.shape[1]),
     }
     write_snapshot(
-        out, snapshot, stats=stats, gate=gate, config=cfg, inputs=inp.refs, counts=counts,
+        out,
+        snapshot,
+        stats=stats,
+        gate=gate,
+        config=cfg,
+        inputs=inp.refs,
+        counts=counts,
         extra={
             "window_start": w.start.isoformat(),
             "holdout_start": w.holdout_start.isoformat(),
             "holdout_target_met": size.target_met,
             "holdout_sizing": size.why,
-            "feature_spec": {"extended_from_previous": inp.prev_spec is not None
-                             and cfg.features.evolve == "extend",
-                             "width_changed": feats.width_changed, "changes": feats.changes},
+            "feature_spec": {
+                "extended_from_previous": inp.prev_spec is not None
+                and cfg.features.evolve == "extend",
+                "width_changed": feats.width_changed,
+                "changes": feats.changes,
+            },
             "cutoff": dt.datetime.fromtimestamp(w.cutoff_us / 1e6, tz=dt.UTC).isoformat(),
             **b.extra,
         },
         before_publish=before_publish,
     )
-    tick("published %s: %d users (%d new), %d items (%d new), %d edges, %d holdout pairs",
-         out, n_users, new_users, n_items, new_items, len(eu), len(hu))
+    tick(
+        "published %s: %d users (%d new), %d items (%d new), %d edges, %d holdout pairs",
+        out,
+        n_users,
+        new_users,
+        n_items,
+        new_items,
+        len(eu),
+        len(hu),
+    )
     return out
 
 
 def build_snapshot(
-    lake: str, as_of: dt.date, config: GraphConfig | None = None, out: str | None = None,
+    lake: str,
+    as_of: dt.date,
+    config: GraphConfig | None = None,
+    out: str | None = None,
     report: str | None = None,
 ) -> str:
     """Build, gate and publish the snapshot of ``as_of``; returns its URI.
@@ -845,5 +986,6 @@ def build_snapshot(
     folder. The graph gate's report goes to ``report`` (default: the lake's graph report of
     ``as_of``).
     """
-    return build(lake, as_of, config or GraphConfig(), out or snapshot_uri(lake, as_of),
-                 report=report)
+    return build(
+        lake, as_of, config or GraphConfig(), out or snapshot_uri(lake, as_of), report=report
+    )

@@ -204,8 +204,10 @@ def extend_table(
             nums.append(old)
         else:
             nums.append(f)
-            changes.append(f"numeric {f.name}: " + ("new feature" if old is None
-                                                    else "transform changed, refitted"))
+            changes.append(
+                f"numeric {f.name}: "
+                + ("new feature" if old is None else "transform changed, refitted")
+            )
     changes += [f"numeric {n}: dropped" for n in before if n not in {f.name for f in nums}]
     cats_before = {c.name: c for c in prev.categorical}
     cats = []
@@ -220,12 +222,13 @@ def extend_table(
         if grow_vocab and new_values and room:
             added = new_values[:room]
             cats.append(CategoricalFeature(name=c.name, vocab=[*old_c.vocab, *added]))
-            changes.append(f"categorical {c.name}: {len(added)} new value(s) appended "
-                           f"({', '.join(added[:5])}{', ...' if len(added) > 5 else ''})")
+            changes.append(
+                f"categorical {c.name}: {len(added)} new value(s) appended "
+                f"({', '.join(added[:5])}{', ...' if len(added) > 5 else ''})"
+            )
         else:
             cats.append(old_c)
-    changes += [f"categorical {n}: dropped" for n in cats_before
-                if n not in {c.name for c in cats}]
+    changes += [f"categorical {n}: dropped" for n in cats_before if n not in {c.name for c in cats}]
     return TableSpec(numeric=nums, categorical=cats), changes
 
 

@@ -111,8 +111,14 @@ _OPS = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "==": lambda a, b:
 
 
 def _check(name: str, observed: float, op: str, threshold: float) -> Check:
-    return Check.of(name, bool(_OPS[op](observed, threshold)), f"{op} {threshold:.6g}",
-                    f"{observed:.6g}", value=float(observed), threshold=float(threshold))
+    return Check.of(
+        name,
+        bool(_OPS[op](observed, threshold)),
+        f"{op} {threshold:.6g}",
+        f"{observed:.6g}",
+        value=float(observed),
+        threshold=float(threshold),
+    )
 
 
 def check_graph(

@@ -47,8 +47,15 @@ class Events:
     @classmethod
     def empty(cls) -> Events:
         empty = np.zeros(0, np.int64)
-        return cls(empty, empty, empty.astype(np.int8), empty.astype(np.float64), empty,
-                   np.zeros(0, object), np.zeros(0, object))
+        return cls(
+            empty,
+            empty,
+            empty.astype(np.int8),
+            empty.astype(np.float64),
+            empty,
+            np.zeros(0, object),
+            np.zeros(0, object),
+        )
 
 
 def _read_partition(

@@ -147,10 +147,12 @@ def previous_snapshot(root: str, as_of: dt.date) -> str | None:
 
 
 def _ids_table(first: int, ids: np.ndarray, kind: str) -> pa.Table:
-    return pa.table({
-        f"{kind}_idx": np.arange(first, first + len(ids), dtype=np.int64),
-        f"{kind}_id": pa.array(np.asarray(ids).astype(str), pa.string()),
-    })
+    return pa.table(
+        {
+            f"{kind}_idx": np.arange(first, first + len(ids), dtype=np.int64),
+            f"{kind}_id": pa.array(np.asarray(ids).astype(str), pa.string()),
+        }
+    )
 
 
 def _edges_table(
@@ -167,12 +169,14 @@ def _edges_table(
 
 
 def _items_table(items: pd.DataFrame) -> pa.Table:
-    return pa.table({
-        "item_idx": items["item_idx"].to_numpy(dtype=np.int64),
-        "item_id": pa.array(items["item_id"].to_numpy(dtype=object).astype(str), pa.string()),
-        "category": pa.array(items["category"], pa.string(), from_pandas=True),
-        "price": pa.array(items["price"].to_numpy(), pa.float64(), from_pandas=True),
-    })
+    return pa.table(
+        {
+            "item_idx": items["item_idx"].to_numpy(dtype=np.int64),
+            "item_id": pa.array(items["item_id"].to_numpy(dtype=object).astype(str), pa.string()),
+            "category": pa.array(items["category"], pa.string(), from_pandas=True),
+            "price": pa.array(items["price"].to_numpy(), pa.float64(), from_pandas=True),
+        }
+    )
 
 
 def write_snapshot(
@@ -201,10 +205,15 @@ def write_snapshot(
         draft.write_parquet(
             EDGES, _edges_table(s.train_user, s.train_item, s.train_weight, s.train_types)
         )
-        draft.write_parquet(HOLDOUT, pa.table({
-            "user_idx": np.asarray(s.holdout_user, dtype=np.int64),
-            "item_idx": np.asarray(s.holdout_item, dtype=np.int64),
-        }))
+        draft.write_parquet(
+            HOLDOUT,
+            pa.table(
+                {
+                    "user_idx": np.asarray(s.holdout_user, dtype=np.int64),
+                    "item_idx": np.asarray(s.holdout_item, dtype=np.int64),
+                }
+            ),
+        )
         if s.history is not None:
             h = s.history
             draft.write_parquet(HISTORY, _edges_table(h.user, h.item, h.weight, h.types))

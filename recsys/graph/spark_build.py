@@ -81,31 +81,39 @@ def read_events_spark(
     refs: dict[str, InputRef] = {}
     frames = []
     for day, uris in files.items():
-        ref = InputRef(uri=partition_uri(lake, EVENTS, day), sha256=_partition_hash(
-            [(u.rstrip("/").rsplit("/", 1)[-1], digests[u]) for u in uris]))
+        ref = InputRef(
+            uri=partition_uri(lake, EVENTS, day),
+            sha256=_partition_hash([(u.rstrip("/").rsplit("/", 1)[-1], digests[u]) for u in uris]),
+        )
         refs[f"{EVENTS}/dt={day.isoformat()}"] = ref
         df = read_parquet(spark, uris, parquet_schema(uris)[0])
         missing = [c for c in EVENT_COLUMNS if c not in df.columns]
         if missing:
             raise InputError(f"{ref.uri}: missing column(s) {', '.join(missing)}")
-        frames.append(df.select(
-            F.lit(day.isoformat()).alias("dt"),
-            F.col("user_id").cast("string").alias("user_id"),
-            F.col("item_id").cast("string").alias("item_id"),
-            F.col("event_type").cast("string").alias("event_type"),
-            F.col("value").cast("double").alias("value"),
-            F.col("ts").cast("timestamp").alias("ts"),
-        ))
+        frames.append(
+            df.select(
+                F.lit(day.isoformat()).alias("dt"),
+                F.col("user_id").cast("string").alias("user_id"),
+                F.col("item_id").cast("string").alias("item_id"),
+                F.col("event_type").cast("string").alias("event_type"),
+                F.col("value").cast("double").alias("value"),
+                F.col("ts").cast("timestamp").alias("ts"),
+            )
+        )
     raw = reduce(lambda a, b: a.unionByName(b), frames)
     known = F.col("event_type").isin(*EVENT_TYPES)
-    per_day = raw.groupBy("dt").agg(
-        F.count("*").alias("rows"),
-        F.array_sort(F.collect_set(F.when(~known, F.col("event_type")))).alias("unknown"),
-        F.sum(F.col("event_type").isNull().cast("long")).alias("null_types"),
-        F.sum(F.col("ts").isNull().cast("long")).alias("null_ts"),
-        F.sum(F.col("user_id").isNull().cast("long")).alias("null_users"),
-        F.sum(F.col("item_id").isNull().cast("long")).alias("null_items"),
-    ).collect()
+    per_day = (
+        raw.groupBy("dt")
+        .agg(
+            F.count("*").alias("rows"),
+            F.array_sort(F.collect_set(F.when(~known, F.col("event_type")))).alias("unknown"),
+            F.sum(F.col("event_type").isNull().cast("long")).alias("null_types"),
+            F.sum(F.col("ts").isNull().cast("long")).alias("null_ts"),
+            F.sum(F.col("user_id").isNull().cast("long")).alias("null_users"),
+            F.sum(F.col("item_id").isNull().cast("long")).alias("null_items"),
+        )
+        .collect()
+    )
     found = {str(r["dt"]): r for r in per_day}
     for day in days:
         r = found.get(day.isoformat())
@@ -114,8 +122,9 @@ def read_events_spark(
         uri = refs[f"{EVENTS}/dt={day.isoformat()}"].uri
         unknown = sorted([str(v) for v in r["unknown"]] + (["None"] if r["null_types"] else []))
         if unknown:
-            raise InputError(f"{uri}: column event_type: unknown value(s) {unknown}, "
-                             f"allowed {list(EVENT_TYPES)}")
+            raise InputError(
+                f"{uri}: column event_type: unknown value(s) {unknown}, allowed {list(EVENT_TYPES)}"
+            )
         if r["null_ts"]:
             raise InputError(f"{uri}: column ts: {r['null_ts']} null timestamp(s)")
     for col in ("user", "item"):
@@ -124,8 +133,11 @@ def read_events_spark(
             raise InputError(f"events.{col}_id: {nulls} null value(s), ids must be non-null")
     codes = F.create_map(*[x for i, t in enumerate(EVENT_TYPES) for x in (F.lit(t), F.lit(i))])
     events = raw.select(
-        "user_id", "item_id", codes[F.col("event_type")].cast("int").alias("type_code"),
-        "value", F.unix_micros("ts").alias("ts_us"),
+        "user_id",
+        "item_id",
+        codes[F.col("event_type")].cast("int").alias("type_code"),
+        "value",
+        F.unix_micros("ts").alias("ts_us"),
     )
     return events, refs, sum(int(r["rows"]) for r in per_day)
 
@@ -142,19 +154,25 @@ def _partition_hash(names_and_digests: list[tuple[str, str]]) -> str:
 
 def _strings(df: DataFrame, col: str) -> np.ndarray:
     """One string column of a (small: node-scale) DataFrame, collected as Arrow."""
-    return np.asarray(df.select(col).toArrow().column(col).to_numpy(zero_copy_only=False),
-                      dtype=object)
+    return np.asarray(
+        df.select(col).toArrow().column(col).to_numpy(zero_copy_only=False), dtype=object
+    )
 
 
 def _id_frame(spark: SparkSession, ids: np.ndarray, kind: str, first: int = 0) -> DataFrame:
-    return spark.createDataFrame(pa.table({
-        f"{kind}_id": pa.array(np.asarray(ids, dtype=object).astype(str), pa.string()),
-        f"{kind}_idx": np.arange(first, first + len(ids), dtype=np.int64),
-    }))
+    return spark.createDataFrame(
+        pa.table(
+            {
+                f"{kind}_id": pa.array(np.asarray(ids, dtype=object).astype(str), pa.string()),
+                f"{kind}_idx": np.arange(first, first + len(ids), dtype=np.int64),
+            }
+        )
+    )
 
 
-def _size_holdout(spark: SparkSession, iw: DataFrame, inp: Inputs, w: Window,
-                  cfg: GraphConfig) -> tuple[Window, HoldoutSize]:
+def _size_holdout(
+    spark: SparkSession, iw: DataFrame, inp: Inputs, w: Window, cfg: GraphConfig
+) -> tuple[Window, HoldoutSize]:
     """:func:`recsys.graph.build.size_holdout` with Spark aggregates: per day the events
     (for the share); per (user, product) pair of a holdout type, the start days of a holdout
     that would hold it (kept), counted for each span the sizing rule asks about."""
@@ -166,8 +184,10 @@ def _size_holdout(spark: SparkSession, iw: DataFrame, inp: Inputs, w: Window,
     as_of_day = (w.as_of - _EPOCH).days
     spans = holdout_span_range(cfg)
     first_lo, first_hi = as_of_day - spans[-1] + 1, as_of_day - spans[0] + 1
-    per_day = sorted((int(r["day"]), int(r["n"]))
-                     for r in iw.groupBy("day").agg(F.count("*").alias("n")).collect())
+    per_day = sorted(
+        (int(r["day"]), int(r["n"]))
+        for r in iw.groupBy("day").agg(F.count("*").alias("n")).collect()
+    )
     n_window = sum(n for _, n in per_day)
 
     u_first = iw.groupBy("user_id").agg(F.min("day").alias("uf"))
@@ -175,21 +195,25 @@ def _size_holdout(spark: SparkSession, iw: DataFrame, inp: Inputs, w: Window,
     known = known_items(inp, cfg)
     if known is not None:
         mapped = _id_frame(spark, np.unique(known.astype(str)), "item").select(
-            "item_id", F.lit(True).alias("mapped"))
+            "item_id", F.lit(True).alias("mapped")
+        )
         i_first = i_first.join(mapped, "item_id", "left").select(
-            "item_id", F.when(F.col("mapped"), F.lit(_ALWAYS)).otherwise(F.col("if_"))
-            .alias("if_"))
+            "item_id", F.when(F.col("mapped"), F.lit(_ALWAYS)).otherwise(F.col("if_")).alias("if_")
+        )
     hold = F.col("type_code").isin(*[TYPE_CODE[t] for t in cfg.holdout_event_types])
     pairs = (
         iw.groupBy("user_id", "item_id")
         .agg(F.min("day").alias("pf"), F.max(hold.cast("int")).alias("pos"))
         .filter(F.col("pos") > 0)
-        .join(u_first, "user_id").join(i_first, "item_id")
+        .join(u_first, "user_id")
+        .join(i_first, "item_id")
         # a pair counts for a holdout starting on day `first` when
         # max(user's first day, product's first day) < first <= the pair's first day
-        .select("user_id",
-                F.greatest(F.greatest("uf", "if_") + 1, F.lit(first_lo)).alias("lo"),
-                F.least(F.col("pf"), F.lit(first_hi)).alias("hi"))
+        .select(
+            "user_id",
+            F.greatest(F.greatest("uf", "if_") + 1, F.lit(first_lo)).alias("lo"),
+            F.least(F.col("pf"), F.lit(first_hi)).alias("hi"),
+        )
         .filter(F.col("lo") <= F.col("hi"))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
@@ -199,8 +223,11 @@ def _size_holdout(spark: SparkSession, iw: DataFrame, inp: Inputs, w: Window,
 
     def holds(first: int) -> tuple[int, int]:
         # asked for one span at a time, as the rule grows it (most often once)
-        row = pairs.filter((F.col("lo") <= first) & (F.col("hi") >= first)).agg(
-            F.countDistinct("user_id").alias("users"), F.count("*").alias("pairs")).first()
+        row = (
+            pairs.filter((F.col("lo") <= first) & (F.col("hi") >= first))
+            .agg(F.countDistinct("user_id").alias("users"), F.count("*").alias("pairs"))
+            .first()
+        )
         return (int(row["users"]), int(row["pairs"])) if row is not None else (0, 0)
 
     try:
@@ -222,7 +249,8 @@ def _weighed(df: DataFrame, key: list[str], cutoff_us: int, cfg: GraphConfig) ->
         F.bit_or(F.expr("shiftleft(1, type_code)")).alias("types"),
     )
     return summed.select(
-        *key, saturate(F.col("summed"), cfg.weights, SPARK).cast("float").alias("weight"),
+        *key,
+        saturate(F.col("summed"), cfg.weights, SPARK).cast("float").alias("weight"),
         F.col("types").cast("short").alias("types"),
     )
 
@@ -257,7 +285,8 @@ def build_spark(
         # every later stage reads the window's events: kept (memory, then local disk)
         in_window = (F.col("ts_us") >= F.lit(w.start_us)) & (F.col("ts_us") < F.lit(w.cutoff_us))
         iw = events.filter(in_window).withColumn(
-            "day", F.floor(F.col("ts_us") / F.lit(US_PER_DAY)).cast("long"))
+            "day", F.floor(F.col("ts_us") / F.lit(US_PER_DAY)).cast("long")
+        )
         iw = iw.persist(StorageLevel.MEMORY_AND_DISK)
         cached.append(iw)
         w, size = _size_holdout(spark, iw, inp, w, cfg)
@@ -273,11 +302,14 @@ def build_spark(
         ).first()
         assert split is not None
         # the independent point-in-time check (the filters exclude such events by construction)
-        for what, latest, limit in (("train", split["train_max"], w.holdout_us),
-                                    ("holdout", split["hold_max"], w.cutoff_us)):
+        for what, latest, limit in (
+            ("train", split["train_max"], w.holdout_us),
+            ("holdout", split["hold_max"], w.cutoff_us),
+        ):
             if latest is not None and int(latest) >= limit:
-                late = iw.filter((is_train if what == "train" else ~is_train)
-                                 & (F.col("ts_us") >= F.lit(limit))).count()
+                late = iw.filter(
+                    (is_train if what == "train" else ~is_train) & (F.col("ts_us") >= F.lit(limit))
+                ).count()
                 point_in_time_failed(late, int(latest), limit, what)
         train = iw.filter(is_train)
 
@@ -285,8 +317,9 @@ def build_spark(
         seen_items = _strings(train.select("item_id").distinct(), "item_id")
         if cfg.include_catalog_items and inp.items is not None:
             seen_items = np.concatenate([seen_items, inp.items["item_id"].to_numpy(dtype=object)])
-        user_ids = extend_ids(inp.prev_users, _strings(train.select("user_id").distinct(),
-                                                       "user_id"))
+        user_ids = extend_ids(
+            inp.prev_users, _strings(train.select("user_id").distinct(), "user_id")
+        )
         item_ids = extend_ids(inp.prev_items, seen_items)
         if inp.prev_users is not None and inp.prev_items is not None:
             check_prefix(inp.prev_users, user_ids, "user")
@@ -297,11 +330,15 @@ def build_spark(
         item_map = _id_frame(spark, item_ids, "item")
 
         # stage 5: train edges
-        tj = train.join(user_map, "user_id").join(item_map, "item_id").persist(
-            StorageLevel.MEMORY_AND_DISK)
+        tj = (
+            train.join(user_map, "user_id")
+            .join(item_map, "item_id")
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
         cached.append(tj)
         edges_df = _weighed(tj, ["user_idx", "item_idx"], w.cutoff_us, cfg).persist(
-            StorageLevel.MEMORY_AND_DISK)
+            StorageLevel.MEMORY_AND_DISK
+        )
         cached.append(edges_df)
         edges = _arrays(edges_df, ["user_idx", "item_idx"])
         eu = edges.column("user_idx").to_numpy().astype(np.int64)
@@ -310,11 +347,20 @@ def build_spark(
 
         # stage 6: node features from the train period's counts
         purchase = (F.col("type_code") == PURCHASE_CODE).cast("long")
-        per_user = tj.groupBy("user_idx").agg(
-            F.count("*").alias("n"), F.sum(purchase).alias("p"), F.max("ts_us").alias("last"),
-        ).toArrow()
-        per_item = tj.groupBy("item_idx").agg(
-            F.count("*").alias("n"), F.sum(purchase).alias("p")).toArrow()
+        per_user = (
+            tj.groupBy("user_idx")
+            .agg(
+                F.count("*").alias("n"),
+                F.sum(purchase).alias("p"),
+                F.max("ts_us").alias("last"),
+            )
+            .toArrow()
+        )
+        per_item = (
+            tj.groupBy("item_idx")
+            .agg(F.count("*").alias("n"), F.sum(purchase).alias("p"))
+            .toArrow()
+        )
         type_rows = tj.groupBy("type_code").agg(F.count("*").alias("n")).collect()
         type_counts = np.zeros(len(EVENT_TYPES), np.int64)
         for r in type_rows:
@@ -334,17 +380,35 @@ def build_spark(
 
         hu, hi, hcounts = _holdout(iw, user_map, item_map, edges_df, w, cfg)
         served = _served_history(spark, iw, user_map, item_map, n_users, w, cfg)
-        tick("served history: %d edges, %d user(s) first seen in the holdout days",
-             len(served.user), len(served.extra_user_ids))
+        tick(
+            "served history: %d edges, %d user(s) first seen in the holdout days",
+            len(served.user),
+            len(served.extra_user_ids),
+        )
         built = Built(
-            lake=lake, out=out, cfg=cfg, w=w, size=size, inp=inp, user_ids=user_ids,
-            item_ids=item_ids, edge_user=eu, edge_item=ei,
+            lake=lake,
+            out=out,
+            cfg=cfg,
+            w=w,
+            size=size,
+            inp=inp,
+            user_ids=user_ids,
+            item_ids=item_ids,
+            edge_user=eu,
+            edge_item=ei,
             edge_weight=edges.column("weight").to_numpy().astype(np.float32),
             edge_types=edges.column("types").to_numpy().astype(np.int16),
-            type_counts=type_counts, feats=feats, holdout_user=hu, holdout_item=hi,
-            holdout_counts=hcounts, served=served, events_read=events_read,
-            events_in_window=int(split["in_window"]), train_events=int(split["train"] or 0),
-            holdout_events=int(split["hold"] or 0), extra={"engine": ENGINE},
+            type_counts=type_counts,
+            feats=feats,
+            holdout_user=hu,
+            holdout_item=hi,
+            holdout_counts=hcounts,
+            served=served,
+            events_read=events_read,
+            events_in_window=int(split["in_window"]),
+            train_events=int(split["train"] or 0),
+            holdout_events=int(split["hold"] or 0),
+            extra={"engine": ENGINE},
         )
     finally:
         for df in cached:
@@ -352,8 +416,9 @@ def build_spark(
     return gate_and_publish(built, tick, report, _before_publish)
 
 
-def _scatter(n: int, at: np.ndarray, values: pa.ChunkedArray,
-             float_nan: bool = False) -> np.ndarray:
+def _scatter(
+    n: int, at: np.ndarray, values: pa.ChunkedArray, float_nan: bool = False
+) -> np.ndarray:
     """A per-node array of ``n`` from the (index, value) rows an aggregate gave (0, or NaN
     with ``float_nan``, where a node has no row)."""
     out = np.full(n, np.nan) if float_nan else np.zeros(n, np.int64)
@@ -361,8 +426,14 @@ def _scatter(n: int, at: np.ndarray, values: pa.ChunkedArray,
     return out
 
 
-def _holdout(iw: DataFrame, user_map: DataFrame, item_map: DataFrame, edges: DataFrame,
-             w: Window, cfg: GraphConfig) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def _holdout(
+    iw: DataFrame,
+    user_map: DataFrame,
+    item_map: DataFrame,
+    edges: DataFrame,
+    w: Window,
+    cfg: GraphConfig,
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """:func:`recsys.graph.build._holdout` on Spark: the holdout days' unique pairs of a
     holdout type whose user has train edges and whose product is mapped, not in train."""
     F = _F()
@@ -371,11 +442,15 @@ def _holdout(iw: DataFrame, user_map: DataFrame, item_map: DataFrame, edges: Dat
     in_train = edges.select("user_idx", "item_idx", F.lit(True).alias("in_train"))
     pairs = (
         iw.filter((F.col("ts_us") >= F.lit(w.holdout_us)) & F.col("type_code").isin(*hold_types))
-        .select("user_id", "item_id").distinct()
-        .join(user_map, "user_id", "left").join(item_map, "item_id", "left")
-        .join(active, "user_idx", "left").join(in_train, ["user_idx", "item_idx"], "left")
+        .select("user_id", "item_id")
+        .distinct()
+        .join(user_map, "user_id", "left")
+        .join(item_map, "item_id", "left")
+        .join(active, "user_idx", "left")
+        .join(in_train, ["user_idx", "item_idx"], "left")
         .select(
-            "user_idx", "item_idx",
+            "user_idx",
+            "item_idx",
             (F.col("user_idx").isNotNull() & F.col("active").isNotNull()).alias("known_user"),
             F.col("item_idx").isNotNull().alias("known_item"),
             F.col("in_train").isNotNull().alias("in_train"),
@@ -389,32 +464,46 @@ def _holdout(iw: DataFrame, user_map: DataFrame, item_map: DataFrame, edges: Dat
         F.sum((keep & F.col("in_train")).cast("long")).alias("in_train"),
     ).first()
     assert row is not None
-    kept = _arrays(pairs.filter(keep & ~F.col("in_train")).select("user_idx", "item_idx"),
-                   ["user_idx", "item_idx"])
+    kept = _arrays(
+        pairs.filter(keep & ~F.col("in_train")).select("user_idx", "item_idx"),
+        ["user_idx", "item_idx"],
+    )
     counts = {
         "holdout_candidate_pairs": int(row["candidates"]),
         "holdout_dropped_unknown_user": int(row["unknown_user"] or 0),
         "holdout_dropped_unknown_item": int(row["unknown_item"] or 0),
         "holdout_dropped_in_train": int(row["in_train"] or 0),
     }
-    return (kept.column("user_idx").to_numpy().astype(np.int64),
-            kept.column("item_idx").to_numpy().astype(np.int64), counts)
+    return (
+        kept.column("user_idx").to_numpy().astype(np.int64),
+        kept.column("item_idx").to_numpy().astype(np.int64),
+        counts,
+    )
 
 
-def _served_history(spark: SparkSession, iw: DataFrame, user_map: DataFrame,
-                    item_map: DataFrame, n_users: int, w: Window,
-                    cfg: GraphConfig) -> ServedHistory:
+def _served_history(
+    spark: SparkSession,
+    iw: DataFrame,
+    user_map: DataFrame,
+    item_map: DataFrame,
+    n_users: int,
+    w: Window,
+    cfg: GraphConfig,
+) -> ServedHistory:
     """:func:`recsys.graph.build._served_history` on Spark: every in-window event of a
     mapped product, users first seen in the holdout days indexed from ``n_users`` on in id
     order, weighed like the train edges."""
     F = _F()
     h = iw.join(item_map, "item_id").join(user_map, "user_id", "left")
-    extra_ids = np.sort(_strings(
-        h.filter(F.col("user_idx").isNull()).select("user_id").distinct(), "user_id"))
+    extra_ids = np.sort(
+        _strings(h.filter(F.col("user_idx").isNull()).select("user_id").distinct(), "user_id")
+    )
     extra = _id_frame(spark, extra_ids, "user", first=n_users).withColumnRenamed(
-        "user_idx", "extra_idx")
+        "user_idx", "extra_idx"
+    )
     h = h.join(extra, "user_id", "left").withColumn(
-        "su", F.coalesce(F.col("user_idx"), F.col("extra_idx")))
+        "su", F.coalesce(F.col("user_idx"), F.col("extra_idx"))
+    )
     t = _arrays(_weighed(h, ["su", "item_idx"], w.cutoff_us, cfg), ["su", "item_idx"])
     return ServedHistory(
         user=t.column("su").to_numpy().astype(np.int64),
@@ -426,10 +515,19 @@ def _served_history(spark: SparkSession, iw: DataFrame, user_map: DataFrame,
 
 
 def build_snapshot_spark(
-    lake: str, as_of: dt.date, config: GraphConfig | None = None, out: str | None = None,
-    report: str | None = None, spark: SparkSession | None = None,
+    lake: str,
+    as_of: dt.date,
+    config: GraphConfig | None = None,
+    out: str | None = None,
+    report: str | None = None,
+    spark: SparkSession | None = None,
 ) -> str:
     """:func:`recsys.graph.build.build_snapshot` on Spark."""
-    return build_spark(lake, as_of, config or GraphConfig(), out or snapshot_uri(lake, as_of),
-                       report=report, spark=spark)
-
+    return build_spark(
+        lake,
+        as_of,
+        config or GraphConfig(),
+        out or snapshot_uri(lake, as_of),
+        report=report,
+        spark=spark,
+    )

@@ -45,9 +45,7 @@ class SparkOps:
 
     def _minimum(self, x: Any, ceiling: float) -> Any:
         c = _col(x)
-        return F.when(F.isnan(c) | (c <= F.lit(float(ceiling))), c).otherwise(
-            F.lit(float(ceiling))
-        )
+        return F.when(F.isnan(c) | (c <= F.lit(float(ceiling))), c).otherwise(F.lit(float(ceiling)))
 
     def where(self, cond: Any, a: Any, b: Any) -> Any:
         return F.when(_col(cond), _col(a)).otherwise(_col(b))
@@ -55,8 +53,7 @@ class SparkOps:
     def isfinite(self, x: Any) -> Any:
         c = _col(x)
         return (
-            c.isNotNull() & ~F.isnan(c)
-            & (c != F.lit(float("inf"))) & (c != F.lit(float("-inf")))
+            c.isNotNull() & ~F.isnan(c) & (c != F.lit(float("inf"))) & (c != F.lit(float("-inf")))
         )
 
     def lookup(self, table: list[float], code: Any) -> Any:

@@ -95,9 +95,7 @@ def event_weights(
     (stars clipped to the rating range; a missing value counts ``rating_default``)."""
     code, value = xp.asint(type_code), xp.asfloat(value)
     base = xp.lookup([float(w) for w in type_weight_table(cfg)], code)
-    stars = xp.clip(
-        xp.where(xp.isfinite(value), value, cfg.rating_default), RATING_MIN, RATING_MAX
-    )
+    stars = xp.clip(xp.where(xp.isfinite(value), value, cfg.rating_default), RATING_MIN, RATING_MAX)
     base = xp.where(code == RATING_CODE, base * (stars / RATING_MAX), base)
     return base * decay(age_days, cfg.half_life_days, xp)
 

@@ -68,9 +68,7 @@ class FeatureLightGCN(nn.Module):
         self.user_proj: nn.Linear | None = self._attach_features("user", user_features, num_users)
         self.item_proj: nn.Linear | None = self._attach_features("item", item_features, num_items)
 
-    def _attach_features(
-        self, kind: str, features: Tensor | None, rows: int
-    ) -> nn.Linear | None:
+    def _attach_features(self, kind: str, features: Tensor | None, rows: int) -> nn.Linear | None:
         """Register ``{kind}_features`` (``None`` without features); return its projection."""
         if features is None or features.shape[1] == 0:
             self.register_buffer(f"{kind}_features", None)
@@ -134,7 +132,9 @@ class FeatureLightGCN(nn.Module):
         """Layer-0 embeddings of graph nodes (users ``< U``, then items) ``[n] -> [n, d]``."""
         is_user = nodes < self.num_users
         out = torch.empty(
-            nodes.shape[0], self.embedding_dim, device=nodes.device,
+            nodes.shape[0],
+            self.embedding_dim,
+            device=nodes.device,
             dtype=self.user_embedding.weight.dtype,
         )
         out = out.index_put((is_user.nonzero().squeeze(1),), self.user_layer0(nodes[is_user]))
@@ -220,8 +220,12 @@ class FeatureLightGCN(nn.Module):
         k = int(columns.shape[1])
         d = self.embedding_dim
         out = FeatureLightGCN(
-            self.num_users, self.num_items, embedding_dim=d + k, num_layers=self.num_layers,
-            user_features=self.user_features, item_features=self.item_features,
+            self.num_users,
+            self.num_items,
+            embedding_dim=d + k,
+            num_layers=self.num_layers,
+            user_features=self.user_features,
+            item_features=self.item_features,
         ).to(self.user_embedding.weight.device)
         with torch.no_grad():
             w = self.user_embedding.weight

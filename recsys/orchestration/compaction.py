@@ -174,8 +174,9 @@ def compact_stream(
         if row is None:
             bad += 1
             done_ids.append(entry_id)  # unreadable: nothing to publish, counted and logged
-            log.error("compaction: stream entry %s is not an event record; skipped",
-                      entry_id.decode())
+            log.error(
+                "compaction: stream entry %s is not an event record; skipped", entry_id.decode()
+            )
             continue
         day = row["ts"].date()  # type: ignore[attr-defined]
         if day > through:
@@ -187,18 +188,32 @@ def compact_stream(
     for day in sorted(by_day):
         new = _dedupe(_table(by_day[day]))
         before, after, new_users = merge_day(lake, day, new)
-        results.append(CompactionResult(
-            day=day, partition=partition_uri(lake, EVENTS, day), from_log=new.num_rows,
-            already_in_lake=before, added=after - before, total=after, bad_lines=0,
-            new_users=new_users,
-        ))
+        results.append(
+            CompactionResult(
+                day=day,
+                partition=partition_uri(lake, EVENTS, day),
+                from_log=new.num_rows,
+                already_in_lake=before,
+                added=after - before,
+                total=after,
+                bad_lines=0,
+                new_users=new_users,
+            )
+        )
         log.info("compaction: %s", results[-1].describe())
     if _after_publish is not None:
         _after_publish()
     stream.ack(done_ids)
     trimmed = stream.trim()
-    log.info("compaction: stream %d entr(ies) acknowledged (%d unreadable), %d trimmed, "
-             "%d of days after %s left pending", len(done_ids), bad, trimmed, later, through)
+    log.info(
+        "compaction: stream %d entr(ies) acknowledged (%d unreadable), %d trimmed, "
+        "%d of days after %s left pending",
+        len(done_ids),
+        bad,
+        trimmed,
+        later,
+        through,
+    )
     return results
 
 

@@ -85,8 +85,9 @@ class DatabricksJobConfig(BaseModel):
     spark_env_vars: dict[str, str] = Field(default_factory=dict)
     """Environment of the cluster's processes, e.g. ``AZURE_STORAGE_ACCOUNT_NAME`` and
     ``AZURE_CLIENT_ID`` for the driver's fsspec (adlfs) writes to the lake."""
-    spark_conf: dict[str, str] = Field(default_factory=lambda: {
-        "spark.sql.session.timeZone": "UTC"})
+    spark_conf: dict[str, str] = Field(
+        default_factory=lambda: {"spark.sql.session.timeZone": "UTC"}
+    )
     timeout_s: PositiveInt = 3 * 3600
     """The longest a run may take; Databricks cancels it then."""
     poll_interval_s: PositiveInt = 30

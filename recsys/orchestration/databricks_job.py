@@ -33,12 +33,28 @@ def step_args(step: Step, p: RunPaths, cfg: RetrainConfig, engine: str) -> list[
     """``recsys`` arguments of a data step: the same for a child process on the Airflow
     worker and for the Databricks task."""
     if step == "validate":
-        args = ["validate", "--lake", p.lake, "--date", p.day.isoformat(),
-                "--report", p.validation_report]
+        args = [
+            "validate",
+            "--lake",
+            p.lake,
+            "--date",
+            p.day.isoformat(),
+            "--report",
+            p.validation_report,
+        ]
         config = cfg.validation_config
     elif step == "build_graph":
-        args = ["build-graph", "--lake", p.lake, "--as-of", p.day.isoformat(), "--out", p.graph,
-                "--report", p.graph_report]
+        args = [
+            "build-graph",
+            "--lake",
+            p.lake,
+            "--as-of",
+            p.day.isoformat(),
+            "--out",
+            p.graph,
+            "--report",
+            p.graph_report,
+        ]
         config = cfg.graph_config
     else:
         raise InputError(f"{step!r}: not a data step ({', '.join(STEPS)})")
@@ -53,7 +69,12 @@ def report_of(step: Step, p: RunPaths) -> str:
 
 
 def build_submit_run(
-    dbx: DatabricksJobConfig, step: Step, p: RunPaths, cfg: RetrainConfig, *, run_id: str,
+    dbx: DatabricksJobConfig,
+    step: Step,
+    p: RunPaths,
+    cfg: RetrainConfig,
+    *,
+    run_id: str,
     try_number: int,
 ) -> dict[str, Any]:
     """The ``runs/submit`` payload of ``step`` for this try, checked by
@@ -98,8 +119,9 @@ def validate_submit_run(payload: dict[str, Any]) -> None:
     allowed = set(inspect.signature(JobsAPI.submit).parameters) - {"self"}
     unknown = sorted(set(payload) - allowed)
     if unknown:
-        raise InputError(f"Databricks run: unknown field(s) {unknown} (runs/submit takes "
-                         f"{sorted(allowed)})")
+        raise InputError(
+            f"Databricks run: unknown field(s) {unknown} (runs/submit takes {sorted(allowed)})"
+        )
     tasks = payload.get("tasks") or []
     if not tasks:
         raise InputError("Databricks run: no task")
@@ -107,15 +129,21 @@ def validate_submit_run(payload: dict[str, Any]) -> None:
         model = SubmitTask.from_dict(t)
         back = model.as_dict()
         if back != t:
-            raise InputError(f"Databricks task {t.get('task_key')!r}: not a valid SubmitTask: "
-                             f"{_difference(t, back)}")
+            raise InputError(
+                f"Databricks task {t.get('task_key')!r}: not a valid SubmitTask: "
+                f"{_difference(t, back)}"
+            )
         missing = _missing_required(model, "task")
         if missing:
-            raise InputError(f"Databricks task {t.get('task_key')!r}: required field(s) "
-                             f"missing: {', '.join(missing)}")
+            raise InputError(
+                f"Databricks task {t.get('task_key')!r}: required field(s) "
+                f"missing: {', '.join(missing)}"
+            )
         if bool(t.get("existing_cluster_id")) == bool(t.get("new_cluster")):
-            raise InputError(f"Databricks task {t.get('task_key')!r}: needs exactly one of "
-                             "existing_cluster_id and new_cluster")
+            raise InputError(
+                f"Databricks task {t.get('task_key')!r}: needs exactly one of "
+                "existing_cluster_id and new_cluster"
+            )
 
 
 def _missing_required(obj: Any, where: str) -> list[str]:
@@ -123,8 +151,7 @@ def _missing_required(obj: Any, where: str) -> list[str]:
     out: list[str] = []
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        required = (f.default is dataclasses.MISSING
-                    and f.default_factory is dataclasses.MISSING)
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if value is None:
             if required:
                 out.append(f"{where}.{f.name}")

@@ -69,20 +69,25 @@ class DataStepOperator(DatabricksSubmitRunOperator):
             return out
         finally:  # the report link helps most when the gate failed
             if self.step == "validate":
-                context["ti"].xcom_push(key=ValidationReportLink.key,
-                                        value=report_page(p.validation_report))
+                context["ti"].xcom_push(
+                    key=ValidationReportLink.key, value=report_page(p.validation_report)
+                )
 
     def _submit(self, context: Context, cfg: RetrainConfig, p: RunPaths) -> Any:
         dbx = cfg.spark.databricks
-        self.json = build_submit_run(dbx, self.step, p, cfg, run_id=context["run_id"],
-                                     try_number=context["ti"].try_number)
+        self.json = build_submit_run(
+            dbx, self.step, p, cfg, run_id=context["run_id"], try_number=context["ti"].try_number
+        )
         if self.databricks_conn_id != dbx.conn_id:
             self.__dict__.pop("_hook", None)  # a hook cached for another connection
         self.databricks_conn_id = dbx.conn_id
         self.polling_period_seconds = dbx.poll_interval_s
         self.deferrable = dbx.deferrable
-        self.log.info("Submitting %s to Azure Databricks (%s)", self.step,
-                      dbx.existing_cluster_id or "new job cluster")
+        self.log.info(
+            "Submitting %s to Azure Databricks (%s)",
+            self.step,
+            dbx.existing_cluster_id or "new job cluster",
+        )
         try:
             super().execute(context)  # deferrable: raises TaskDeferred unless already finished
         except Exception:
@@ -117,8 +122,7 @@ class DataStepOperator(DatabricksSubmitRunOperator):
 
     def _finish(self, context: Context, p: RunPaths) -> dict[str, Any]:
         if self.step == "validate":
-            out = {"report": p.validation_report,
-                   "sha256": manifest_sha256(p.validation_report)}
+            out = {"report": p.validation_report, "sha256": manifest_sha256(p.validation_report)}
         else:
             out = {"graph": p.graph, "sha256": manifest_sha256(p.graph), "report": p.graph_report}
         self._lineage(context, out)

@@ -91,8 +91,7 @@ def check_processable(day: dt.date, config: RetrainConfig | None = None) -> None
 # ---------------------------------------------------------------- CLI runner
 
 
-def run_cli(args: list[str], env: dict[str, str] | None = None,
-            report: str | None = None) -> str:
+def run_cli(args: list[str], env: dict[str, str] | None = None, report: str | None = None) -> str:
     """Run ``recsys ARGS`` in a child process; returns its stdout.
 
     Its stderr (progress and logs) streams into the task log line by line as it comes, so
@@ -127,11 +126,13 @@ def run_cli(args: list[str], env: dict[str, str] | None = None,
         try:
             gate = read_gate_report(report)
         except InputError as exc:
-            raise GateFailed(args[0], [f"recsys {args[0]} exited 1 but wrote no gate report "
-                                       f"({exc})"], report) from None
+            raise GateFailed(
+                args[0], [f"recsys {args[0]} exited 1 but wrote no gate report ({exc})"], report
+            ) from None
         if gate.passed:
-            raise GateFailed(gate.gate, [f"recsys {args[0]} exited 1 but its report says "
-                                         "passed"], report)
+            raise GateFailed(
+                gate.gate, [f"recsys {args[0]} exited 1 but its report says passed"], report
+            )
         raise gate.error(report)
     last = next((ln for ln in reversed(tail) if ln.strip()), f"exit code {code}")
     if code == 1:
@@ -182,8 +183,13 @@ def build_graph(paths_d: dict[str, Any], config: RetrainConfig | None = None) ->
         spark_step("build_graph", p, cfg)
         uri = p.graph
     else:
-        uri = build_snapshot(p.lake, p.day, load_config(cfg.graph_config, GraphConfig),
-                             out=p.graph, report=p.graph_report)
+        uri = build_snapshot(
+            p.lake,
+            p.day,
+            load_config(cfg.graph_config, GraphConfig),
+            out=p.graph,
+            report=p.graph_report,
+        )
     return {"graph": uri, "sha256": manifest_sha256(uri), "report": p.graph_report}
 
 
@@ -193,8 +199,11 @@ def spark_step(step: Step, p: RunPaths, cfg: RetrainConfig) -> None:
     very arguments a Databricks run gets (:mod:`recsys.orchestration.databricks_job`)."""
     from recsys.orchestration.databricks_job import report_of, step_args
 
-    run_cli(step_args(step, p, cfg, "spark"), env={"RECSYS_SPARK_MASTER": cfg.spark.master},
-            report=report_of(step, p))
+    run_cli(
+        step_args(step, p, cfg, "spark"),
+        env={"RECSYS_SPARK_MASTER": cfg.spark.master},
+        report=report_of(step, p),
+    )
 
 
 def read_train_config(path: str | None) -> dict[str, Any]:
@@ -259,8 +268,9 @@ def production_bundle(registry: str) -> str | None:
     try:
         verify_artifact(entry.bundle_uri)
     except InputError as exc:
-        log.warning("production bundle %s unusable (%s): compared with nothing",
-                    entry.bundle_uri, exc)
+        log.warning(
+            "production bundle %s unusable (%s): compared with nothing", entry.bundle_uri, exc
+        )
         return None
     return entry.bundle_uri
 
@@ -279,14 +289,23 @@ def evaluate(
     p = from_dict(paths_d)
     with tempfile.TemporaryDirectory(prefix="recsys-evaluate-") as tmp:
         per_user = str(Path(tmp) / "per_user.parquet")
-        args = ["evaluate", "--model", p.model, "--graph", p.graph, "--json",
-                "--per-user", per_user,
-                "--baselines", POPULARITY if mode == "gate" else ",".join(BASELINES)]
+        args = [
+            "evaluate",
+            "--model",
+            p.model,
+            "--graph",
+            p.graph,
+            "--json",
+            "--per-user",
+            per_user,
+            "--baselines",
+            POPULARITY if mode == "gate" else ",".join(BASELINES),
+        ]
         if production:
             args += ["--production-bundle", production]
         out = run_cli(args)
         scores = HoldoutScores.from_frame(pd.read_parquet(per_user))
-    summary: dict[str, Any] = json.loads(out[out.index("{"):])
+    summary: dict[str, Any] = json.loads(out[out.index("{") :])
     return scores, dict(summary.get("_meta") or {})
 
 
@@ -309,11 +328,17 @@ def _note_production_overlap(report: Any, bundle: str, holdout_start: str | None
     end = production_train_end(bundle)
     if end is None or holdout_start is None or end < dt.date.fromisoformat(holdout_start):
         return report
-    note = (f"production trained on data through {end}, inside this holdout (from "
-            f"{holdout_start}): the comparison favours production")
+    note = (
+        f"production trained on data through {end}, inside this holdout (from "
+        f"{holdout_start}): the comparison favours production"
+    )
     log.warning("model gate: %s", note)
-    checks = [c.model_copy(update={"note": "; ".join(x for x in (c.note, note) if x)})
-              if c.name == "vs_production" else c for c in report.checks]
+    checks = [
+        c.model_copy(update={"note": "; ".join(x for x in (c.note, note) if x)})
+        if c.name == "vs_production"
+        else c
+        for c in report.checks
+    ]
     return report.model_copy(update={"checks": checks, "notes": [*report.notes, note]})
 
 
@@ -343,25 +368,46 @@ def evaluate_and_gate(
     gcfg = load_config(cfg.model_gate_config, ModelGateConfig)
     prod = production_bundle(p.registry)
     scores, holdout = evaluate(paths_d, cfg.evaluation, prod)
-    report = check_model_gate(scores, gcfg, production=prod, day=p.day, holdout={
-        k: holdout[k] for k in ("holdout_start", "holdout_days", "holdout_users",
-                                "holdout_pairs", "holdout_target_met") if k in holdout
-    })
+    report = check_model_gate(
+        scores,
+        gcfg,
+        production=prod,
+        day=p.day,
+        holdout={
+            k: holdout[k]
+            for k in (
+                "holdout_start",
+                "holdout_days",
+                "holdout_users",
+                "holdout_pairs",
+                "holdout_target_met",
+            )
+            if k in holdout
+        },
+    )
     if prod:
         report = _note_production_overlap(report, prod, holdout.get("holdout_start"))
     outcome = decide_deploy(report, gcfg.undecided_policy, prod, force_deploy)
     uri = write_model_report(
-        p.model_report, report, outcome, scores,
+        p.model_report,
+        report,
+        outcome,
+        scores,
         candidate=InputRef(uri=p.model, sha256=manifest_sha256(p.model)),
         graph=InputRef(uri=p.graph, sha256=manifest_sha256(p.graph)),
         production=InputRef(uri=prod, sha256=manifest_sha256(prod)) if prod else None,
-        config=gcfg, force_deploy=force_deploy,
+        config=gcfg,
+        force_deploy=force_deploy,
     )
     if not outcome.deploy:
         raise report.error(uri)
     if outcome.forced:
-        log.warning("model gate %s but deploy is FORCED (recorded in %s): %s",
-                    report.decision.upper(), uri, report.failure_lines())
+        log.warning(
+            "model gate %s but deploy is FORCED (recorded in %s): %s",
+            report.decision.upper(),
+            uri,
+            report.failure_lines(),
+        )
     elif report.decision == "undecided":
         log.warning("model gate UNDECIDED, deploying: %s (%s)", outcome.reason, uri)
     return {
@@ -392,8 +438,16 @@ def export(paths_d: dict[str, Any], config: RetrainConfig | None = None) -> dict
     p = from_dict(paths_d)
     version = bundle_version(p.day, manifest_sha256(p.model))
     out = bundle_uri(p, version)
-    args = ["export", "--model", p.model, "--version", version, "--report", p.export_report,
-            *_config_arg(cfg.export_config)]
+    args = [
+        "export",
+        "--model",
+        p.model,
+        "--version",
+        version,
+        "--report",
+        p.export_report,
+        *_config_arg(cfg.export_config),
+    ]
     reused = _published_bundle(out)
     if reused:
         with tempfile.TemporaryDirectory(prefix="recsys-export-") as tmp:
@@ -401,8 +455,13 @@ def export(paths_d: dict[str, Any], config: RetrainConfig | None = None) -> dict
         log.info("bundle %s is already published at %s: kept unchanged", version, out)
     else:
         run_cli([*args, "--out", out], report=p.export_report)
-    return {"bundle": out, "version": version, "sha256": manifest_sha256(out), "reused": reused,
-            "report": p.export_report}
+    return {
+        "bundle": out,
+        "version": version,
+        "sha256": manifest_sha256(out),
+        "reused": reused,
+        "report": p.export_report,
+    }
 
 
 def _published_bundle(uri: str) -> bool:
@@ -501,9 +560,13 @@ def compact(
         from recsys.config import Settings
 
         settings = Settings()
-        results = compact_stream(store, cfg.resolved_lake(), day,
-                                 password=settings.live_store_password,
-                                 auth=settings.live_store_auth)
+        results = compact_stream(
+            store,
+            cfg.resolved_lake(),
+            day,
+            password=settings.live_store_password,
+            auth=settings.live_store_auth,
+        )
     return {
         "partitions": [r.partition for r in results],
         "from_log": sum(r.from_log for r in results),

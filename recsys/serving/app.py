@@ -78,7 +78,9 @@ def create_app(cfg: ServeConfig, initial: Engine | None = None) -> FastAPI:
             await store.close()
 
     app = FastAPI(
-        title="recsys", version="1", lifespan=lifespan,
+        title="recsys",
+        version="1",
+        lifespan=lifespan,
         description="Personalised product recommendations (LightGCN fold-in, ONNX).",
     )
     app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
@@ -107,7 +109,18 @@ def serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
         if entry is not None:
             initial = load_engine(entry.bundle_uri, cfg.ort_threads, True, cfg.score_in_thread)
     app = create_app(cfg, initial)
-    log.info("listening on http://%s:%d (live store: %s)", host, port,
-             describe(cfg.live_store, cfg.event_log))
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                loop="uvloop", http="httptools")
+    log.info(
+        "listening on http://%s:%d (live store: %s)",
+        host,
+        port,
+        describe(cfg.live_store, cfg.event_log),
+    )
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )

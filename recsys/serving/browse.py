@@ -32,8 +32,11 @@ def search_users(e: Engine, prefix: str, limit: int) -> list[str]:
 
 def item_card(e: Engine, j: int) -> dict[str, Any]:
     price = float(e.item_price[j])
-    return {"item_id": str(e.item_ids[j]), "category": str(e.item_category[j]) or None,
-            "price": None if math.isnan(price) else price}
+    return {
+        "item_id": str(e.item_ids[j]),
+        "category": str(e.item_category[j]) or None,
+        "price": None if math.isnan(price) else price,
+    }
 
 
 def item_details(e: Engine, ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -67,24 +70,40 @@ def user_history(
         order = np.argsort(-e.h_w[a:b], kind="stable")[:limit]
         for r in order.tolist():
             j = int(e.h_item[a + r])
-            bundle.append({**item_card(e, j), "weight": float(e.h_w[a + r]),
-                           "event_types": type_names(int(e.h_types[a + r]))})
+            bundle.append(
+                {
+                    **item_card(e, j),
+                    "weight": float(e.h_w[a + r]),
+                    "event_types": type_names(int(e.h_types[a + r])),
+                }
+            )
     events = []
     for ev in list(reversed(live))[:limit]:
         jj = e.item_index.get(ev.item_id)
-        card = item_card(e, jj) if jj is not None else {"item_id": ev.item_id, "category": None,
-                                                        "price": None}
-        events.append({
-            **card,
-            "ts": dt.datetime.fromtimestamp(ev.ts_us / 1e6, dt.UTC).isoformat(),
-            "event_type": ev.event_type, "value": ev.value,
-            "folded": jj is not None and ev.ts_us >= e.cutoff_us,
-        })
+        card = (
+            item_card(e, jj)
+            if jj is not None
+            else {"item_id": ev.item_id, "category": None, "price": None}
+        )
+        events.append(
+            {
+                **card,
+                "ts": dt.datetime.fromtimestamp(ev.ts_us / 1e6, dt.UTC).isoformat(),
+                "event_type": ev.event_type,
+                "value": ev.value,
+                "folded": jj is not None and ev.ts_us >= e.cutoff_us,
+            }
+        )
     return {
-        "user_id": user_id, "model_version": e.version, "known": u is not None,
-        "live_state": live_state, "data_cutoff": e.meta.data_cutoff,
-        "live": events, "live_total": len(live),
-        "bundle": bundle, "bundle_total": total,
+        "user_id": user_id,
+        "model_version": e.version,
+        "known": u is not None,
+        "live_state": live_state,
+        "data_cutoff": e.meta.data_cutoff,
+        "live": events,
+        "live_total": len(live),
+        "bundle": bundle,
+        "bundle_total": total,
     }
 
 
@@ -102,8 +121,11 @@ def catalog(e: Engine) -> dict[str, Any]:
         for n in users.numeric:
             features.append({"name": n.name, "kind": "numeric", "typical": round(n.mean, 2)})
     return {
-        "model_version": e.version, "items": e.n_items, "users": len(e.user_ids),
-        "categories": cats, "user_features": features,
+        "model_version": e.version,
+        "items": e.n_items,
+        "users": len(e.user_ids),
+        "categories": cats,
+        "user_features": features,
         "segment_feature": e.meta.segment_feature,
         "segments": sorted(e.pop_segment),
     }

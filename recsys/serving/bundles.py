@@ -47,9 +47,13 @@ class Manager:
         self.metrics.coverage.set(0.0)
         self.health.activate(engine, engine.n_items, engine.cutoff_us)
         settle_s = settle_heap()
-        log.info("serving bundle %s (%s); previous %s; heap settled in %.1f ms",
-                 engine.version, engine.uri,
-                 self.previous.version if self.previous else None, settle_s * 1e3)
+        log.info(
+            "serving bundle %s (%s); previous %s; heap settled in %.1f ms",
+            engine.version,
+            engine.uri,
+            self.previous.version if self.previous else None,
+            settle_s * 1e3,
+        )
 
     async def load(self, uri: str, expected_sha: str | None = None) -> Engine:
         """Load and verify a bundle off-loop, then swap it in; raise InputError if refused."""
@@ -72,14 +76,19 @@ class Manager:
         except InputError as exc:
             self.metrics.reloads.labels(outcome="refused").inc()
             self.last_error = str(exc)
-            log.error("bundle refused, still serving %s: %s",
-                      self.active.version if self.active else None, exc)
+            log.error(
+                "bundle refused, still serving %s: %s",
+                self.active.version if self.active else None,
+                exc,
+            )
             raise
         except Exception as exc:
             self.metrics.reloads.labels(outcome="refused").inc()
             self.last_error = f"{uri}: {exc}"
-            log.exception("bundle refused (unexpected error), still serving %s",
-                          self.active.version if self.active else None)
+            log.exception(
+                "bundle refused (unexpected error), still serving %s",
+                self.active.version if self.active else None,
+            )
             raise InputError(f"{uri}: cannot load bundle: {exc}") from None
         self.activate(engine)
         self.metrics.reloads.labels(outcome="loaded").inc()
@@ -140,5 +149,3 @@ def settle_heap() -> float:
     gc.collect()
     gc.freeze()
     return time.perf_counter() - t0
-
-

@@ -77,9 +77,12 @@ class Engine:
         """The scorer gives the two largest contributions per item (bundles exported before
         them explain by the largest alone, without saying what it adds)."""
         if not self.explains:
-            log.warning("bundle %s predates the two-contribution explanations: each item names "
-                        "its largest history contribution only; re-export it (recsys export) "
-                        "for the full explanations", data.uri)
+            log.warning(
+                "bundle %s predates the two-contribution explanations: each item names "
+                "its largest history contribution only; re-export it (recsys export) "
+                "for the full explanations",
+                data.uri,
+            )
         self.proj_sess = (
             _session(data.projection_onnx, ort_threads) if data.projection_onnx else None
         )
@@ -104,7 +107,8 @@ class Engine:
         self.item_category = cats
         self.item_price = (
             pd.to_numeric(items["price"], errors="coerce").to_numpy(dtype=np.float64)
-            if "price" in items else np.full(self.n_items, np.nan)
+            if "price" in items
+            else np.full(self.n_items, np.nan)
         )
         self.user_ids_sorted: list[str] = sorted(self.user_ids.tolist())
         """For the shopper search of the storefront (``GET /v1/users?prefix=``)."""
@@ -162,8 +166,10 @@ class Engine:
             if not fresh:
                 return base
             items = {
-                it: [w, ty] for it, w, ty in zip(
-                    base[0].tolist(), base[1].tolist(), base[2].tolist(), strict=True)
+                it: [w, ty]
+                for it, w, ty in zip(
+                    base[0].tolist(), base[1].tolist(), base[2].tolist(), strict=True
+                )
             }
         elif not fresh:
             return None
@@ -173,8 +179,10 @@ class Engine:
         for e in fresh:
             j = self.item_index[e.item_id]
             w0, ty0 = items.get(j, (0.0, 0))
-            items[j] = [rules.add_event(float(w0), e.event_type, e.value),
-                        int(ty0) | TYPE_BITS[e.event_type]]
+            items[j] = [
+                rules.add_event(float(w0), e.event_type, e.value),
+                int(ty0) | TYPE_BITS[e.event_type],
+            ]
         idx = np.fromiter(items.keys(), dtype=np.int64, count=len(items))
         vals = np.array(list(items.values()), dtype=np.float64).reshape(-1, 2)
         return idx, vals[:, 0].astype(np.float32), vals[:, 1].astype(np.int64)
@@ -244,8 +252,11 @@ class Engine:
         """Score a batch, keeping padding bounded: a request with a long history or a long
         exclusion list is scored on its own, so one heavy user cannot make every other
         request in the batch pay (and allocate) for its length."""
-        light = [j for j, p in enumerate(batch)
-                 if len(p.h_idx) <= LONG_HISTORY and len(p.excl) <= LONG_EXCLUSION]
+        light = [
+            j
+            for j, p in enumerate(batch)
+            if len(p.h_idx) <= LONG_HISTORY and len(p.excl) <= LONG_EXCLUSION
+        ]
         out: list[Scored | None] = [None] * len(batch)
         if light:
             for j, res in zip(light, self.run_batch([batch[j] for j in light]), strict=True):
@@ -270,24 +281,32 @@ class Engine:
             h_w[r, : len(p.h_w)] = p.h_w
             excl[r, : len(p.excl)] = p.excl
         k = max(p.k for p in batch)
-        feeds = {"e0": e0, "hist_idx": h_idx, "hist_w": h_w, "excl_idx": excl,
-                 "k": np.array([k], dtype=np.int64)}
+        feeds = {
+            "e0": e0,
+            "hist_idx": h_idx,
+            "hist_w": h_w,
+            "excl_idx": excl,
+            "k": np.array([k], dtype=np.int64),
+        }
         out: list[Scored] = []
         if self.explains:
             scores, idx, top, contrib, hpos = self.sess.run(
-                ["scores", "indices", *EXPLAIN_OUTPUTS], feeds)
+                ["scores", "indices", *EXPLAIN_OUTPUTS], feeds
+            )
             for r, p in enumerate(batch):
                 # masked items score -inf and come last (top-k is sorted): keep the prefix
                 m = int(np.count_nonzero(scores[r, : p.k] > NEG_INF))
-                out.append(Scored(scores[r, :m], idx[r, :m], top[r, :, :m], contrib[r, :, :m],
-                                  hpos[r, :m]))
+                out.append(
+                    Scored(scores[r, :m], idx[r, :m], top[r, :, :m], contrib[r, :, :m], hpos[r, :m])
+                )
             return out
         scores, idx, slot = self.sess.run(["scores", "indices", "because_slot"], feeds)
         for r, p in enumerate(batch):
             sr = scores[r, : p.k]
             keep = np.isfinite(sr)
-            out.append(Scored(sr[keep], idx[r, : p.k][keep], slot[r, : p.k][keep][None, :],
-                              None, None))
+            out.append(
+                Scored(sr[keep], idx[r, : p.k][keep], slot[r, : p.k][keep][None, :], None, None)
+            )
         return out
 
     # ---------- explanations ----------
@@ -297,12 +316,17 @@ class Engine:
         because, note = explain(p, result, self.item_ids)
         items = [
             {"item_id": ids[j], "score": sc, "because": because_dict(b, ids)}
-            for j, sc, b in zip(result.idx.tolist(), result.scores.tolist(), because,
-                                strict=True)
+            for j, sc, b in zip(result.idx.tolist(), result.scores.tolist(), because, strict=True)
         ]
-        return {"user_id": p.user_id, "model_version": self.version, "source": p.source,
-                "live_state": p.live_state, "explanation": note, "items": items,
-                "_idx": result.idx}
+        return {
+            "user_id": p.user_id,
+            "model_version": self.version,
+            "source": p.source,
+            "live_state": p.live_state,
+            "explanation": note,
+            "items": items,
+            "_idx": result.idx,
+        }
 
     def finish_json(self, p: Prepared, result: Scored) -> bytes:
         """The JSON body of :meth:`finish`'s answer (without ``_idx``), byte for byte what
@@ -314,8 +338,7 @@ class Engine:
         because, note = explain(p, result, self.item_ids)
         items = [
             f'{{"item_id":{ij[j]},"score":{sc!r},"because":{because_json(b, ij)}}}'
-            for j, sc, b in zip(result.idx.tolist(), result.scores.tolist(), because,
-                                strict=True)
+            for j, sc, b in zip(result.idx.tolist(), result.scores.tolist(), because, strict=True)
         ]
         note_json = "null" if note is None else json.dumps(note, separators=(",", ":"))
         return (
@@ -335,9 +358,7 @@ class Engine:
         result = await self.batcher.submit(p)
         return self.finish_json(p, result), p.source, result.idx
 
-    def recommend(
-        self, user_id: str, q: Query, live: Sequence[LiveEvent] = ()
-    ) -> dict[str, Any]:
+    def recommend(self, user_id: str, q: Query, live: Sequence[LiveEvent] = ()) -> dict[str, Any]:
         """Synchronous top-k (smoke test, tools); the server uses :meth:`recommend_body`."""
         p = self.prepare(user_id, q, live)
         if isinstance(p, dict):
@@ -374,18 +395,24 @@ class Engine:
             rest = self.pop_global[~excl[self.pop_global]] if len(excl) else self.pop_global
             rest = rest[~np.isin(rest, picked)]
             picked = np.concatenate([picked, rest[: k - len(picked)]])
-        seg_scores = self.pop_segment_score.get(segment or "", {}) if order is not self.pop_global \
-            else {}
+        seg_scores = (
+            self.pop_segment_score.get(segment or "", {}) if order is not self.pop_global else {}
+        )
         # the popularity score (summed edge weight, in the segment when it came from there)
-        scores = [
-            seg_scores.get(j, float(self.pop_global_score[j])) for j in picked.tolist()
-        ]
+        scores = [seg_scores.get(j, float(self.pop_global_score[j])) for j in picked.tolist()]
         items = [
             {"item_id": self.item_ids[j], "score": sc, "because": {"reason": reason}}
             for j, sc in zip(picked.tolist(), scores, strict=True)
         ]
-        return {"user_id": user_id, "model_version": self.version, "source": source,
-                "live_state": live_state, "explanation": None, "items": items, "_idx": picked}
+        return {
+            "user_id": user_id,
+            "model_version": self.version,
+            "source": source,
+            "live_state": live_state,
+            "explanation": None,
+            "items": items,
+            "_idx": picked,
+        }
 
     def similar(self, item_id: str, k: int) -> dict[str, Any]:
         j = self.item_index.get(item_id)
@@ -423,8 +450,9 @@ def _cutoff_us(cutoff: str | None) -> int:
     try:
         when = datetime.fromisoformat(cutoff)
     except ValueError:
-        log.warning("bundle data_cutoff %r is not an ISO time: every live event is folded in",
-                    cutoff)
+        log.warning(
+            "bundle data_cutoff %r is not an ISO time: every live event is folded in", cutoff
+        )
         return -1
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -446,7 +474,11 @@ def load_engine(
     smoke_s = engine.smoke()
     log.info(
         "bundle %s loaded from %s in %.2fs (smoke %.1f ms, %d users, %d items)",
-        engine.version, uri, time.perf_counter() - t0, smoke_s * 1e3, len(engine.user_ids),
+        engine.version,
+        uri,
+        time.perf_counter() - t0,
+        smoke_s * 1e3,
+        len(engine.user_ids),
         engine.n_items,
     )
     return engine

@@ -17,15 +17,23 @@ PROFILE_REASON = "because it matches your profile"
 def _phrases() -> list[tuple[str | None, str, str, str]]:
     """Per event-type bitmask: the strongest type and how to say it: "[you] bought X",
     "[your] purchase of X" (verb, suffix, noun)."""
-    order = (("purchase", "bought ", "", "your purchase of "),
-             ("add_to_cart", "added ", " to your cart", "adding "),
-             ("rating", "rated ", "", "your rating of "),
-             ("click", "clicked on ", "", "your click on "),
-             ("view", "viewed ", "", "your view of "))
-    unknown: tuple[str | None, str, str, str] = (None, "interacted with ", "",
-                                                 "your interaction with ")
-    return [next((ph for ph in order if bits & TYPE_BITS[str(ph[0])]), unknown)
-            for bits in range(ALL_TYPES_MASK + 1)]
+    order = (
+        ("purchase", "bought ", "", "your purchase of "),
+        ("add_to_cart", "added ", " to your cart", "adding "),
+        ("rating", "rated ", "", "your rating of "),
+        ("click", "clicked on ", "", "your click on "),
+        ("view", "viewed ", "", "your view of "),
+    )
+    unknown: tuple[str | None, str, str, str] = (
+        None,
+        "interacted with ",
+        "",
+        "your interaction with ",
+    )
+    return [
+        next((ph for ph in order if bits & TYPE_BITS[str(ph[0])]), unknown)
+        for bits in range(ALL_TYPES_MASK + 1)
+    ]
 
 
 PHRASES = _phrases()
@@ -40,8 +48,7 @@ PROFILE: Because = (-1, 0, None, False)
 _LEADS = ("because you ", "also because you ")
 _PROFILE_JSON = '{"reason":"' + PROFILE_REASON + '"}'
 _PHRASE_JSON = [
-    [("null" if t is None else f'"{t}"', f"{lead}{verb}", suffix)
-     for t, verb, suffix, _ in PHRASES]
+    [("null" if t is None else f'"{t}"', f"{lead}{verb}", suffix) for t, verb, suffix, _ in PHRASES]
     for lead in _LEADS
 ]
 """Per ``also`` and event-type bits: (event type as JSON, reason before the id, after it)."""
@@ -52,8 +59,12 @@ def because_dict(b: Because, ids: np.ndarray) -> dict[str, Any]:
     if item < 0:
         return {"reason": PROFILE_REASON}
     t, verb, suffix, _ = PHRASES[types & ALL_TYPES_MASK]
-    return {"item_id": ids[item], "event_type": t, "contribution": contribution,
-            "reason": f"{_LEADS[also]}{verb}{ids[item]}{suffix}"}
+    return {
+        "item_id": ids[item],
+        "event_type": t,
+        "contribution": contribution,
+        "reason": f"{_LEADS[also]}{verb}{ids[item]}{suffix}",
+    }
 
 
 def because_json(b: Because, ij: list[str]) -> str:
@@ -63,8 +74,10 @@ def because_json(b: Because, ij: list[str]) -> str:
         return _PROFILE_JSON
     tj, before, after = _PHRASE_JSON[also][types & ALL_TYPES_MASK]
     c = "null" if contribution is None else repr(contribution)
-    return (f'{{"item_id":{ij[item]},"event_type":{tj},"contribution":{c},'
-            f'"reason":"{before}{ij[item][1:-1]}{after}"}}')
+    return (
+        f'{{"item_id":{ij[item]},"event_type":{tj},"contribution":{c},'
+        f'"reason":"{before}{ij[item][1:-1]}{after}"}}'
+    )
 
 
 def explain(
@@ -90,8 +103,10 @@ def explain(
     if s.contrib is None:
         out: list[Because] = [(j, t, None, False) for j, t in zip(named, types, strict=True)]
     else:
-        out = [(j, t, c, False) if c > 0.0 else PROFILE
-               for j, t, c in zip(named, types, s.contrib[0].tolist(), strict=True)]
+        out = [
+            (j, t, c, False) if c > 0.0 else PROFILE
+            for j, t, c in zip(named, types, s.contrib[0].tolist(), strict=True)
+        ]
         named = [b[0] for b in out]
     if n < 2 or len(p.h_idx) < 2:
         return out, None
@@ -103,6 +118,7 @@ def explain(
     if lead < 0 or 2 * count < n:
         return out, None
     return out, _lead_note(p, s, out, lead, count, item_ids)
+
 
 def _lead_note(
     p: Prepared, s: Scored, out: list[Because], lead: int, count: int, item_ids: np.ndarray
@@ -122,12 +138,17 @@ def _lead_note(
     said = f"{noun}{item_ids[lead]}{suffix}"
     where = f"all {n}" if count == n else f"{count} of these {n}"
     note: dict[str, Any] = {
-        "item_id": item_ids[lead], "event_type": t, "items": count, "share": None,
+        "item_id": item_ids[lead],
+        "event_type": t,
+        "items": count,
+        "share": None,
         "reason": f"{said[0].upper()}{said[1:]} weighs most in {where}",
     }
     if s.history_pos is not None:
-        share = [float(c or 0.0) / max(float(s.history_pos[r]), 1e-30)
-                 for r, c in zip(group, c1, strict=True)]
+        share = [
+            float(c or 0.0) / max(float(s.history_pos[r]), 1e-30)
+            for r, c in zip(group, c1, strict=True)
+        ]
         lo, hi = min(share), max(share)
         note["share"] = [round(lo, 4), round(hi, 4)]
         span = f"{lo:.0%}" if round(lo, 2) == round(hi, 2) else f"{lo:.0%}-{hi:.0%}"

@@ -42,8 +42,12 @@ from prometheus_client.registry import Collector
 SOURCES = ("history", "features", "segment", "popularity", "store_fallback")
 """The partition of answers by source (see the module docstring)."""
 SOURCE_OF = {
-    "history": 0, "events": 0, "history+features": 0, "features": 1,
-    "segment_popularity": 2, "global_popularity": 3,
+    "history": 0,
+    "events": 0,
+    "history+features": 0,
+    "features": 1,
+    "segment_popularity": 2,
+    "global_popularity": 3,
 }
 """The engine's ``source`` of an answer -> its index in :data:`SOURCES`."""
 FALLBACK = SOURCES.index("store_fallback")
@@ -203,20 +207,27 @@ class ServedHealth:
             "catalog_items": self.n_items,
             "items_recommended": int(np.count_nonzero(exposure)),
             "recommendations": exposed,
-            "catalog_coverage": (float(np.count_nonzero(exposure)) / self.n_items
-                                 if self.n_items and exposed else None),
+            "catalog_coverage": (
+                float(np.count_nonzero(exposure)) / self.n_items
+                if self.n_items and exposed
+                else None
+            ),
             "exposure_gini": gini(exposure) if exposed else None,
-            "source_share": {s: (float(sources[j]) / answers if answers else None)
-                             for j, s in enumerate(SOURCES)},
+            "source_share": {
+                s: (float(sources[j]) / answers if answers else None) for j, s in enumerate(SOURCES)
+            },
             "source_answers": {s: int(sources[j]) for j, s in enumerate(SOURCES)},
             "latency_p50_s": quantile_from_bins(latency, 0.50),
             "latency_p99_s": quantile_from_bins(latency, 0.99),
-            "model_data_age_s": now - self.data_cutoff_s if self.data_cutoff_s is not None
+            "model_data_age_s": now - self.data_cutoff_s
+            if self.data_cutoff_s is not None
             else None,
             "model_serving_age_s": now - self.active_since_s
-            if self.active_since_s is not None else None,
+            if self.active_since_s is not None
+            else None,
             "newest_live_event_age_s": now - self.newest_event_us / 1e6
-            if self.newest_event_us is not None else None,
+            if self.newest_event_us is not None
+            else None,
         }
 
 
@@ -233,35 +244,56 @@ class HealthCollector(Collector):
         def gauge(name: str, doc: str, value: float | None) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, doc, value=nan if value is None else value)
 
-        yield gauge("recsys_served_window_seconds", "Length of the served-health window",
-                    s["window_s"])
-        yield gauge("recsys_served_window_answers", "Recommendation answers in the window",
-                    s["answers"])
-        yield gauge("recsys_served_catalog_coverage", "Share of the active bundle's items "
-                    "recommended at least once in the window", s["catalog_coverage"])
-        yield gauge("recsys_served_exposure_gini", "Gini coefficient of how often each "
-                    "catalogue item was recommended in the window", s["exposure_gini"])
+        yield gauge(
+            "recsys_served_window_seconds", "Length of the served-health window", s["window_s"]
+        )
+        yield gauge(
+            "recsys_served_window_answers", "Recommendation answers in the window", s["answers"]
+        )
+        yield gauge(
+            "recsys_served_catalog_coverage",
+            "Share of the active bundle's items recommended at least once in the window",
+            s["catalog_coverage"],
+        )
+        yield gauge(
+            "recsys_served_exposure_gini",
+            "Gini coefficient of how often each catalogue item was recommended in the window",
+            s["exposure_gini"],
+        )
         share = GaugeMetricFamily(
-            "recsys_served_source_share", "Share of the window's answers by source (history, "
-            "features, segment, popularity, store_fallback: a partition)", labels=["source"])
+            "recsys_served_source_share",
+            "Share of the window's answers by source (history, "
+            "features, segment, popularity, store_fallback: a partition)",
+            labels=["source"],
+        )
         for src, v in s["source_share"].items():
             share.add_metric([src], nan if v is None else v)
         yield share
         lat = GaugeMetricFamily(
-            "recsys_served_latency_seconds", "Recommendation latency quantiles over the window "
-            "(server side; upper edge of a 2% histogram bin)", labels=["quantile"])
+            "recsys_served_latency_seconds",
+            "Recommendation latency quantiles over the window "
+            "(server side; upper edge of a 2% histogram bin)",
+            labels=["quantile"],
+        )
         lat.add_metric(["0.5"], nan if s["latency_p50_s"] is None else s["latency_p50_s"])
         lat.add_metric(["0.99"], nan if s["latency_p99_s"] is None else s["latency_p99_s"])
         yield lat
         age = GaugeMetricFamily(
-            "recsys_model_age_seconds", "Age of the served model: since its data cutoff "
+            "recsys_model_age_seconds",
+            "Age of the served model: since its data cutoff "
             "(since=data_cutoff) and since this server started serving it (since=active)",
-            labels=["since"])
-        age.add_metric(["data_cutoff"],
-                       nan if s["model_data_age_s"] is None else s["model_data_age_s"])
-        age.add_metric(["active"],
-                       nan if s["model_serving_age_s"] is None else s["model_serving_age_s"])
+            labels=["since"],
+        )
+        age.add_metric(
+            ["data_cutoff"], nan if s["model_data_age_s"] is None else s["model_data_age_s"]
+        )
+        age.add_metric(
+            ["active"], nan if s["model_serving_age_s"] is None else s["model_serving_age_s"]
+        )
         yield age
-        yield gauge("recsys_live_newest_event_age_seconds", "Age of the newest live event this "
-                    "server has seen (accepted or read from the live store)",
-                    s["newest_live_event_age_s"])
+        yield gauge(
+            "recsys_live_newest_event_age_seconds",
+            "Age of the newest live event this "
+            "server has seen (accepted or read from the live store)",
+            s["newest_live_event_age_s"],
+        )

@@ -51,10 +51,15 @@ def timed(
     return deco
 
 
-def respond(obj: dict[str, Any], status_code: int = 200,
-            headers: dict[str, str] | None = None) -> Response:
-    return Response(content=json.dumps(obj, separators=(",", ":")),
-                    media_type="application/json", status_code=status_code, headers=headers)
+def respond(
+    obj: dict[str, Any], status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        content=json.dumps(obj, separators=(",", ":")),
+        media_type="application/json",
+        status_code=status_code,
+        headers=headers,
+    )
 
 
 def check_id(value: str, name: str, max_len: int) -> None:
@@ -68,8 +73,11 @@ def api_key_dependency(api_key: str | None) -> Callable[..., Awaitable[None]]:
 
     async def write_access(x_api_key: str | None = Header(default=None)) -> None:
         if not api_key:
-            raise HTTPException(status_code=403, detail="server has no API key configured "
-                                "(RECSYS_API_KEY); writes and admin are disabled")
+            raise HTTPException(
+                status_code=403,
+                detail="server has no API key configured "
+                "(RECSYS_API_KEY); writes and admin are disabled",
+            )
         if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), api_key.encode()):
             raise HTTPException(status_code=401, detail="missing or wrong X-API-Key")
 
@@ -107,5 +115,10 @@ def parse_list(raw: str | None, name: str, max_len: int) -> list[str]:
 
 def qparam(name: str, desc: str, kind: str = "string", where: str = "query") -> dict[str, Any]:
     """One OpenAPI parameter, for routes that read their parameters by hand."""
-    return {"name": name, "in": where, "required": where == "path",
-            "description": desc, "schema": {"type": kind}}
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "description": desc,
+        "schema": {"type": kind},
+    }

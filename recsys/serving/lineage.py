@@ -64,10 +64,18 @@ class Step:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "step": self.step, "uri": self.uri, "kind": self.kind, "link": self.link,
-            "sha256": self.sha256, "recorded_sha256": self.recorded_sha256,
-            "verified": self.verified, "as_of": self.as_of, "written": self.written,
-            "detail": self.detail, "reports": self.reports, "error": self.error,
+            "step": self.step,
+            "uri": self.uri,
+            "kind": self.kind,
+            "link": self.link,
+            "sha256": self.sha256,
+            "recorded_sha256": self.recorded_sha256,
+            "verified": self.verified,
+            "as_of": self.as_of,
+            "written": self.written,
+            "detail": self.detail,
+            "reports": self.reports,
+            "error": self.error,
         }
 
 
@@ -100,8 +108,9 @@ def _read(step: str, uri: str, link: str, recorded: str | None) -> Step:
         found = _DAY.search(uri)
         day = found.group(1) if found else None
     s.as_of = str(day) if day else None
-    s.reports = [{"name": name, "path": path} for name, path in REPORTS.get(step, [])
-                 if path in m.files]
+    s.reports = [
+        {"name": name, "path": path} for name, path in REPORTS.get(step, []) if path in m.files
+    ]
     return s
 
 
@@ -120,8 +129,11 @@ def _validation_of(graph: Manifest) -> tuple[str, str | None, str] | None:
         day = dt.date.fromisoformat(str(as_of))
     except ValueError:
         return None
-    return (report_uri(lake, VALIDATION, day), None,
-            f"the validation report of the graph's as-of day {as_of}")
+    return (
+        report_uri(lake, VALIDATION, day),
+        None,
+        f"the validation report of the graph's as-of day {as_of}",
+    )
 
 
 def lineage(bundle_uri: str) -> list[Step]:
@@ -179,8 +191,10 @@ def _check_by_partition(graph: Manifest, val: Step) -> None:
         val.link += "; it validated the events partition the graph read (same hash)"
         val.recorded_sha256 = val.sha256
     elif want.uri.rstrip("/") == got.uri.rstrip("/"):
-        val.link += ("; same events partition, hashes not comparable (the two steps hash a "
-                     "partition differently)")
+        val.link += (
+            "; same events partition, hashes not comparable (the two steps hash a "
+            "partition differently)"
+        )
     else:
         val.link += f"; it validated {got.uri}, not the graph's {want.uri}"
         val.recorded_sha256 = ""

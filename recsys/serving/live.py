@@ -46,8 +46,9 @@ class LiveEvent:
     value: float | None
 
     def encode(self) -> str:
-        return json.dumps([self.ts_us, self.item_id, self.event_type, self.value],
-                          separators=(",", ":"))
+        return json.dumps(
+            [self.ts_us, self.item_id, self.event_type, self.value], separators=(",", ":")
+        )
 
     @classmethod
     def decode(cls, raw: str | bytes) -> LiveEvent:
@@ -72,9 +73,14 @@ class AcceptedEvent:
     def record(self) -> dict[str, Any]:
         """The log line / stream entry (the compaction reads it back with ``parse_record``)."""
         return {
-            "event_id": self.event_id, "user_id": self.user_id, "item_id": self.item_id,
-            "event_type": self.event_type, "value": self.value, "ts": self.ts.isoformat(),
-            "received_at": self.received_at.isoformat(), "model_version": self.model_version,
+            "event_id": self.event_id,
+            "user_id": self.user_id,
+            "item_id": self.item_id,
+            "event_type": self.event_type,
+            "value": self.value,
+            "ts": self.ts.isoformat(),
+            "received_at": self.received_at.isoformat(),
+            "model_version": self.model_version,
             "known_item": self.known_item,
         }
 

@@ -51,12 +51,20 @@ class EmbeddedLiveStore(LiveStore):
         t0, n = time.perf_counter(), 0
         for rec in read_log(self.event_log, since):
             if rec is not None:
-                self._remember(str(rec["user_id"]), LiveEvent(
-                    to_us(rec["ts"]), str(rec["item_id"]), str(rec["event_type"]), rec["value"]))
+                self._remember(
+                    str(rec["user_id"]),
+                    LiveEvent(
+                        to_us(rec["ts"]), str(rec["item_id"]), str(rec["event_type"]), rec["value"]
+                    ),
+                )
                 n += 1
         if n:
-            log.info("memory live store: %d event(s) replayed from %s in %.2fs",
-                     n, self.event_log, time.perf_counter() - t0)
+            log.info(
+                "memory live store: %d event(s) replayed from %s in %.2fs",
+                n,
+                self.event_log,
+                time.perf_counter() - t0,
+            )
 
     def _remember(self, user_id: str, ev: LiveEvent) -> None:
         q = self.users.get(user_id)

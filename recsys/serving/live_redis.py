@@ -143,8 +143,9 @@ class RedisLiveStore(LiveStore):
             log.info("redis live store at %s: connected", redacted_url(self.url))
         except (*_CONN_ERRORS, redis.RedisError) as exc:
             # the server starts anyway: reads fall back to the bundle, writes answer 503
-            log.error("redis live store at %s unreachable at start: %s",
-                      redacted_url(self.url), exc)
+            log.error(
+                "redis live store at %s unreachable at start: %s", redacted_url(self.url), exc
+            )
 
     async def append(self, events: Sequence[AcceptedEvent]) -> None:
         self._check("write")
@@ -240,8 +241,12 @@ class RedisEventStream:
     ) -> None:
         kwargs = auth_kwargs(auth, password)
         self.client = redis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 2), retry_on_error=[redis.ConnectionError], protocol=2,
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 2),
+            retry_on_error=[redis.ConnectionError],
+            protocol=2,
             **kwargs,
         )
 
@@ -258,9 +263,7 @@ class RedisEventStream:
         for start in ("0", ">"):
             cursor = start
             while True:
-                resp: Any = self.client.xreadgroup(
-                    GROUP, CONSUMER, {STREAM: cursor}, count=count
-                )
+                resp: Any = self.client.xreadgroup(GROUP, CONSUMER, {STREAM: cursor}, count=count)
                 entries = resp[0][1] if resp else []
                 entries = [(i, f) for i, f in entries if f]  # trimmed-away pending ids
                 if not entries:

@@ -109,6 +109,7 @@ def rollback(registry: str) -> RegistryEntry:
             "no longer the bundle that was published"
         )
     _write(registry, Pointer(current=target, history=old.history[:-1]))
-    log.info("registry %s: rolled back from %s to %s", registry, old.current.version,
-             target.version)
+    log.info(
+        "registry %s: rolled back from %s to %s", registry, old.current.version, target.version
+    )
     return target

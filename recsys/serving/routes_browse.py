@@ -24,9 +24,14 @@ def add_browse_routes(app: FastAPI, ctx: ServerContext) -> None:
     ) -> Response:
         """Known shoppers (users of the served bundle) whose id starts with ``prefix``."""
         e = ctx.engine()
-        return respond({"model_version": e.version, "prefix": prefix,
-                        "users": browse.search_users(e, prefix, limit),
-                        "total_users": len(e.user_ids)})
+        return respond(
+            {
+                "model_version": e.version,
+                "prefix": prefix,
+                "users": browse.search_users(e, prefix, limit),
+                "total_users": len(e.user_ids),
+            }
+        )
 
     @app.get("/v1/users/{user_id}/history")
     @timed(metrics, "browse")
@@ -45,8 +50,11 @@ def add_browse_routes(app: FastAPI, ctx: ServerContext) -> None:
     @app.get("/v1/items")
     @timed(metrics, "browse")
     async def items(
-        ids: str = Query(..., max_length=cfg.max_list * (cfg.max_id_len + 1),
-                         description=f"Comma list of item ids (at most {cfg.max_list})"),
+        ids: str = Query(
+            ...,
+            max_length=cfg.max_list * (cfg.max_id_len + 1),
+            description=f"Comma list of item ids (at most {cfg.max_list})",
+        ),
     ) -> Response:
         """Product details (category, price) of the given ids; unknown ids are listed apart."""
         wanted = parse_list(ids, "ids", cfg.max_list)

@@ -36,10 +36,11 @@ def add_ops_routes(app: FastAPI, ctx: ServerContext) -> None:
         metrics.store_up.labels(backend=health.backend).set(1.0 if health.ok else 0.0)
         e = manager.active
         if e is None:
-            return JSONResponse({"ready": False, "error": manager.last_error,
-                                 "live_store": health.to_dict()}, status_code=503)
-        return respond({"ready": True, "model_version": e.version,
-                        "live_store": health.to_dict()})
+            return JSONResponse(
+                {"ready": False, "error": manager.last_error, "live_store": health.to_dict()},
+                status_code=503,
+            )
+        return respond({"ready": True, "model_version": e.version, "live_store": health.to_dict()})
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
@@ -48,14 +49,17 @@ def add_ops_routes(app: FastAPI, ctx: ServerContext) -> None:
     @app.get("/v1/model")
     async def model_info() -> Response:
         a, p = manager.active, manager.previous
-        return respond({
-            "active": {"version": a.version, "uri": a.uri, "data_cutoff": a.meta.data_cutoff}
-            if a else None,
-            "previous": {"version": p.version, "uri": p.uri} if p else None,
-            "registry": cfg.registry,
-            "live_store": ctx.store.backend,
-            "last_error": manager.last_error,
-        })
+        return respond(
+            {
+                "active": {"version": a.version, "uri": a.uri, "data_cutoff": a.meta.data_cutoff}
+                if a
+                else None,
+                "previous": {"version": p.version, "uri": p.uri} if p else None,
+                "registry": cfg.registry,
+                "live_store": ctx.store.backend,
+                "last_error": manager.last_error,
+            }
+        )
 
     @app.get("/v1/ops/health")
     async def served_health() -> Response:
@@ -78,20 +82,36 @@ def add_ops_routes(app: FastAPI, ctx: ServerContext) -> None:
         if cfg.registry:
             if history:
                 prev = history[-1]
-                previous = {"version": prev.version, "uri": prev.bundle_uri,
-                            "manifest_sha256": prev.manifest_sha256,
-                            "published_at": prev.published_at, "from": "registry"}
+                previous = {
+                    "version": prev.version,
+                    "uri": prev.bundle_uri,
+                    "manifest_sha256": prev.manifest_sha256,
+                    "published_at": prev.published_at,
+                    "from": "registry",
+                }
         elif manager.previous is not None:
             p = manager.previous
-            previous = {"version": p.version, "uri": p.uri, "manifest_sha256": p.manifest_sha,
-                        "published_at": None, "from": "this server"}
-        return respond({
-            "active": {"version": e.version, "uri": e.uri, "manifest_sha256": e.manifest_sha,
-                       "data_cutoff": e.meta.data_cutoff, "published_at": published},
-            "previous": previous,
-            "registry": cfg.registry,
-            "lineage": [_with_urls(s, e.manifest_sha, bool(published)) for s in steps],
-        })
+            previous = {
+                "version": p.version,
+                "uri": p.uri,
+                "manifest_sha256": p.manifest_sha,
+                "published_at": None,
+                "from": "this server",
+            }
+        return respond(
+            {
+                "active": {
+                    "version": e.version,
+                    "uri": e.uri,
+                    "manifest_sha256": e.manifest_sha,
+                    "data_cutoff": e.meta.data_cutoff,
+                    "published_at": published,
+                },
+                "previous": previous,
+                "registry": cfg.registry,
+                "lineage": [_with_urls(s, e.manifest_sha, bool(published)) for s in steps],
+            }
+        )
 
     async def _registry_entries() -> tuple[reg.RegistryEntry | None, list[reg.RegistryEntry]]:
         if not cfg.registry:
@@ -132,8 +152,7 @@ def add_ops_routes(app: FastAPI, ctx: ServerContext) -> None:
         else:
             manager.refused.clear()
             await manager.check_registry()
-        return respond({"model_version": ctx.engine().version,
-                        "last_error": manager.last_error})
+        return respond({"model_version": ctx.engine().version, "last_error": manager.last_error})
 
 
 def _with_urls(s: Step, loaded_sha: str, from_registry: bool) -> dict[str, Any]:

@@ -64,8 +64,11 @@ def add_read_routes(app: FastAPI, ctx: ServerContext) -> None:
     rec_params = [
         qparam("user_id", "User id", where="path"),
         qparam("k", f"Number of items, 1..{cfg.max_k} (default {cfg.default_k})", "integer"),
-        qparam("exclude_seen", "all (default) | none | comma list of event types whose "
-               "items are excluded (so consumables can be re-bought)"),
+        qparam(
+            "exclude_seen",
+            "all (default) | none | comma list of event types whose "
+            "items are excluded (so consumables can be re-bought)",
+        ),
         qparam("include_categories", "Comma list: only these categories"),
         qparam("exclude_categories", "Comma list: never these categories"),
         qparam("exclude_items", f"Comma list of item ids to leave out (at most {cfg.max_list})"),
@@ -131,7 +134,15 @@ def add_read_routes(app: FastAPI, ctx: ServerContext) -> None:
     # The two hot read paths are also mounted as plain Starlette routes ahead of FastAPI's:
     # FastAPI's per-request dependency solving cost about a quarter of the CPU of a
     # recommendation (profiled); the FastAPI routes above still document them in OpenAPI.
-    app.router.routes.insert(0, Route("/v1/recommendations/{user_id}", get_recommendations,
-                                      methods=["GET"], include_in_schema=False))
-    app.router.routes.insert(0, Route("/v1/items/{item_id}/similar", similar, methods=["GET"],
-                                      include_in_schema=False))
+    app.router.routes.insert(
+        0,
+        Route(
+            "/v1/recommendations/{user_id}",
+            get_recommendations,
+            methods=["GET"],
+            include_in_schema=False,
+        ),
+    )
+    app.router.routes.insert(
+        0, Route("/v1/items/{item_id}/similar", similar, methods=["GET"], include_in_schema=False)
+    )

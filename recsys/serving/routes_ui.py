@@ -33,9 +33,11 @@ REPORT_CSP = "sandbox allow-scripts allow-popups"
 
 def add_ui_routes(app: FastAPI, ctx: ServerContext) -> None:
     def page(name: str) -> FileResponse:
-        return FileResponse(UI_DIR / name, media_type="text/html",
-                            headers={"Content-Security-Policy": PAGE_CSP,
-                                     "Cache-Control": "no-cache"})
+        return FileResponse(
+            UI_DIR / name,
+            media_type="text/html",
+            headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"},
+        )
 
     @app.get("/ui", include_in_schema=False)
     async def ui_root() -> RedirectResponse:
@@ -59,10 +61,14 @@ def add_ui_routes(app: FastAPI, ctx: ServerContext) -> None:
         except InputError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None
         except OSError as exc:
-            raise HTTPException(status_code=502,
-                                detail=f"{step}/{path}: the lake did not answer: {exc}") from None
+            raise HTTPException(
+                status_code=502, detail=f"{step}/{path}: the lake did not answer: {exc}"
+            ) from None
         kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        return Response(data, media_type=kind, headers={"Content-Security-Policy": REPORT_CSP,
-                                                         "X-Content-Type-Options": "nosniff"})
+        return Response(
+            data,
+            media_type=kind,
+            headers={"Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff"},
+        )
 
     app.mount("/ui/static", StaticFiles(directory=UI_DIR / "static"), name="ui-static")

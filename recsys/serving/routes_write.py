@@ -29,8 +29,11 @@ def add_write_routes(app: FastAPI, ctx: ServerContext) -> None:
         store did not acknowledge them (nothing was accepted; retry with the same
         ``event_id`` values and each event still reaches the lake once)."""
         events = (
-            [payload] if isinstance(payload, Event)
-            else payload.events if isinstance(payload, EventBatch) else payload
+            [payload]
+            if isinstance(payload, Event)
+            else payload.events
+            if isinstance(payload, EventBatch)
+            else payload
         )
         if not events:
             raise HTTPException(status_code=422, detail="no events")
@@ -48,24 +51,29 @@ def add_write_routes(app: FastAPI, ctx: ServerContext) -> None:
             ts = ev.ts if ev.ts is not None else now
             if ts.tzinfo is None:
                 ts = ts.replace(tzinfo=UTC)
-            accepted.append(AcceptedEvent(
-                event_id=ev.event_id or uuid.uuid4().hex,
-                user_id=ev.user_id,
-                item_id=ev.item_id,
-                event_type=ev.event_type,
-                value=ev.value,
-                ts=ts.astimezone(UTC),
-                received_at=now,
-                model_version=e.version if e else None,
-                known_item=bool(e is not None and ev.item_id in e.item_index),
-            ))
+            accepted.append(
+                AcceptedEvent(
+                    event_id=ev.event_id or uuid.uuid4().hex,
+                    user_id=ev.user_id,
+                    item_id=ev.item_id,
+                    event_type=ev.event_type,
+                    value=ev.value,
+                    ts=ts.astimezone(UTC),
+                    received_at=now,
+                    model_version=e.version if e else None,
+                    known_item=bool(e is not None and ev.item_id in e.item_index),
+                )
+            )
         t0 = time.perf_counter()
         try:
             await ctx.store.append(accepted)
         except StoreUnavailable as exc:
             metrics.events.labels(outcome="unavailable").inc(len(events))
-            return respond({"detail": f"events not stored, retry later: {exc}"},
-                           status_code=503, headers={"Retry-After": retry_after})
+            return respond(
+                {"detail": f"events not stored, retry later: {exc}"},
+                status_code=503,
+                headers={"Retry-After": retry_after},
+            )
         metrics.store_write.observe(time.perf_counter() - t0)
         ctx.health.note_event(max(to_us(a.ts) for a in accepted))
         # "folded": events naming a product the active bundle knows, which every replica
@@ -74,10 +82,13 @@ def add_write_routes(app: FastAPI, ctx: ServerContext) -> None:
         metrics.foldins.inc(folded)
         metrics.events.labels(outcome="folded").inc(folded)
         metrics.events.labels(outcome="unknown_item").inc(len(events) - folded)
-        return respond({
-            "accepted": len(events),
-            "folded": folded,
-            "ignored_unknown_item": len(events) - folded,
-            "event_ids": [a.event_id for a in accepted],
-            "model_version": e.version if e else None,
-        }, status_code=202)
+        return respond(
+            {
+                "accepted": len(events),
+                "folded": folded,
+                "ignored_unknown_item": len(events) - folded,
+                "event_ids": [a.event_id for a in accepted],
+                "model_version": e.version if e else None,
+            },
+            status_code=202,
+        )

@@ -98,12 +98,14 @@ def write_model_artifact(
         draft.write_json(METRICS_JSON, metrics)
         draft.write_text(REPORT_HTML, report_html)
         draft.inputs["graph"] = InputRef(uri=graph_uri, sha256=graph_sha)
-        draft.counts.update({
-            "users": model.num_users,
-            "items": model.num_items,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "epochs": len(history),
-        })
+        draft.counts.update(
+            {
+                "users": model.num_users,
+                "items": model.num_items,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "epochs": len(history),
+            }
+        )
         draft.config.update(config.model_dump(mode="json"))
         draft.extra["architecture"] = architecture(model, config.norm)
     return manifest_sha256(out_uri)
@@ -137,8 +139,12 @@ def load_model(uri: str, device: str = "cpu") -> LoadedModel:
     model.to(device).eval()
     metrics = read_metrics(uri)
     return LoadedModel(
-        uri=uri, model=model, config=config, graph_uri=str(info["graph_uri"]),
-        info=info, metrics=metrics,
+        uri=uri,
+        model=model,
+        config=config,
+        graph_uri=str(info["graph_uri"]),
+        info=info,
+        metrics=metrics,
     )
 
 

@@ -54,8 +54,9 @@ class BlendChoice:
 
 def spectral_columns(data: InteractionData, rank: int, power: float, seed: int) -> Tensor:
     """``V S^power`` ``[I, k]`` float32 from the top ``rank`` singular triplets of ``R~``."""
-    _, s, vt = normalized_svd(data.train_user, data.train_item, data.train_weight,
-                              data.n_users, data.n_items, rank, seed)
+    _, s, vt = normalized_svd(
+        data.train_user, data.train_item, data.train_weight, data.n_users, data.n_items, rank, seed
+    )
     cols = vt.T * np.clip(s, 0, None) ** power
     return torch.from_numpy(np.ascontiguousarray(cols, dtype=np.float32))
 
@@ -109,13 +110,20 @@ def choose_blend(
         metrics = evaluator.evaluate(torch.cat([ue, c * fu], 1), torch.cat([ie, c * fi], 1))
         scores[w] = metrics.get(cfg.select_metric, -math.inf)
     best = max(scores, key=lambda w: (scores[w], -w))  # ties go to the lighter blend
-    log.info("blend weights on validation (%s): %s -> %s", cfg.select_metric,
-             {w: round(v, 5) for w, v in scores.items()}, best)
+    log.info(
+        "blend weights on validation (%s): %s -> %s",
+        cfg.select_metric,
+        {w: round(v, 5) for w, v in scores.items()},
+        best,
+    )
     return BlendChoice(best, scores)
 
 
 def blended(
-    model: FeatureLightGCN, data: InteractionData, adj: NormalizedAdjacency, cfg: TrainConfig,
+    model: FeatureLightGCN,
+    data: InteractionData,
+    adj: NormalizedAdjacency,
+    cfg: TrainConfig,
     weight: float,
 ) -> FeatureLightGCN:
     """``model`` with the filter columns of ``data`` (the served graph, adjacency ``adj``) at

@@ -122,8 +122,9 @@ def init_distributed(device: str) -> Distributed:
     if cuda:
         torch.cuda.set_device(ctx.local_rank)
     dist.init_process_group(backend="nccl" if cuda else "gloo")
-    log.info("data-parallel training: rank %d of %d (%s)", ctx.rank, ctx.world_size,
-             dist.get_backend())
+    log.info(
+        "data-parallel training: rank %d of %d (%s)", ctx.rank, ctx.world_size, dist.get_backend()
+    )
     return ctx
 
 

@@ -69,15 +69,20 @@ class Evaluation:
     scores: HoldoutScores
     info: dict[str, Any] = field(default_factory=dict)
 
-    def summary(self, n_resamples: int = 2000, confidence: float = 0.95,
-                seed: int = 0) -> dict[str, Any]:
+    def summary(
+        self, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+    ) -> dict[str, Any]:
         """Each model's metrics with their intervals (``ndcg@20``, ``ndcg@20_ci``) and
         users, and ``_meta``: the holdout (users, pairs, span) and the bootstrap."""
         out: dict[str, Any] = self.scores.summary(n_resamples, confidence, seed)
         out["_meta"] = {
             **self.info,
-            "bootstrap": {"resamples": n_resamples, "confidence": confidence, "seed": seed,
-                          "paired_by": "user"},
+            "bootstrap": {
+                "resamples": n_resamples,
+                "confidence": confidence,
+                "seed": seed,
+                "paired_by": "user",
+            },
         }
         return out
 
@@ -114,28 +119,50 @@ def evaluate_on_snapshot(
     scores.add(CANDIDATE, holdout.score(embedding_scorer(loaded.model, data, loaded.config)))
     if "mf-bpr" in baselines:
         mf_cfg = loaded.config.model_copy(
-            update={"num_layers": 0, "progress": False,
-                    "tracking": loaded.config.tracking.model_copy(update={"enabled": False})}
+            update={
+                "num_layers": 0,
+                "progress": False,
+                "tracking": loaded.config.tracking.model_copy(update={"enabled": False}),
+            }
         )
         mf = train(data, mf_cfg, device=device)
         scores.add("mf-bpr", holdout.score(embedding_scorer(mf.model, data, mf_cfg)))
-    weighted = interactions_csr(snapshot.train_user, snapshot.train_item, snapshot.n_users,
-                                snapshot.n_items, weight=snapshot.train_weight)
+    weighted = interactions_csr(
+        snapshot.train_user,
+        snapshot.train_item,
+        snapshot.n_users,
+        snapshot.n_items,
+        weight=snapshot.train_weight,
+    )
     for name in (POPULARITY, "ease", "gf-cf"):
         if name in baselines:
             _baseline(scores, holdout, weighted, name)
     if production_bundle:
         from recsys.evaluation.production import production_scorer
 
-        prod = production_scorer(production_bundle, snapshot.user_ids, snapshot.item_ids,
-                                 snapshot.train_user, snapshot.train_item, snapshot.train_weight)
+        prod = production_scorer(
+            production_bundle,
+            snapshot.user_ids,
+            snapshot.item_ids,
+            snapshot.train_user,
+            snapshot.train_item,
+            snapshot.train_weight,
+        )
         known = prod.known(holdout.users)
         scores.add(PRODUCTION, holdout.score(prod.score, scorable=known))
-        info.update({"production_bundle": production_bundle,
-                     "production_version": prod.version,
-                     "production_cannot_score": int((~known).sum())})
-        log.info("production %s scored %d of %d holdout users (the rest are new since)",
-                 prod.version, int(known.sum()), known.size)
+        info.update(
+            {
+                "production_bundle": production_bundle,
+                "production_version": prod.version,
+                "production_cannot_score": int((~known).sum()),
+            }
+        )
+        log.info(
+            "production %s scored %d of %d holdout users (the rest are new since)",
+            prod.version,
+            int(known.sum()),
+            known.size,
+        )
     return Evaluation(scores, info)
 
 

@@ -32,9 +32,7 @@ def normalized_svd(
     Ordered by decreasing singular value with deterministic signs; ``k' <= k`` when the
     graph has fewer usable directions. Rows of users / items without interactions are zero.
     """
-    r = sp.csr_matrix(
-        (weight.astype(np.float64), (user, item)), shape=(n_users, n_items)
-    )
+    r = sp.csr_matrix((weight.astype(np.float64), (user, item)), shape=(n_users, n_items))
     du = np.asarray(r.sum(axis=1)).ravel()
     di = np.asarray(r.sum(axis=0)).ravel()
     inv_u = np.where(du > 0, 1.0 / np.sqrt(np.where(du > 0, du, 1.0)), 0.0)

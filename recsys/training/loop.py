@@ -101,8 +101,14 @@ def build_model(data: InteractionData, cfg: TrainConfig) -> FeatureLightGCN:
     with torch.no_grad():
         if cfg.init == "spectral" and data.n_interactions > 0:
             eu, ei = spectral_embeddings(
-                data.train_user, data.train_item, data.train_weight, data.n_users,
-                data.n_items, cfg.embedding_dim, cfg.init_std, cfg.seed,
+                data.train_user,
+                data.train_item,
+                data.train_weight,
+                data.n_users,
+                data.n_items,
+                cfg.embedding_dim,
+                cfg.init_std,
+                cfg.seed,
             )
             model.user_embedding.weight.copy_(torch.from_numpy(eu))
             model.item_embedding.weight.copy_(torch.from_numpy(ei))
@@ -250,8 +256,9 @@ class NegativePlan:
     @classmethod
     def of(cls, cfg: TrainConfig, n_items: int) -> NegativePlan:
         if cfg.loss == "softmax":
-            return cls(True, cfg.softmax_negatives, 1, cfg.softmax_sampler == "in_batch",
-                       torch.float32)
+            return cls(
+                True, cfg.softmax_negatives, 1, cfg.softmax_sampler == "in_batch", torch.float32
+            )
         m = max(1, min(cfg.hard_negative_candidates, n_items // cfg.items_per_hard_candidate))
         return cls(False, cfg.negatives, m, False, getattr(torch, cfg.hard_negative_precision))
 
@@ -277,7 +284,11 @@ class StepRows:
 
 
 def _draw_negatives(
-    batches: _Batches, plan: NegativePlan, u: Tensor, p: Tensor, n_items: int,
+    batches: _Batches,
+    plan: NegativePlan,
+    u: Tensor,
+    p: Tensor,
+    n_items: int,
     gen: torch.Generator,
 ) -> Tensor:
     """BPR: ``[B, n*m]`` candidates (non-positives of each row's user); softmax: ``[M]`` items
@@ -306,8 +317,9 @@ def full_graph_rows(
         # score all n*m candidates without autograd; only the chosen negatives enter the
         # graph (same loss and gradients, far less backward work than gathering them all)
         frozen = nodes.detach()
-        neg = hardest_candidates(_rows(frozen, u), frozen[nu:], cand, plan.count,
-                                 plan.candidates, plan.precision)
+        neg = hardest_candidates(
+            _rows(frozen, u), frozen[nu:], cand, plan.count, plan.candidates, plan.precision
+        )
     else:
         neg = cand
     b = u.numel()
@@ -358,8 +370,7 @@ def sampled_rows(
         # the candidates' rows of this subgraph, chosen by position
         slots = torch.arange(b * n * m, device=u.device).view(b, n * m)
         pick = hardest_candidates(eu.detach(), ecand.detach(), slots, n, m, plan.precision)
-        return StepRows(u, p, flat[pick], eu, ep, _rows(ecand, pick), e0u, e0p,
-                        _rows(e0cand, pick))
+        return StepRows(u, p, flat[pick], eu, ep, _rows(ecand, pick), e0u, e0p, _rows(e0cand, pick))
     return StepRows(u, p, cand, eu, ep, ecand.view(b, n, -1), e0u, e0p, e0cand.view(b, n, -1))
 
 
@@ -402,8 +413,11 @@ def objective(
         if cfg.logq_correction and cfg.softmax_sampler == "in_batch":
             log_q = log_pop[rows.neg]
     rank = ranking_loss(cfg, rows.eu, rows.ep, rows.en, mask, log_q, temperature)
-    reg = 0.5 * (rows.e0u.square().sum(-1).mean() + rows.e0p.square().sum(-1).mean()
-                 + rows.e0n.square().sum(-1).mean())
+    reg = 0.5 * (
+        rows.e0u.square().sum(-1).mean()
+        + rows.e0p.square().sum(-1).mean()
+        + rows.e0n.square().sum(-1).mean()
+    )
     loss = rank + cfg.l2 * reg
     parts: dict[str, float] = {str(cfg.loss): float(rank.detach())}
     if cfg.contrastive_weight > 0:
@@ -493,33 +507,40 @@ def restore_state(state: TrainState, folder: str, cfg_json: str, device: torch.d
     state.user_temperature = None if temp is None or temp.numel() == 0 else temp.to(device)
     blend = ck.get("blend") or {}
     if blend:
-        state.blend = BlendChoice(float(blend["weight"]),
-                                  {float(w): float(v) for w, v in blend["scores"].items()})
+        state.blend = BlendChoice(
+            float(blend["weight"]), {float(w): float(v) for w, v in blend["scores"].items()}
+        )
     log.info("resumed from %s at epoch %d", folder, state.epoch)
     return True
 
 
 def save_state(state: TrainState, folder: str, cfg_json: str, elapsed: float) -> None:
-    save_checkpoint(folder, {
-        "model": state.model.state_dict(),
-        "optimizer": state.optimizer.state_dict(),
-        "generator": state.gen.get_state(),
-        "epoch": state.epoch,
-        "history": state.history,
-        "best_score": state.best_score,
-        "best_epoch": state.best_epoch,
-        "best_state": state.best_state or {},
-        "bad_evals": state.bad_evals,
-        "elapsed": elapsed,
-        "config": cfg_json,
-        "folded": state.folded,
-        "user_temperature": torch.zeros(0) if state.user_temperature is None
-        else state.user_temperature,
-        "blend": {} if state.blend is None else {
-            "weight": state.blend.weight,
-            "scores": {str(w): v for w, v in state.blend.scores.items()},
+    save_checkpoint(
+        folder,
+        {
+            "model": state.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "generator": state.gen.get_state(),
+            "epoch": state.epoch,
+            "history": state.history,
+            "best_score": state.best_score,
+            "best_epoch": state.best_epoch,
+            "best_state": state.best_state or {},
+            "bad_evals": state.bad_evals,
+            "elapsed": elapsed,
+            "config": cfg_json,
+            "folded": state.folded,
+            "user_temperature": torch.zeros(0)
+            if state.user_temperature is None
+            else state.user_temperature,
+            "blend": {}
+            if state.blend is None
+            else {
+                "weight": state.blend.weight,
+                "scores": {str(w): v for w, v in state.blend.scores.items()},
+            },
         },
-    })
+    )
 
 
 # ---------------------------------------------------------------- epochs and validation
@@ -614,8 +635,9 @@ def train_epoch(state: TrainState, graph: TrainingGraph, plan: EpochPlan) -> dic
         if ctx.enabled:
             loss_sum, loss_cnt = ctx.sum_tensor(loss_sum), ctx.sum_tensor(loss_cnt)
         mean = torch.where(loss_cnt > 0, loss_sum / loss_cnt.clamp(min=1), math.nan)
-        temps = losses.adaptive_temperature(mean.cpu().numpy(), cfg.temperature,
-                                            cfg.temperature_spread)
+        temps = losses.adaptive_temperature(
+            mean.cpu().numpy(), cfg.temperature, cfg.temperature_spread
+        )
         state.user_temperature = torch.from_numpy(temps).float().to(plan.device)
     row: dict[str, float] = {
         "epoch": epoch + 1,
@@ -675,8 +697,14 @@ def train(
 
     split = split_validation(data, cfg.val_fraction, cfg.seed)
     evaluator = RankingEvaluator(
-        split.train.train_user, split.train.train_item, split.val_user, split.val_item,
-        data.n_users, data.n_items, ks=(cfg.eval_k,), max_users=cfg.eval_max_users,
+        split.train.train_user,
+        split.train.train_item,
+        split.val_user,
+        split.val_item,
+        data.n_users,
+        data.n_items,
+        ks=(cfg.eval_k,),
+        max_users=cfg.eval_max_users,
         seed=cfg.seed,
     )
     mode = resolve_mode(cfg, split.train.n_interactions)
@@ -691,14 +719,25 @@ def train(
         graph = TrainingGraph.build(data, cfg, mode, dev)
 
     tracker.log_params(
-        {"config": cfg.model_dump(), "mode": mode, "device": str(dev),
-         "n_users": data.n_users, "n_items": data.n_items,
-         "train_edges": split.train.n_interactions, "val_pairs": int(split.val_user.size)}
+        {
+            "config": cfg.model_dump(),
+            "mode": mode,
+            "device": str(dev),
+            "n_users": data.n_users,
+            "n_items": data.n_items,
+            "train_edges": split.train.n_interactions,
+            "val_pairs": int(split.val_user.size),
+        }
     )
     log.info(
         "training %s: %d users, %d items, %d train edges, %d validation pairs, mode=%s, device=%s",
-        f"K={cfg.num_layers} d={cfg.embedding_dim} loss={cfg.loss}", data.n_users, data.n_items,
-        split.train.n_interactions, split.val_user.size, mode, dev,
+        f"K={cfg.num_layers} d={cfg.embedding_dim} loss={cfg.loss}",
+        data.n_users,
+        data.n_items,
+        split.train.n_interactions,
+        split.val_user.size,
+        mode,
+        dev,
     )
     t0 = time.perf_counter()
     monitor_seconds = 0.0
@@ -708,11 +747,15 @@ def train(
 
     bs = cfg.batch_size if mode == "full" else cfg.sampled_batch_size
     plan = EpochPlan(
-        cfg=cfg, mode=mode, negatives=NegativePlan.of(cfg, data.n_items),
+        cfg=cfg,
+        mode=mode,
+        negatives=NegativePlan.of(cfg, data.n_items),
         batch_size=max(1, min(bs, math.ceil(n_edges / cfg.min_steps_per_epoch))),
         fanouts=[cfg.fanouts[min(k, len(cfg.fanouts) - 1)] for k in range(cfg.num_layers)],
-        ctx=ctx, device=dev,
-        neg_gen=torch.Generator(device=dev) if ctx.enabled else state.gen, elapsed=elapsed,
+        ctx=ctx,
+        device=dev,
+        neg_gen=torch.Generator(device=dev) if ctx.enabled else state.gen,
+        elapsed=elapsed,
     )
     # the epoch after which the validation pairs join training (never, without folding)
     fold_at = cfg.epochs - cfg.fold_validation_epochs if cfg.fold_validation_epochs else -1
@@ -720,8 +763,14 @@ def train(
     last_epoch = cfg.epochs if max_epochs is None else min(cfg.epochs, max_epochs)
     stopped_early = False
 
-    bar = tqdm(range(state.epoch, last_epoch), desc="train", unit="epoch",
-               disable=not (cfg.progress and ctx.is_main), initial=state.epoch, total=last_epoch)
+    bar = tqdm(
+        range(state.epoch, last_epoch),
+        desc="train",
+        unit="epoch",
+        disable=not (cfg.progress and ctx.is_main),
+        initial=state.epoch,
+        total=last_epoch,
+    )
     for epoch in bar:
         state.epoch = epoch
         row = train_epoch(state, graph, plan)
@@ -756,8 +805,11 @@ def train(
                 # the last moment validation is clean: choose the blend weight now
                 state.blend = choose_blend(state.model, split.train, graph.adj, evaluator, cfg)
             if fold:
-                log.info("epoch %d: the validation pairs join training for the last %d epochs",
-                         epoch + 1, cfg.fold_validation_epochs)
+                log.info(
+                    "epoch %d: the validation pairs join training for the last %d epochs",
+                    epoch + 1,
+                    cfg.fold_validation_epochs,
+                )
                 state.folded = True
                 graph = TrainingGraph.build(data, cfg, mode, dev)
             else:
@@ -769,16 +821,22 @@ def train(
         row.setdefault("elapsed_s", elapsed())
         state.history.append(row)
         tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
-        bar.set_postfix({k: f"{row[k]:.4f}" for k in ("loss", f"val_{cfg.select_metric}")
-                         if k in row})
+        bar.set_postfix(
+            {k: f"{row[k]:.4f}" for k in ("loss", f"val_{cfg.select_metric}") if k in row}
+        )
         log.debug("epoch %s", json.dumps(row))
         pause = epoch + 1 == last_epoch
         save = (epoch + 1) % cfg.checkpoint_every == 0 or pause or stopped_early
         if checkpoint_dir and ctx.is_main and save:
             save_state(state, checkpoint_dir, cfg_json, row["elapsed_s"])
         if stopped_early:
-            log.info("early stop at epoch %d: best %s=%.4f at epoch %d",
-                     epoch + 1, cfg.select_metric, state.best_score, state.best_epoch)
+            log.info(
+                "early stop at epoch %d: best %s=%.4f at epoch %d",
+                epoch + 1,
+                cfg.select_metric,
+                state.best_score,
+                state.best_epoch,
+            )
             break
     bar.close()
     result = _result(state, cfg, mode, stopped_early, int(split.val_user.size))
@@ -812,7 +870,10 @@ def _result(
         model.load_state_dict(state.best_state)
     model.eval()
     best_val = {
-        k[4:]: v for r in history if r["epoch"] == val_epoch for k, v in r.items()
+        k[4:]: v
+        for r in history
+        if r["epoch"] == val_epoch
+        for k, v in r.items()
         if k.startswith("val_")
     }
     return TrainResult(

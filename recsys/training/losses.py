@@ -150,4 +150,3 @@ def adaptive_temperature(user_loss: np.ndarray, temperature: float, spread: floa
     x = (loss[seen] - loss[seen].mean()) / spread
     out[seen] = temperature * np.exp(lambert_w(np.clip(x, -1.0 / math.e, 1e6)))
     return out
-

@@ -32,8 +32,13 @@ KS = (10, 20, 50)
 def holdout_evaluator(snapshot: Any, ks: tuple[int, ...] = KS) -> RankingEvaluator:
     """Full ranking on the snapshot's holdout, every train interaction masked."""
     return RankingEvaluator(
-        snapshot.train_user, snapshot.train_item, snapshot.holdout_user, snapshot.holdout_item,
-        int(snapshot.n_users), int(snapshot.n_items), ks=ks,
+        snapshot.train_user,
+        snapshot.train_item,
+        snapshot.holdout_user,
+        snapshot.holdout_item,
+        int(snapshot.n_users),
+        int(snapshot.n_items),
+        ks=ks,
     )
 
 
@@ -57,7 +62,10 @@ def baseline_metrics(
     from recsys.evaluation.ranking import evaluate_topk, interactions_csr, topk_full_ranking
 
     train_csr = interactions_csr(
-        snapshot.train_user, snapshot.train_item, int(snapshot.n_users), int(snapshot.n_items),
+        snapshot.train_user,
+        snapshot.train_item,
+        int(snapshot.n_users),
+        int(snapshot.n_items),
         weight=snapshot.train_weight,
     )
     makers: dict[str, Any] = {"popularity": bl.Popularity, "ease": bl.EASE, "gf-cf": bl.GFCF}
@@ -68,10 +76,12 @@ def baseline_metrics(
         try:
             rec = make()
             rec.fit(train_csr)
-            topk = topk_full_ranking(rec.score, evaluator.users, evaluator.train_csr,
-                                     max(evaluator.ks), 1024)
-            out[name] = evaluate_topk(topk, evaluator.users, evaluator.test_csr, evaluator.ks,
-                                      n_items=evaluator.n_items)
+            topk = topk_full_ranking(
+                rec.score, evaluator.users, evaluator.train_csr, max(evaluator.ks), 1024
+            )
+            out[name] = evaluate_topk(
+                topk, evaluator.users, evaluator.test_csr, evaluator.ks, n_items=evaluator.n_items
+            )
         except Exception as exc:  # a baseline that cannot run on this graph is reported, not fatal
             log.warning("baseline %s skipped: %s", name, exc)
     return out
@@ -126,8 +136,9 @@ def _train_and_publish(
     snapshot = load_snapshot(graph_uri)
     data = InteractionData.from_snapshot(snapshot)
     with start_tracking(cfg.tracking, run_name=f"train {Path(out_uri).name}") as tracker:
-        tracker.set_tags({"graph_uri": graph_uri, "out_uri": out_uri,
-                          "world_size": str(ctx.world_size)})
+        tracker.set_tags(
+            {"graph_uri": graph_uri, "out_uri": out_uri, "world_size": str(ctx.world_size)}
+        )
         result = train(data, cfg, device=device, checkpoint_dir=ckpt, tracker=tracker, dist=ctx)
         evaluator = holdout_evaluator(snapshot)
         holdout = model_metrics(result.model, data, cfg, evaluator)
@@ -136,8 +147,12 @@ def _train_and_publish(
         # artifact: its manifest must be a function of (graph, config, seed) alone, so a
         # rerun of the same day publishes the same bytes
         tracker.log_metrics({"train_seconds": result.train_seconds}, step=result.epochs_run)
-        log.info("trained %d epochs in %.1f s (mlflow run %s)", result.epochs_run,
-                 result.train_seconds, tracker.run_id)
+        log.info(
+            "trained %d epochs in %.1f s (mlflow run %s)",
+            result.epochs_run,
+            result.train_seconds,
+            tracker.run_id,
+        )
         history = reproducible_history(result.history)
         metrics: dict[str, Any] = {
             "best_epoch": result.best_epoch,
@@ -163,7 +178,13 @@ def _train_and_publish(
             },
         )
         sha = write_model_artifact(
-            out_uri, result.model, cfg, graph_uri, history, metrics, report,
+            out_uri,
+            result.model,
+            cfg,
+            graph_uri,
+            history,
+            metrics,
+            report,
             info={"best_epoch": result.best_epoch, "mode": result.mode},
         )
         if cfg.tracking.enabled:
@@ -175,5 +196,10 @@ def _train_and_publish(
         fs, path = get_fs(ckpt)
         fs.rm(path, recursive=True)
     log.info("model published at %s (manifest sha256 %s)", out_uri, sha[:12])
-    return {"uri": out_uri, "manifest_sha256": sha, **metrics,
-            "train_seconds": round(result.train_seconds, 2), "mlflow_run_id": tracker.run_id}
+    return {
+        "uri": out_uri,
+        "manifest_sha256": sha,
+        **metrics,
+        "train_seconds": round(result.train_seconds, 2),
+        "mlflow_run_id": tracker.run_id,
+    }

@@ -92,9 +92,7 @@ class NegativeSampler:
         if not bool(self.has_negative(users).all()):
             raise ValueError("a user has interacted with every item: no negative exists")
         u = users.long().unsqueeze(1).expand(-1, n)
-        items = torch.randint(
-            self.n_items, u.shape, generator=generator, device=users.device
-        )
+        items = torch.randint(self.n_items, u.shape, generator=generator, device=users.device)
         bad = self.is_positive(u, items)
         for _ in range(self.rounds):
             if not bool(bad.any()):
@@ -110,8 +108,10 @@ class NegativeSampler:
 
     def _complement(self, users: Tensor, generator: torch.Generator) -> Tensor:
         free = (self.n_items - self.degree[users]).double()
-        r = (torch.rand(users.shape, generator=generator, device=users.device, dtype=torch.float64)
-             * free).long()
+        r = (
+            torch.rand(users.shape, generator=generator, device=users.device, dtype=torch.float64)
+            * free
+        ).long()
         q = users * self.n_items + r
         below = torch.searchsorted(self.qkeys, q, right=True) - self.rowptr[users]
         return r + below
@@ -166,9 +166,7 @@ class NeighborSampler:
         a_val = self.value[a_pos]
         # fanout draws with replacement for the others
         s_nodes, s_start, s_deg = nodes[~take_all], start[~take_all], deg[~take_all]
-        r = torch.rand(
-            (s_nodes.numel(), fanout), generator=generator, device=nodes.device
-        )
+        r = torch.rand((s_nodes.numel(), fanout), generator=generator, device=nodes.device)
         s_pos = (s_start.unsqueeze(1) + (r * s_deg.unsqueeze(1)).long()).reshape(-1)
         s_tgt = s_nodes.repeat_interleave(fanout)
         s_val = self.value[s_pos] * (s_deg.float() / fanout).repeat_interleave(fanout)

@@ -85,10 +85,11 @@ class ValidationConfig(BaseModel):
         tables = {"users", "items"}
         unknown = sorted(set(self.max_dimension_age_days) - tables)
         if unknown:
-            raise ValueError(f"max_dimension_age_days: unknown table(s) {unknown} "
-                             f"(dimension tables: {sorted(tables)})")
-        self.max_dimension_age_days = {
-            **{t: 3 for t in tables}, **self.max_dimension_age_days}
+            raise ValueError(
+                f"max_dimension_age_days: unknown table(s) {unknown} "
+                f"(dimension tables: {sorted(tables)})"
+            )
+        self.max_dimension_age_days = {**{t: 3 for t in tables}, **self.max_dimension_age_days}
         if min(self.max_dimension_age_days.values()) < 0:
             raise ValueError("max_dimension_age_days: ages must be >= 0")
         return self

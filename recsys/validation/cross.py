@@ -105,8 +105,7 @@ def dup_example(key: list[object]) -> str:
     return "(" + ", ".join(str(v) for v in key) + ")"
 
 
-def duplicate_metric(n: int, distinct: int, examples: list[str],
-                     cfg: ValidationConfig) -> Metric:
+def duplicate_metric(n: int, distinct: int, examples: list[str], cfg: ValidationConfig) -> Metric:
     """The duplicate-rate figure from its counts (either engine): ``n`` rows holding
     ``distinct`` keys, ``examples`` the first repeated keys."""
     dups = n - distinct

@@ -52,12 +52,14 @@ class Engine(Protocol):
     def load(self, lake: str, table: str, day: dt.date) -> _Part: ...
     def frame(self, part: _Part) -> Any: ...
     def table(self, df: pd.DataFrame) -> Any: ...
-    def unknown_ids(self, ev: _Part, col: str, dim: _Part, tol: float,
-                    cfg: ValidationConfig) -> cross.Metric: ...
+    def unknown_ids(
+        self, ev: _Part, col: str, dim: _Part, tol: float, cfg: ValidationConfig
+    ) -> cross.Metric: ...
     def duplicate_rate(self, ev: _Part, cfg: ValidationConfig) -> cross.Metric: ...
     def history(self, lake: str, day: dt.date, cfg: ValidationConfig) -> cross.History: ...
-    def mix_drift(self, ev: _Part, hist: cross.History,
-                  cfg: ValidationConfig) -> cross.Metric | Check: ...
+    def mix_drift(
+        self, ev: _Part, hist: cross.History, cfg: ValidationConfig
+    ) -> cross.Metric | Check: ...
 
 
 if TYPE_CHECKING:
@@ -70,8 +72,6 @@ __all__ = ["GateResult", "ValidationConfig", "default_report_uri", "run_gate"]
 
 log = get_logger(__name__)
 REPORT_KIND = "validation_report"
-
-
 
 
 def default_report_uri(lake: str, day: dt.date) -> str:
@@ -113,8 +113,9 @@ class LocalEngine:
 
     def load(self, lake: str, table: str, day: dt.date) -> _Part:
         data, files = _load(lake, table, day)
-        return _Part(table, day, data, files, set(), _content_hash(files), data.schema,
-                     data.num_rows)
+        return _Part(
+            table, day, data, files, set(), _content_hash(files), data.schema, data.num_rows
+        )
 
     def frame(self, part: _Part) -> Any:
         return _to_pandas(part) if part.usable else pd.DataFrame()
@@ -122,8 +123,9 @@ class LocalEngine:
     def table(self, df: pd.DataFrame) -> Any:
         return df
 
-    def unknown_ids(self, ev: _Part, col: str, dim: _Part, tol: float,
-                    cfg: ValidationConfig) -> cross.Metric:
+    def unknown_ids(
+        self, ev: _Part, col: str, dim: _Part, tol: float, cfg: ValidationConfig
+    ) -> cross.Metric:
         assert ev.data is not None and dim.data is not None
         known = dim.data.column(col).combine_chunks()
         return cross.unknown_ids(ev.data, col, known, dim.table, dim.day, tol, cfg)
@@ -135,8 +137,9 @@ class LocalEngine:
     def history(self, lake: str, day: dt.date, cfg: ValidationConfig) -> cross.History:
         return cross.read_history(lake, day, cfg)
 
-    def mix_drift(self, ev: _Part, hist: cross.History,
-                  cfg: ValidationConfig) -> cross.Metric | Check:
+    def mix_drift(
+        self, ev: _Part, hist: cross.History, cfg: ValidationConfig
+    ) -> cross.Metric | Check:
         assert ev.data is not None
         return cross.mix_drift(ev.data.column("event_type"), hist, cfg)
 
@@ -290,8 +293,12 @@ class _Stages:
 
 
 def run_gate(
-    lake: str, day: dt.date, report: str | None, config: ValidationConfig | None = None,
-    engine: str = "local", spark: Any = None,
+    lake: str,
+    day: dt.date,
+    report: str | None,
+    config: ValidationConfig | None = None,
+    engine: str = "local",
+    spark: Any = None,
 ) -> GateResult:
     """Validate ``day``'s partitions of ``lake``; publish the report; raise GateFailed on failure.
 
@@ -326,7 +333,8 @@ def run_gate(
         part = runs.load(lake, table, part_day)
         files = part.files
         found, part.usable = check_schema(
-            table, part.schema, files[0] if len(files) == 1 else table)
+            table, part.schema, files[0] if len(files) == 1 else table
+        )
         checks += found
         parts.append(part)
         steps.done(f"read {table}")
@@ -368,8 +376,13 @@ def run_gate(
         steps.done("report")
     steps.close()
     result.timings = steps.took
-    log.info("validation %s (%s engine): %d checks, %d failed", day, runs.name, len(checks),
-             len(result.failed))
+    log.info(
+        "validation %s (%s engine): %d checks, %d failed",
+        day,
+        runs.name,
+        len(checks),
+        len(result.failed),
+    )
     if not result.passed:
         raise GateFailed("validation", result.failure_lines(), report=report_uri)
     return result

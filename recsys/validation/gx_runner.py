@@ -73,8 +73,9 @@ class GxRunner:
     source is ``pandas`` (pandas DataFrames) or ``spark`` (Spark DataFrames, validated by
     GX's Spark execution engine where the data is)."""
 
-    def __init__(self, docs_dir: Path | None, run_name: str, examples: int = 5,
-                 source: str = "pandas") -> None:
+    def __init__(
+        self, docs_dir: Path | None, run_name: str, examples: int = 5, source: str = "pandas"
+    ) -> None:
         sites: dict[str, Any] = {}
         if docs_dir is not None:
             sites[SITE] = {

@@ -62,7 +62,11 @@ class GateResult(BaseModel):
     def gate_report(self, config: dict[str, Any]) -> GateReport:
         """The shared report shape (``report.json``): every check, the rows read, the notes."""
         return GateReport.of(
-            "validation", list(self.checks), day=self.day, subject=self.lake,
-            counts={f"rows_{k}": float(v) for k, v in self.counts.items()}, notes=self.notes,
+            "validation",
+            list(self.checks),
+            day=self.day,
+            subject=self.lake,
+            counts={f"rows_{k}": float(v) for k, v in self.counts.items()},
+            notes=self.notes,
             details={"failed": self.failure_lines(), "config": config},
         )

@@ -71,7 +71,8 @@ class SparkEngine:
         df = read_parquet(self.spark, files, schema)
         rank = F.create_map(*[x for name, i in order.items() for x in (F.lit(name), F.lit(i))])
         df = df.withColumn(_FILE, rank[F.col("_metadata.file_name")]).withColumn(
-            _ROW, F.col("_metadata.row_index"))
+            _ROW, F.col("_metadata.row_index")
+        )
         return _Part(table, day, None, files, set(), sha, schema, rows, frame=df)
 
     def frame(self, part: _Part) -> Any:
@@ -89,20 +90,27 @@ class SparkEngine:
     def table(self, df: pd.DataFrame) -> Any:
         return self.spark.createDataFrame(df)
 
-    def unknown_ids(self, ev: _Part, col: str, dim: _Part, tol: float,
-                    cfg: ValidationConfig) -> cross.Metric:
+    def unknown_ids(
+        self, ev: _Part, col: str, dim: _Part, tol: float, cfg: ValidationConfig
+    ) -> cross.Metric:
         from pyspark.sql import functions as F
 
         events: DataFrame = ev.frame
         known = dim.frame.select(F.col(col).cast("string").alias("_known")).distinct()
         ids = events.filter(F.col(col).isNotNull()).select(
-            F.col(col).cast("string").alias("_id"), _FILE, _ROW)
+            F.col(col).cast("string").alias("_id"), _FILE, _ROW
+        )
         flagged = ids.join(known, ids["_id"] == known["_known"], "left_anti")
         counts = ids.agg(F.count("*").alias("total")).first()
         n_unknown = flagged.count()
-        examples = [str(r["_id"]) for r in flagged.groupBy("_id").agg(
-            F.min(F.struct(_FILE, _ROW)).alias("first")).orderBy("first").limit(
-            cfg.examples).collect()]
+        examples = [
+            str(r["_id"])
+            for r in flagged.groupBy("_id")
+            .agg(F.min(F.struct(_FILE, _ROW)).alias("first"))
+            .orderBy("first")
+            .limit(cfg.examples)
+            .collect()
+        ]
         total = int(counts["total"]) if counts is not None else 0
         return cross.unknown_ids_metric(col, dim.table, dim.day, tol, n_unknown, total, examples)
 
@@ -111,7 +119,8 @@ class SparkEngine:
 
         keys = list(cross.DUP_KEY)
         groups = ev.frame.groupBy(*keys).agg(
-            F.count("*").alias("n"), F.min(F.struct(_FILE, _ROW)).alias("first"))
+            F.count("*").alias("n"), F.min(F.struct(_FILE, _ROW)).alias("first")
+        )
         distinct = groups.count()
         examples: list[str] = []
         if ev.rows - distinct:
@@ -119,9 +128,11 @@ class SparkEngine:
             # ts (a UTC timestamp: the schema check let it through) as microseconds, so
             # that Python's local time zone never enters the example
             rows = repeated.select(
-                *[F.unix_micros(k).alias(k) if k == "ts" else k for k in keys]).collect()
-            examples = [cross.dup_example([_utc(r[k]) if k == "ts" else r[k] for k in keys])
-                        for r in rows]
+                *[F.unix_micros(k).alias(k) if k == "ts" else k for k in keys]
+            ).collect()
+            examples = [
+                cross.dup_example([_utc(r[k]) if k == "ts" else r[k] for k in keys]) for r in rows
+            ]
         return cross.duplicate_metric(ev.rows, distinct, examples, cfg)
 
     def history(self, lake: str, day: dt.date, cfg: ValidationConfig) -> cross.History:
@@ -145,12 +156,17 @@ class SparkEngine:
                 mix[str(r["t"])] = mix.get(str(r["t"]), 0) + int(r["count"])
         return cross.History(days, rows, mix)
 
-    def mix_drift(self, ev: _Part, hist: cross.History,
-                  cfg: ValidationConfig) -> cross.Metric | Check:
+    def mix_drift(
+        self, ev: _Part, hist: cross.History, cfg: ValidationConfig
+    ) -> cross.Metric | Check:
         from pyspark.sql import functions as F
 
-        today = {str(r["t"]): int(r["count"]) for r in ev.frame.groupBy(
-            F.col("event_type").cast("string").alias("t")).count().collect()}
+        today = {
+            str(r["t"]): int(r["count"])
+            for r in ev.frame.groupBy(F.col("event_type").cast("string").alias("t"))
+            .count()
+            .collect()
+        }
         return cross.mix_drift_of(today, hist, cfg)
 
 

@@ -17,6 +17,9 @@ __all__ = ["airflow_db", "pytest_unconfigure"]
 
 @pytest.fixture(scope="session")
 def airflow_db() -> None:
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
-                   capture_output=True, env=os.environ.copy())
-
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+    )

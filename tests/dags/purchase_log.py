@@ -66,8 +66,7 @@ def write_purchase_log(
     buyer = np.searchsorted(cum, rng.random(n) * cum[signed - 1], side="right")
     explores = rng.random(n) < explore
     pick = (rng.random(n) < fav_w[buyer, 1]).astype(np.int64)
-    c = np.where(explores, rng.choice(categories, n, p=cat_mass / cat_mass.sum()),
-                 fav[buyer, pick])
+    c = np.where(explores, rng.choice(categories, n, p=cat_mass / cat_mass.sum()), fav[buyer, pick])
     item = np.empty(n, dtype=np.int64)
     for k in range(categories):
         rows = np.flatnonzero(c == k)
@@ -79,12 +78,19 @@ def write_purchase_log(
     ts = pd.to_datetime(epoch + day * DAY_S + seconds, unit="s", utc=True)
     out.mkdir(parents=True, exist_ok=True)
     purchases = out / "purchases.csv"
-    frame = pd.DataFrame({"customer": [f"c{b:06d}" for b in buyer],
-                          "product": [f"sku-{i:05d}" for i in item],
-                          "ordered_at": ts.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    frame = pd.DataFrame(
+        {
+            "customer": [f"c{b:06d}" for b in buyer],
+            "product": [f"sku-{i:05d}" for i in item],
+            "ordered_at": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    )
     frame.sort_values("ordered_at", kind="stable").to_csv(purchases, index=False)
     catalogue = out / "products.csv"
-    pd.DataFrame({"product": [f"sku-{i:05d}" for i in range(products)],
-                  "category": [f"cat-{k:02d}" for k in cat]}).to_csv(catalogue, index=False)
-    return PurchaseLog(purchases, catalogue, first, end, n,
-                       float(n_per_day[-30:].mean()))
+    pd.DataFrame(
+        {
+            "product": [f"sku-{i:05d}" for i in range(products)],
+            "category": [f"cat-{k:02d}" for k in cat],
+        }
+    ).to_csv(catalogue, index=False)
+    return PurchaseLog(purchases, catalogue, first, end, n, float(n_per_day[-30:].mean()))

@@ -29,8 +29,15 @@ from tests.dags.purchase_log import write_purchase_log
 ROOT = Path(__file__).resolve().parents[2]
 LAST = dt.date(2014, 1, 31)
 pytestmark = pytest.mark.slow
-TRAIN = {"epochs": 6, "embedding_dim": 16, "num_layers": 2, "batch_size": 1024,
-         "eval_every": 10, "progress": False, "tracking": {"enabled": False}}
+TRAIN = {
+    "epochs": 6,
+    "embedding_dim": 16,
+    "num_layers": 2,
+    "batch_size": 1024,
+    "eval_every": 10,
+    "progress": False,
+    "tracking": {"enabled": False},
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +45,37 @@ def shop(tmp_path_factory: pytest.TempPathFactory, airflow_db: None) -> Iterator
     base = tmp_path_factory.mktemp("shop")
     log = write_purchase_log(base / "export", end=LAST)
     lake = base / "lake"
-    cmd = [sys.executable, "-m", "recsys.cli", "import", "events", str(log.purchases),
-           "--out", str(lake), "--user-col", "customer", "--item-col", "product",
-           "--time-col", "ordered_at", "--items", str(log.products), "--items-id-col",
-           "product", "--items-cols", "category=category"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "recsys.cli",
+        "import",
+        "events",
+        str(log.purchases),
+        "--out",
+        str(lake),
+        "--user-col",
+        "customer",
+        "--item-col",
+        "product",
+        "--time-col",
+        "ordered_at",
+        "--items",
+        str(log.products),
+        "--items-id-col",
+        "product",
+        "--items-cols",
+        "category=category",
+    ]
     subprocess.run(cmd, check=True, capture_output=True, env=os.environ.copy())
     train = base / "train.json"
     train.write_text(json.dumps(TRAIN))
     cfg = base / "retrain.json"
-    cfg.write_text(json.dumps({"lake": str(lake), "registry": str(base / "registry"),
-                               "train_config": str(train)}))
+    cfg.write_text(
+        json.dumps(
+            {"lake": str(lake), "registry": str(base / "registry"), "train_config": str(train)}
+        )
+    )
     previous = os.environ.get("RECSYS_RETRAIN_CONFIG")
     os.environ["RECSYS_RETRAIN_CONFIG"] = str(cfg)
     try:
@@ -82,9 +110,7 @@ def test_the_log_has_the_shape_of_a_small_real_shop(shop: dict[str, Any]) -> Non
     assert len(list_partitions(str(shop["lake"]), "events")) == 1095
 
 
-def test_backfill_of_three_historical_days_runs_all_three(
-    shop: dict[str, Any], dag: Any
-) -> None:
+def test_backfill_of_three_historical_days_runs_all_three(shop: dict[str, Any], dag: Any) -> None:
     """Days of January 2014: before the DAG's old start date, they used to "succeed" in
     seconds having run nothing. Training and what follows are marked done: the days' data
     and graph gates run, and each day gets its point-in-time snapshot and reports."""
@@ -101,10 +127,26 @@ def test_backfill_of_three_historical_days_runs_all_three(
     # the scheduler's own backfill takes the same days: a dry run lists the runs it would make
     # (days already run count only when reprocessed, as here)
     out = subprocess.run(
-        [sys.executable, "-m", "airflow", "backfill", "create", "--dag-id", "recsys_retrain",
-         "--from-date", days[0].isoformat(), "--to-date", days[-1].isoformat(), "--dry-run",
-         "--reprocess-behavior", "completed"],
-        capture_output=True, text=True, env=os.environ.copy(), timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "airflow",
+            "backfill",
+            "create",
+            "--dag-id",
+            "recsys_retrain",
+            "--from-date",
+            days[0].isoformat(),
+            "--to-date",
+            days[-1].isoformat(),
+            "--dry-run",
+            "--reprocess-behavior",
+            "completed",
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     for day in days:
@@ -114,14 +156,13 @@ def test_backfill_of_three_historical_days_runs_all_three(
 def test_a_day_before_the_lake_fails_naming_the_reason(shop: dict[str, Any], dag: Any) -> None:
     state, states = _run(dag, dt.date(2010, 6, 1))
     assert state == "failed" and states["plan"] == "failed"
-    assert all(s in {"upstream_failed", "skipped", "None"} for t, s in states.items()
-               if t != "plan"), states
+    assert all(
+        s in {"upstream_failed", "skipped", "None"} for t, s in states.items() if t != "plan"
+    ), states
     assert not (shop["lake"] / "graphs/as_of=2010-06-01").exists()
 
 
-def test_the_last_day_deploys_a_model_that_beats_popularity(
-    shop: dict[str, Any], dag: Any
-) -> None:
+def test_the_last_day_deploys_a_model_that_beats_popularity(shop: dict[str, Any], dag: Any) -> None:
     state, states = _run(dag, LAST)
     assert state == "success", states
     expected = {t: "success" for t in dag.task_ids}

@@ -183,10 +183,15 @@ def test_good_day_goes_through_every_gate_to_a_served_bundle(env: dict[str, Any]
     # every gate wrote its report.json, and the tasks read them
     from recsys.reports import read_gate_report
 
-    reports = {g: read_gate_report(str(env["lake"] / f"reports/{g}/dt={DAY}"))
-               for g in ("validation", "graph", "model", "export")}
+    reports = {
+        g: read_gate_report(str(env["lake"] / f"reports/{g}/dt={DAY}"))
+        for g in ("validation", "graph", "model", "export")
+    }
     assert {g: r.decision for g, r in reports.items() if g != "model"} == {
-        "validation": "passed", "graph": "passed", "export": "passed"}
+        "validation": "passed",
+        "graph": "passed",
+        "export": "passed",
+    }
     model = reports["model"]
     assert model.decision == "passed" and _xcom(dag, "evaluate_gate")["decision"] == "passed"
     assert model.details["production"] is None  # nothing served before this run

@@ -52,8 +52,9 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 
 # What every install must add to the defaults: the shared live store (and its key).
-LIVE_STORE = {"liveStore": {"host": "amr-test.westeurope.redis.azure.net",
-                            "existingSecret": "recsys-redis"}}
+LIVE_STORE = {
+    "liveStore": {"host": "amr-test.westeurope.redis.azure.net", "existingSecret": "recsys-redis"}
+}
 
 
 def render(
@@ -360,24 +361,31 @@ def test_live_store_is_shared_by_every_replica(chart: Any) -> None:
     assert env["RECSYS_LIVE_STORE"] == "rediss://amr-test.westeurope.redis.azure.net:10000/0"
     assert env["RECSYS_LIVE_STORE_AUTH"] == "key"
     assert env["RECSYS_LIVE_STORE_PASSWORD"] == {
-        "secretKeyRef": {"name": "recsys-redis", "key": "redis-key"}}
+        "secretKeyRef": {"name": "recsys-redis", "key": "redis-key"}
+    }
     prod = env_of(server_container(the(manifests(render(chart, prod_values())), "Deployment")))
     assert prod["RECSYS_LIVE_STORE"].startswith("rediss://") and "RECSYS_EVENT_LOG" not in prod
     assert prod["RECSYS_LIVE_STORE_AUTH"] == "entra" and "RECSYS_LIVE_STORE_PASSWORD" not in prod
-    lone = {"liveStore": {"backend": "memory"}, "autoscaling": {"enabled": False},
-            "replicaCount": 1}
+    lone = {
+        "liveStore": {"backend": "memory"},
+        "autoscaling": {"enabled": False},
+        "replicaCount": 1,
+    }
     env = env_of(server_container(the(manifests(render(chart, lone)), "Deployment")))
     assert env["RECSYS_LIVE_STORE"] == "memory"
     assert env["RECSYS_EVENT_LOG"] == "/tmp/serving-events"  # the emptyDir, never the image
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({}, "set liveStore.host"),
-    ({"liveStore": {"backend": "memory"}}, "keeps each pod's live events to itself"),
-    ({"liveStore": {"host": "h"}}, "set liveStore.existingSecret"),
-    ({"liveStore": {"host": "h", "auth": "entra"}}, "needs serviceAccount.workloadIdentity"),
-    ({"liveStore": {"host": "h", "tls": "yes"}}, "tls"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({}, "set liveStore.host"),
+        ({"liveStore": {"backend": "memory"}}, "keeps each pod's live events to itself"),
+        ({"liveStore": {"host": "h"}}, "set liveStore.existingSecret"),
+        ({"liveStore": {"host": "h", "auth": "entra"}}, "needs serviceAccount.workloadIdentity"),
+        ({"liveStore": {"host": "h", "tls": "yes"}}, "tls"),
+    ],
+)
 def test_live_store_values_that_would_break_real_time_are_refused(
     chart: Any, values: dict[str, Any], message: str
 ) -> None:

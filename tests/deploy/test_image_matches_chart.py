@@ -31,7 +31,10 @@ def test_user_port_entrypoint_and_paths_agree() -> None:
     for var in ("HOME", "TMPDIR", "XDG_CACHE_HOME"):
         path = pod.env[var]
         assert any(path == mp or path.startswith(mp.rstrip("/") + "/") for mp in pod.writable), (
-            var, path, pod.writable)
+            var,
+            path,
+            pod.writable,
+        )
     assert image.env["HOME"] == pod.env["HOME"] and image.env["TMPDIR"] == pod.env["TMPDIR"]
     assert pod.read_only_root and pod.no_new_privileges and pod.drop_all_capabilities
 

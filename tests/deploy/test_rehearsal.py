@@ -63,9 +63,14 @@ class Lake:
         from recsys.export.synthetic import synthetic_tables
 
         t = synthetic_tables(seed=seed)
-        meta = BundleMeta(version=version, num_layers=t.num_layers,
-                          embedding_dim=t.item_final.shape[1], num_users=len(t.user_ids),
-                          num_items=len(t.item_ids), segment_feature="country")
+        meta = BundleMeta(
+            version=version,
+            num_layers=t.num_layers,
+            embedding_dim=t.item_final.shape[1],
+            num_users=len(t.user_ids),
+            num_items=len(t.item_ids),
+            segment_feature="country",
+        )
         path = self.root / version
         write_bundle(t, str(path), meta)
         if broken:  # a bundle whose checksum check fails: the server refuses to serve it
@@ -95,15 +100,17 @@ def values(bundle: str, version: str, **extra: Any) -> dict[str, Any]:
     v["autoscaling"] = {**v.get("autoscaling", {}), "enabled": False}
     v["replicaCount"] = 1
     for key, val in extra.items():
-        v[key] = {**v[key], **val} if isinstance(val, dict) and isinstance(v.get(key), dict) \
-            else val
+        v[key] = (
+            {**v[key], **val} if isinstance(val, dict) and isinstance(v.get(key), dict) else val
+        )
     return v
 
 
 def spec_of(v: dict[str, Any]) -> DeploymentSpec:
     """Render, then map the image's venv onto this machine's (the image's /opt/venv)."""
-    dep = deployment_spec(render(v), secrets={("recsys-redis", "redis-key"): REDIS_KEY},
-                          image=read_image())
+    dep = deployment_spec(
+        render(v), secrets={("recsys-redis", "redis-key"): REDIS_KEY}, image=read_image()
+    )
     env = dict(dep.pod.env)
     env["PATH"] = env["PATH"].replace("/opt/venv", str(VENV))
     return replace(dep, pod=replace(dep.pod, env=env))
@@ -113,8 +120,9 @@ def spec_of(v: dict[str, Any]) -> DeploymentSpec:
 def cluster(tmp_path: Path) -> Iterator[tuple[Network, LoadBalancer, Deployment]]:
     net = Network()
     lb = LoadBalancer(tmp_path / "lb", _free_port())
-    dep = Deployment(net, lb, tmp_path, pod_files=lambda _: {},
-                     needed=[Path(sys.base_prefix), ROOT])
+    dep = Deployment(
+        net, lb, tmp_path, pod_files=lambda _: {}, needed=[Path(sys.base_prefix), ROOT]
+    )
     try:
         yield net, lb, dep
     finally:
@@ -159,12 +167,19 @@ def test_rehearsal_pod_starts_under_its_security_context_and_passes_its_probes(
         assert kinds[0] == "startup" and "readiness" in kinds
         r = httpx.get(f"{pod.url}/v1/recommendations/u1?k=5", timeout=5)
         assert r.status_code == 200 and r.json()["model_version"] == "v1"
-        w = httpx.post(f"{pod.url}/v1/events", headers={"X-API-Key": API_KEY}, timeout=5,
-                       json={"user_id": "u1", "item_id": "i1", "event_type": "view"})
+        w = httpx.post(
+            f"{pod.url}/v1/events",
+            headers={"X-API-Key": API_KEY},
+            timeout=5,
+            json={"user_id": "u1", "item_id": "i1", "event_type": "view"},
+        )
         assert w.status_code == 202  # the memory store's log lives on the emptyDir
         # liveness runs with the rendered period: wait for one
-        _wait(lambda: any(k == "liveness" for _, k, _, _ in pod.events.probe_log),
-              spec.pod.liveness.period_s + 5, "a liveness probe")
+        _wait(
+            lambda: any(k == "liveness" for _, k, _, _ in pod.events.probe_log),
+            spec.pod.liveness.period_s + 5,
+            "a liveness probe",
+        )
         assert pod.events.restarts == 0
     finally:
         pod.delete()
@@ -178,8 +193,11 @@ def test_rehearsal_unwritable_event_log_is_one_clear_line_not_a_traceback(
     lake: Lake, cluster: tuple[Network, LoadBalancer, Deployment]
 ) -> None:
     net, _, dep = cluster
-    v = values(lake.bundle("v1", 1), "v1",
-               server={"extraEnv": [{"name": "RECSYS_EVENT_LOG", "value": "/app/events"}]})
+    v = values(
+        lake.bundle("v1", 1),
+        "v1",
+        server={"extraEnv": [{"name": "RECSYS_EVENT_LOG", "value": "/app/events"}]},
+    )
     pod = Pod("rofs", spec_of(v).pod, net, dep.log_dir, needed=dep.needed).start()
     try:
         _wait(lambda: bool(pod.events.exit_codes), 60, "the container to exit")
@@ -199,8 +217,9 @@ class Load:
         self.answers: list[tuple[float, int, str | None]] = []
         self.errors: list[str] = []
         self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
-                        for i in range(threads)]
+        self.threads = [
+            threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)
+        ]
 
     def _run(self, seed: int) -> None:
         with httpx.Client(base_url=self.url, timeout=10) as c:
@@ -287,7 +306,9 @@ class Wrk:
         script.write_text(WRK_LUA)
         self.proc = subprocess.Popen(
             ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-            stdout=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def result(self) -> dict[str, Any]:
         out, _ = self.proc.communicate(timeout=600)
@@ -313,15 +334,30 @@ class Wrk:
 
 
 @pytest.fixture()
-def redis_for_pods(cluster: tuple[Network, LoadBalancer, Deployment], tmp_path: Path
-                   ) -> Iterator[tuple[str, int]]:
+def redis_for_pods(
+    cluster: tuple[Network, LoadBalancer, Deployment], tmp_path: Path
+) -> Iterator[tuple[str, int]]:
     """A real redis-server on the node's bridge address, with a password (the Secret)."""
     net = cluster[0]
     port = _free_port()
     proc = subprocess.Popen(
-        ["redis-server", "--bind", net.gateway, "--port", str(port), "--requirepass",
-         REDIS_KEY, "--appendonly", "yes", "--dir", str(tmp_path), "--save", ""],
-        stdout=subprocess.DEVNULL)
+        [
+            "redis-server",
+            "--bind",
+            net.gateway,
+            "--port",
+            str(port),
+            "--requirepass",
+            REDIS_KEY,
+            "--appendonly",
+            "yes",
+            "--dir",
+            str(tmp_path),
+            "--save",
+            "",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     import redis
 
     client = redis.Redis(host=net.gateway, port=port, password=REDIS_KEY)
@@ -334,8 +370,16 @@ def redis_for_pods(cluster: tuple[Network, LoadBalancer, Deployment], tmp_path: 
 def live_store(redis_at: tuple[str, int]) -> dict[str, Any]:
     """The chart's liveStore values for the rehearsal's Redis (key from a Secret, no TLS)."""
     host, port = redis_at
-    return {"backend": "redis", "host": host, "port": port, "db": 0, "tls": False,
-            "auth": "key", "existingSecret": "recsys-redis", "existingSecretKey": "redis-key"}
+    return {
+        "backend": "redis",
+        "host": host,
+        "port": port,
+        "db": 0,
+        "tls": False,
+        "auth": "key",
+        "existingSecret": "recsys-redis",
+        "existingSecretKey": "redis-key",
+    }
 
 
 def _pings(client: Any) -> bool:
@@ -346,7 +390,9 @@ def _pings(client: Any) -> bool:
 
 
 def test_rehearsal_rolling_update_under_wrk_load_with_the_redis_live_store(
-    lake: Lake, cluster: tuple[Network, LoadBalancer, Deployment], tmp_path: Path,
+    lake: Lake,
+    cluster: tuple[Network, LoadBalancer, Deployment],
+    tmp_path: Path,
     redis_for_pods: tuple[str, int],
 ) -> None:
     _, lb, dep = cluster
@@ -368,8 +414,11 @@ def test_rehearsal_rolling_update_under_wrk_load_with_the_redis_live_store(
         release.upgrade(v2)
         time.sleep(1)
         # a purchase POSTed through the Service while the pods roll
-        r = httpx.post(f"{lb.url}/v1/events", headers={"X-API-Key": API_KEY},
-                       json={"user_id": user, "item_id": top, "event_type": "purchase"})
+        r = httpx.post(
+            f"{lb.url}/v1/events",
+            headers={"X-API-Key": API_KEY},
+            json={"user_id": user, "item_id": top, "event_type": "purchase"},
+        )
         assert r.status_code == 202
         release.wait(120)
         rollout_s = time.monotonic() - t0
@@ -383,14 +432,22 @@ def test_rehearsal_rolling_update_under_wrk_load_with_the_redis_live_store(
     assert after and set(after) == {"v2"}, set(after)
     assert {version_of(p) for _, p in dep.pods} == {"v2"}
     for _, p in dep.pods:  # every v2 replica folds in the purchase made during the rollout
-        items = [i["item_id"] for i in httpx.get(f"{p.url}/v1/recommendations/{user}?k=5")
-                 .json()["items"]]
+        items = [
+            i["item_id"]
+            for i in httpx.get(f"{p.url}/v1/recommendations/{user}?k=5").json()["items"]
+        ]
         assert top not in items
-    figures = {"bench": "rollout", "requests_during": result["requests"], "failed": 0,
-               "versions": result["versions"], "rollout_s": round(rollout_s, 1),
-               "p99_during_ms": result["p99_ms"], "p99_steady_ms": steady["p99_ms"],
-               "p99_ratio": round(result["p99_ms"] / steady["p99_ms"], 2),
-               "loadavg": os.getloadavg()[0]}
+    figures = {
+        "bench": "rollout",
+        "requests_during": result["requests"],
+        "failed": 0,
+        "versions": result["versions"],
+        "rollout_s": round(rollout_s, 1),
+        "p99_during_ms": result["p99_ms"],
+        "p99_steady_ms": steady["p99_ms"],
+        "p99_ratio": round(result["p99_ms"] / steady["p99_ms"], 2),
+        "loadavg": os.getloadavg()[0],
+    }
     print(json.dumps(figures))
 
 
@@ -399,7 +456,8 @@ def version_of(pod: Pod) -> str:
 
 
 def test_rehearsal_failing_v2_aks_plan_against_the_rehearsed_cluster_keeps_v1_serving(
-    lake: Lake, cluster: tuple[Network, LoadBalancer, Deployment],
+    lake: Lake,
+    cluster: tuple[Network, LoadBalancer, Deployment],
     redis_for_pods: tuple[str, int],
 ) -> None:
     """The AKS deploy plan (recsys.orchestration.aks), its Helm and Kubernetes calls answered
@@ -410,19 +468,21 @@ def test_rehearsal_failing_v2_aks_plan_against_the_rehearsed_cluster_keeps_v1_se
 
     _, lb, dep = cluster
     release = Release(dep, spec_of)
-    base = values(lake.bundle("v1", 1), "v1", replicaCount=2,
-                  liveStore=live_store(redis_for_pods))
+    base = values(lake.bundle("v1", 1), "v1", replicaCount=2, liveStore=live_store(redis_for_pods))
     release.upgrade(base)
     release.wait(120)
     broken = lake.bundle("v2", 2, broken=True)
 
     class Helm:
         def history(self, name: str, namespace: str) -> list[ReleaseRevision]:
-            return [ReleaseRevision(r.number, r.status, r.values["model"]["version"])
-                    for r in release.history]
+            return [
+                ReleaseRevision(r.number, r.status, r.values["model"]["version"])
+                for r in release.history
+            ]
 
-        def upgrade_install(self, name: str, chart: str, namespace: str,
-                            values: Any, timeout_s: int) -> int:
+        def upgrade_install(
+            self, name: str, chart: str, namespace: str, values: Any, timeout_s: int
+        ) -> int:
             return release.upgrade({**base, "model": dict(values["model"])})
 
         def rollback(self, name: str, namespace: str, revision: int, timeout_s: int) -> None:
@@ -435,15 +495,21 @@ def test_rehearsal_failing_v2_aks_plan_against_the_rehearsed_cluster_keeps_v1_se
         def wait_rollout(self, namespace: str, deployment: str, timeout_s: float) -> None:
             release.wait(timeout_s)
 
-        def get_via_service(self, namespace: str, service: str, port: str, path: str,
-                            timeout_s: float) -> HttpReply:
+        def get_via_service(
+            self, namespace: str, service: str, port: str, path: str, timeout_s: float
+        ) -> HttpReply:
             r = httpx.get(f"{lb.url}{path}", timeout=timeout_s)
             return HttpReply(r.status_code, r.text)
 
     with Load(lb.url, threads=2) as load:
         with pytest.raises(GateFailed) as err:
-            deploy_to_aks("v2", broken, helm=Helm(), kube=Kube(),
-                          target=AksTarget(rollout_timeout_s=30, smoke_user="u1"))
+            deploy_to_aks(
+                "v2",
+                broken,
+                helm=Helm(),
+                kube=Kube(),
+                target=AksTarget(rollout_timeout_s=30, smoke_user="u1"),
+            )
         time.sleep(1)
     assert "rollout" in str(err.value)
     versions = {v for _, _, v in load.answers}
@@ -464,12 +530,22 @@ def test_rehearsal_in_a_container_engine() -> None:
     so the process-level rehearsal above is the gate."""
     podman = shutil.which("podman")
     if podman is None:
-        pytest.skip("no container engine: podman is not installed and Docker has no engine "
-                    "here; the process-level rehearsal is the gate")
-    probe = subprocess.run([podman, "run", "--rm", "--rootfs", "/", "/bin/true"],
-                           capture_output=True, text=True, timeout=120)
+        pytest.skip(
+            "no container engine: podman is not installed and Docker has no engine "
+            "here; the process-level rehearsal is the gate"
+        )
+    probe = subprocess.run(
+        [podman, "run", "--rm", "--rootfs", "/", "/bin/true"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if probe.returncode != 0:
-        pytest.skip(f"podman cannot start a container here ({probe.stderr.strip()[:200]}); "
-                    "the process-level rehearsal is the gate")
-    pytest.fail("podman runs containers on this machine: build the serve image from a "
-                "debootstrap root filesystem and rehearse the pod inside it")
+        pytest.skip(
+            f"podman cannot start a container here ({probe.stderr.strip()[:200]}); "
+            "the process-level rehearsal is the gate"
+        )
+    pytest.fail(
+        "podman runs containers on this machine: build the serve image from a "
+        "debootstrap root filesystem and rehearse the pod inside it"
+    )

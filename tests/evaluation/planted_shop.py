@@ -37,8 +37,12 @@ def make_shop(root: Path, seed: int, days: int = 60) -> GraphSnapshot:
     from recsys.data.synth import SynthConfig, generate
 
     lake = str(root / f"shop-{seed}")
-    generate(SynthConfig(users=400, items=120, days=days, end_date=END, seed=seed,
-                         events_per_user_day=3.0), lake)
+    generate(
+        SynthConfig(
+            users=400, items=120, days=days, end_date=END, seed=seed, events_per_user_day=3.0
+        ),
+        lake,
+    )
     uri = build_snapshot(lake, END, GraphConfig(window_days=days))
     return load_snapshot(uri)
 
@@ -97,8 +101,15 @@ def score_models(snapshot: GraphSnapshot, models: dict[str, Scorer]) -> HoldoutS
     holdout = Holdout.from_snapshot(snapshot)
     scores = HoldoutScores(holdout.users, snapshot.user_ids[holdout.users])
     pop = Popularity()
-    pop.fit(interactions_csr(snapshot.train_user, snapshot.train_item, snapshot.n_users,
-                             snapshot.n_items, weight=snapshot.train_weight))
+    pop.fit(
+        interactions_csr(
+            snapshot.train_user,
+            snapshot.train_item,
+            snapshot.n_users,
+            snapshot.n_items,
+            weight=snapshot.train_weight,
+        )
+    )
     scores.add("popularity", holdout.score(pop.score))
     for name, scorer in models.items():
         scores.add(name, holdout.score(scorer))

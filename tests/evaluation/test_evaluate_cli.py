@@ -16,8 +16,14 @@ from recsys.cli import app
 
 END = dt.date(2026, 11, 27)
 OLD = END - dt.timedelta(days=3)
-TRAIN = {"epochs": 2, "embedding_dim": 8, "batch_size": 512, "eval_every": 5, "progress": False,
-         "tracking": {"enabled": False}}
+TRAIN = {
+    "epochs": 2,
+    "embedding_dim": 8,
+    "batch_size": 512,
+    "eval_every": 5,
+    "progress": False,
+    "tracking": {"enabled": False},
+}
 
 
 def _ok(*args: str) -> str:
@@ -31,8 +37,21 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A shop with a model of today and the bundle of a model from three days ago."""
     root = tmp_path_factory.mktemp("shop")
     lake = str(root / "lake")
-    _ok("synth", "--out", lake, "--users", "300", "--items", "80", "--days", "8",
-        "--end-date", END.isoformat(), "--seed", "5")
+    _ok(
+        "synth",
+        "--out",
+        lake,
+        "--users",
+        "300",
+        "--items",
+        "80",
+        "--days",
+        "8",
+        "--end-date",
+        END.isoformat(),
+        "--seed",
+        "5",
+    )
     cfg = root / "graph.json"
     cfg.write_text(json.dumps({"holdout_min_users": 0, "holdout_min_pairs": 0}))
     train = root / "train.json"
@@ -44,8 +63,17 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         _ok("train", "--graph", graph, "--out", str(root / name), "--config", str(train))
         out[f"{name}_graph"], out[f"{name}_model"] = graph, str(root / name)
     out["bundle"] = str(root / "bundle")
-    _ok("export", "--model", out["old_model"], "--out", out["bundle"], "--k", "10",
-        "--report", str(root / "export-report"))
+    _ok(
+        "export",
+        "--model",
+        out["old_model"],
+        "--out",
+        out["bundle"],
+        "--k",
+        "10",
+        "--report",
+        str(root / "export-report"),
+    )
     return out
 
 
@@ -53,15 +81,30 @@ def test_json_reports_each_metric_with_its_interval_and_the_holdout(
     shop: dict[str, str], tmp_path: Path
 ) -> None:
     per_user = str(tmp_path / "per_user.parquet")
-    out = _ok("evaluate", "--model", shop["today_model"], "--graph", shop["today_graph"],
-              "--json", "--baselines", "popularity", "--production-bundle", shop["bundle"],
-              "--per-user", per_user)
-    doc = json.loads(out[out.index("{\n"):])  # the log lines come first
+    out = _ok(
+        "evaluate",
+        "--model",
+        shop["today_model"],
+        "--graph",
+        shop["today_graph"],
+        "--json",
+        "--baselines",
+        "popularity",
+        "--production-bundle",
+        shop["bundle"],
+        "--per-user",
+        per_user,
+    )
+    doc = json.loads(out[out.index("{\n") :])  # the log lines come first
     meta = doc["_meta"]
     assert meta["holdout_days"] == 1 and meta["holdout_start"] == END.isoformat()
     assert meta["holdout_users"] > 0 and meta["holdout_pairs"] >= meta["holdout_users"]
-    assert meta["bootstrap"] == {"resamples": 2000, "confidence": 0.95, "seed": 0,
-                                 "paired_by": "user"}
+    assert meta["bootstrap"] == {
+        "resamples": 2000,
+        "confidence": 0.95,
+        "seed": 0,
+        "paired_by": "user",
+    }
     assert set(doc) == {"gnn", "popularity", "production", "_meta"}
     for model in ("gnn", "popularity", "production"):
         m = doc[model]
@@ -83,10 +126,27 @@ def test_json_reports_each_metric_with_its_interval_and_the_holdout(
 
 
 def test_the_console_shows_intervals_and_bad_baselines_are_named(shop: dict[str, str]) -> None:
-    text = _ok("evaluate", "--model", shop["today_model"], "--graph", shop["today_graph"],
-               "--baselines", "popularity")
+    text = _ok(
+        "evaluate",
+        "--model",
+        shop["today_model"],
+        "--graph",
+        shop["today_graph"],
+        "--baselines",
+        "popularity",
+    )
     assert "holdout:" in text and "1 day(s) from 2026-11-27" in text
     assert "gnn" in text and "ndcg@20=" in text and "[" in text and "users)" in text
-    r = CliRunner().invoke(app, ["evaluate", "--model", shop["today_model"], "--graph",
-                                 shop["today_graph"], "--baselines", "popularity,xgboost"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            shop["today_model"],
+            "--graph",
+            shop["today_graph"],
+            "--baselines",
+            "popularity,xgboost",
+        ],
+    )
     assert r.exit_code != 0 and "xgboost" in str(r.exception or r.output)

@@ -86,12 +86,14 @@ def test_production_is_compared_on_the_users_it_can_score() -> None:
 
 def test_worse_than_production_beyond_the_margin_fails() -> None:
     cfg = ModelGateConfig(max_drop_vs_production=0.05)
-    report = check_model_gate(_scores(_hits(0.25, 1), _hits(0.05, 2), _hits(0.5, 3)), cfg,
-                              production="prod-bundle")
+    report = check_model_gate(
+        _scores(_hits(0.25, 1), _hits(0.05, 2), _hits(0.5, 3)), cfg, production="prod-bundle"
+    )
     assert _status(report) == {"beats_popularity": "passed", "vs_production": "failed"}
     c = report.checks[1]
-    assert c.threshold == pytest.approx(-0.05 * report.details["comparisons"][PRODUCTION]
-                                        ["baseline_mean"])
+    assert c.threshold == pytest.approx(
+        -0.05 * report.details["comparisons"][PRODUCTION]["baseline_mean"]
+    )
     assert "vs_production" in report.failure_lines()[0]
 
 
@@ -99,8 +101,12 @@ def test_too_few_users_is_undecided_without_a_test() -> None:
     report = check_model_gate(_scores(_hits(0.9, 1, 12), _hits(0.0, 2, 12)))
     assert report.decision == "undecided"
     assert "12 users compared, fewer than min_users=30" in report.checks[0].observed
-    assert check_model_gate(_scores(_hits(0.9, 1, 12), _hits(0.0, 2, 12)),
-                            ModelGateConfig(min_users=10)).decision == "passed"
+    assert (
+        check_model_gate(
+            _scores(_hits(0.9, 1, 12), _hits(0.0, 2, 12)), ModelGateConfig(min_users=10)
+        ).decision
+        == "passed"
+    )
 
 
 def test_same_seed_same_report_other_seed_same_decision() -> None:
@@ -127,7 +133,8 @@ def test_undecided_policy_and_forced_deploys() -> None:
     forced = decide_deploy(failed, "keep_production", "prod", True)
     assert forced.deploy and forced.forced
     assert decide_deploy(passed, "keep_production", "prod", True) == decide_deploy(
-        passed, "keep_production", "prod", False)
+        passed, "keep_production", "prod", False
+    )
 
 
 def test_bad_inputs_name_the_problem() -> None:

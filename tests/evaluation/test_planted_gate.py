@@ -37,14 +37,19 @@ def test_better_passes_worse_is_refused_equal_is_undecided(tmp_path: Path, seed:
     def upside_down(users: np.ndarray) -> np.ndarray:
         return -truth(users)
 
-    models = {"truth": truth, "production": perturbed(truth, SPREAD, 100 + seed),
-              "equal": perturbed(truth, SPREAD, 200 + seed), "worse": upside_down}
+    models = {
+        "truth": truth,
+        "production": perturbed(truth, SPREAD, 100 + seed),
+        "equal": perturbed(truth, SPREAD, 200 + seed),
+        "worse": upside_down,
+    }
     scores = score_models(snapshot, models)
     cfg = ModelGateConfig(seed=seed)
     decisions = {}
     for name in ("truth", "worse", "equal"):
-        report = check_model_gate(paired(scores, name, "production"), cfg,
-                                  production="production-bundle")
+        report = check_model_gate(
+            paired(scores, name, "production"), cfg, production="production-bundle"
+        )
         decisions[name] = (report.decision, {c.name: c.status for c in report.checks})
         assert report.details["comparisons"][PRODUCTION]["users"] == scores.users.size
     assert decisions == {
@@ -57,8 +62,9 @@ def test_better_passes_worse_is_refused_equal_is_undecided(tmp_path: Path, seed:
 def test_undecided_follows_the_policy_never_a_silent_pass(tmp_path: Path) -> None:
     snapshot = make_shop(tmp_path, 0)
     truth = truth_scorer(snapshot)
-    scores = score_models(snapshot, {"a": perturbed(truth, SPREAD, 1),
-                                     "b": perturbed(truth, SPREAD, 2)})
+    scores = score_models(
+        snapshot, {"a": perturbed(truth, SPREAD, 1), "b": perturbed(truth, SPREAD, 2)}
+    )
     report = check_model_gate(paired(scores, "a", "b"), production="production-bundle")
     assert report.decision == "undecided"
     keep = decide_deploy(report, "deploy_if_no_production", "production-bundle", False)

@@ -72,8 +72,11 @@ def test_holdout_scoring_leaves_unknown_users_unscored(bundle: tuple[str, object
     item_ids = np.asarray(t.item_ids).astype(str)  # type: ignore[attr-defined]
     tu, ti = np.array([0, 1, 2, 30]), np.array([1, 2, 3, 4])
     prod = production_scorer(uri, user_ids, item_ids, tu, ti, np.ones(4, np.float32))
-    holdout = Holdout(interactions_csr(tu, ti, 31, 25), interactions_csr(
-        np.array([0, 1, 30]), np.array([5, 6, 7]), 31, 25), np.array([0, 1, 30]))
+    holdout = Holdout(
+        interactions_csr(tu, ti, 31, 25),
+        interactions_csr(np.array([0, 1, 30]), np.array([5, 6, 7]), 31, 25),
+        np.array([0, 1, 30]),
+    )
     known = prod.known(holdout.users)
     rows = holdout.score(prod.score, scorable=known)
     assert known.tolist() == [True, True, False]
@@ -84,5 +87,11 @@ def test_a_damaged_bundle_is_refused(bundle: tuple[str, object]) -> None:
     uri, _ = bundle
     (Path(uri) / "item_final.npy").write_bytes(b"garbage")
     with pytest.raises(InputError, match=r"item_final\.npy"):
-        production_scorer(uri, np.array(["u"]), np.array(["p"]), np.zeros(0, np.int64),
-                          np.zeros(0, np.int64), np.zeros(0, np.float32))
+        production_scorer(
+            uri,
+            np.array(["u"]),
+            np.array(["p"]),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.float32),
+        )

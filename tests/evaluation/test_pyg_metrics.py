@@ -50,8 +50,11 @@ def test_metrics_equal_pyg(seed: int, k: int) -> None:
     pred = torch.from_numpy(topk[:, :k]).long()
     label = torch.from_numpy(np.stack([test_u, test_i])).long()
     pyg = {
-        "recall": LinkPredRecall(k), "ndcg": LinkPredNDCG(k), "precision": LinkPredPrecision(k),
-        "hit_rate": LinkPredHitRatio(k), "map": LinkPredMAP(k),
+        "recall": LinkPredRecall(k),
+        "ndcg": LinkPredNDCG(k),
+        "precision": LinkPredPrecision(k),
+        "hit_rate": LinkPredHitRatio(k),
+        "map": LinkPredMAP(k),
         "coverage": LinkPredCoverage(k, n_items),
     }
     assert (sizes > 0).sum() < n_users  # the comparison covers skipped users
@@ -59,5 +62,6 @@ def test_metrics_equal_pyg(seed: int, k: int) -> None:
         # coverage counts every list; ours counts the evaluated users' lists (all have one)
         lists = pred if name != "coverage" else pred[torch.from_numpy(sizes > 0)]
         metric.update(lists, label)
-        assert ours[f"{name}@{k}"] == pytest.approx(float(metric.compute()), rel=1e-5,
-                                                    abs=1e-7), name
+        assert ours[f"{name}@{k}"] == pytest.approx(float(metric.compute()), rel=1e-5, abs=1e-7), (
+            name
+        )

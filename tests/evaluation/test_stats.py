@@ -43,14 +43,16 @@ def test_series_share_the_draws_and_chunking_changes_nothing(
     joint = bootstrap_means(np.stack([a, b]), seed=3)
 
     def same(x: stats.Interval, y: stats.Interval) -> bool:  # equal but for BLAS rounding
-        return (x.n, x.mean) == (y.n, y.mean) and np.allclose([x.low, x.high], [y.low, y.high],
-                                                              rtol=1e-12, atol=0)
+        return (x.n, x.mean) == (y.n, y.mean) and np.allclose(
+            [x.low, x.high], [y.low, y.high], rtol=1e-12, atol=0
+        )
 
     assert same(joint[0], bootstrap_mean(a, seed=3)) and same(joint[1], bootstrap_mean(b, seed=3))
     assert not same(joint[0], bootstrap_mean(a, seed=4))
     monkeypatch.setattr(stats, "_CHUNK_CELLS", 700)  # one resample per chunk
-    assert all(same(x, y) for x, y in zip(bootstrap_means(np.stack([a, b]), seed=3), joint,
-                                          strict=True))
+    assert all(
+        same(x, y) for x, y in zip(bootstrap_means(np.stack([a, b]), seed=3), joint, strict=True)
+    )
 
 
 def test_pairing_narrows_the_interval_of_a_difference() -> None:

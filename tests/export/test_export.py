@@ -31,16 +31,20 @@ from recsys.models.lightgcn import FeatureLightGCN
 
 def make_snapshot(n_users: int, n_items: int, edges: int, seed: int = 0) -> GraphSnapshot:
     rng = np.random.default_rng(seed)
-    users = pd.DataFrame({
-        "age": rng.integers(18, 80, n_users).astype(float),
-        "country": rng.choice(["DE", "FR", "IT"], n_users),
-    })
-    items = pd.DataFrame({
-        "item_idx": np.arange(n_items),
-        "item_id": [f"p{j}" for j in range(n_items)],
-        "category": rng.choice(["shoes", "food", "toys"], n_items),
-        "price": rng.uniform(1, 200, n_items).round(2),
-    })
+    users = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, n_users).astype(float),
+            "country": rng.choice(["DE", "FR", "IT"], n_users),
+        }
+    )
+    items = pd.DataFrame(
+        {
+            "item_idx": np.arange(n_items),
+            "item_id": [f"p{j}" for j in range(n_items)],
+            "category": rng.choice(["shoes", "food", "toys"], n_items),
+            "price": rng.uniform(1, 200, n_items).round(2),
+        }
+    )
     spec = FeatureSpec(
         users=fit_table(users, USER_NUMERIC, USER_CATEGORICAL, 64, 1),
         items=fit_table(items, ITEM_NUMERIC, ITEM_CATEGORICAL, 64, 1),
@@ -50,22 +54,32 @@ def make_snapshot(n_users: int, n_items: int, edges: int, seed: int = 0) -> Grap
     # duplicates on purpose: the adjacency sums them and so must the fold-in
     w = np.log1p(rng.integers(1, 20, edges)).astype(np.float32)
     return GraphSnapshot(
-        uri="memory://none", as_of=dt.date(2026, 11, 27),
+        uri="memory://none",
+        as_of=dt.date(2026, 11, 27),
         user_ids=np.array([f"user{j}" for j in range(n_users)]),
         item_ids=items["item_id"].to_numpy().astype(str),
-        train_user=u, train_item=i, train_weight=w,
-        holdout_user=np.zeros(0, np.int64), holdout_item=np.zeros(0, np.int64),
-        user_features=spec.encode_users(users), item_features=spec.encode_items(items),
-        feature_spec=spec, items=items,
+        train_user=u,
+        train_item=i,
+        train_weight=w,
+        holdout_user=np.zeros(0, np.int64),
+        holdout_item=np.zeros(0, np.int64),
+        user_features=spec.encode_users(users),
+        item_features=spec.encode_items(items),
+        feature_spec=spec,
+        items=items,
     )
 
 
 def make_model(snap: GraphSnapshot, dim: int = 16, layers: int = 3) -> FeatureLightGCN:
     torch.manual_seed(0)
     m = FeatureLightGCN(
-        snap.n_users, snap.n_items, embedding_dim=dim, num_layers=layers,
+        snap.n_users,
+        snap.n_items,
+        embedding_dim=dim,
+        num_layers=layers,
         user_features=torch.from_numpy(snap.user_features),
-        item_features=torch.from_numpy(snap.item_features), init_std=0.3,
+        item_features=torch.from_numpy(snap.item_features),
+        init_std=0.3,
     )
     with torch.no_grad():  # a "trained" projection, not the near-zero init
         assert m.user_proj is not None
@@ -92,8 +106,15 @@ def test_gate_metrics_and_bundle(exported: tuple[str, GraphSnapshot, FeatureLigh
     m = manifest.extra["metrics"]
     assert m["parity_topk_mismatches"] == 0 and m["parity_max_score_diff"] <= 1e-4
     assert m["foldin_max_abs_diff"] <= 1e-4 and m["onnx_foldin_max_abs_diff"] <= 1e-4
-    assert {"scorer.onnx", "user_features.onnx", "feature_spec.json", "histories.parquet",
-            "popularity.parquet", "users.parquet", "items.parquet"} <= set(manifest.files)
+    assert {
+        "scorer.onnx",
+        "user_features.onnx",
+        "feature_spec.json",
+        "histories.parquet",
+        "popularity.parquet",
+        "users.parquet",
+        "items.parquet",
+    } <= set(manifest.files)
     meta = json.loads(Path(out, "bundle.json").read_text())
     assert meta["has_feature_projection"] and meta["segment_feature"] == "country"
     assert meta["data_cutoff"].startswith("2026-11-28T00:00:00")
@@ -107,8 +128,9 @@ def test_served_scores_equal_torch(exported: tuple[str, GraphSnapshot, FeatureLi
 
     out, snap, model = exported
     engine = load_engine(out)
-    adj = normalized_adjacency(snap.train_user, snap.train_item, snap.train_weight,
-                               snap.n_users, snap.n_items)
+    adj = normalized_adjacency(
+        snap.train_user, snap.train_item, snap.train_weight, snap.n_users, snap.n_items
+    )
     with torch.no_grad():
         users, items = model(adj)
     for u in (0, 7, 555):
@@ -181,25 +203,35 @@ def test_cli_export_publish_and_gate_exit_code(tmp_path: Path) -> None:
     graph = str(tmp_path / "graph")
     _write_snapshot(graph, snap)
     model_uri = str(tmp_path / "model")
-    write_model_artifact(model_uri, make_model(snap, dim=8, layers=2), TrainConfig(), graph,
-                         [], {}, "<html></html>")
+    write_model_artifact(
+        model_uri, make_model(snap, dim=8, layers=2), TrainConfig(), graph, [], {}, "<html></html>"
+    )
     cli = [sys.executable, "-m", "recsys.cli"]
     out = tmp_path / "bundle"
-    r = subprocess.run([*cli, "export", "--model", model_uri, "--out", str(out), "--k", "20"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [*cli, "export", "--model", model_uri, "--out", str(out), "--k", "20"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     manifest = verify_artifact(str(out))
     assert set(manifest.inputs) == {"model", "graph"}
     assert manifest.extra["lineage"]["graph_uri"] == graph
     version = json.loads((out / "bundle.json").read_text())["version"]
     assert version.startswith("m-") and version[2:] == manifest.inputs["model"].sha256[:12]
-    r = subprocess.run([*cli, "publish", "--bundle", str(out), "--registry",
-                        str(tmp_path / "reg")], capture_output=True, text=True)
+    r = subprocess.run(
+        [*cli, "publish", "--bundle", str(out), "--registry", str(tmp_path / "reg")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0 and version in r.stdout
     cfg = tmp_path / "strict.json"
     cfg.write_text(json.dumps({"latency_p99_ms": 1e-6}))
-    r = subprocess.run([*cli, "export", "--model", model_uri, "--out", str(tmp_path / "b2"),
-                        "--config", str(cfg)], capture_output=True, text=True)
+    r = subprocess.run(
+        [*cli, "export", "--model", model_uri, "--out", str(tmp_path / "b2"), "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and "latency" in r.stderr
     assert not (tmp_path / "b2").exists()
 
@@ -209,7 +241,9 @@ def test_edge_types_are_or_aggregated_for_duplicate_pairs() -> None:
     from recsys.export.tables import aggregate_edges
 
     u, i, w, t = aggregate_edges(
-        np.array([0, 0, 1]), np.array([3, 3, 2]), np.array([1.0, 2.0, 4.0], np.float32),
+        np.array([0, 0, 1]),
+        np.array([3, 3, 2]),
+        np.array([1.0, 2.0, 4.0], np.float32),
         np.array([TYPE_BITS["view"], TYPE_BITS["purchase"], TYPE_BITS["click"]]),
     )
     assert u.tolist() == [0, 1] and i.tolist() == [3, 2] and w.tolist() == [3.0, 4.0]

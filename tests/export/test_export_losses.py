@@ -22,10 +22,17 @@ from recsys.training.loop import train
 LOSSES: dict[str, dict[str, Any]] = {
     "bpr": {"loss": "bpr", "hard_negative_candidates": 4, "items_per_hard_candidate": 1},
     "softmax-in-batch-cosine": {"loss": "softmax"},
-    "softmax-uniform-dot": {"loss": "softmax", "softmax_sampler": "uniform",
-                                 "cosine": False, "temperature": 1.0},
-    "softmax-adaptive-logq": {"loss": "softmax", "temperature_mode": "adaptive",
-                              "logq_correction": True},
+    "softmax-uniform-dot": {
+        "loss": "softmax",
+        "softmax_sampler": "uniform",
+        "cosine": False,
+        "temperature": 1.0,
+    },
+    "softmax-adaptive-logq": {
+        "loss": "softmax",
+        "temperature_mode": "adaptive",
+        "logq_correction": True,
+    },
     "softmax-contrastive": {"loss": "softmax", "contrastive_weight": 0.1},
 }
 
@@ -33,16 +40,24 @@ LOSSES: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_gate_passes_for_a_model_trained_with_each_loss(name: str) -> None:
     snap = make_snapshot(300, 120, 2500, seed=3)  # user and item features, weighted duplicates
-    cfg = TrainConfig.model_validate({
-        "embedding_dim": 16, "num_layers": 2, "epochs": 3, "eval_every": 1, "batch_size": 512,
-        "softmax_negatives": 64, "progress": False, "threads": 1,
-        "tracking": TrackingConfig(enabled=False), **LOSSES[name],
-    })
+    cfg = TrainConfig.model_validate(
+        {
+            "embedding_dim": 16,
+            "num_layers": 2,
+            "epochs": 3,
+            "eval_every": 1,
+            "batch_size": 512,
+            "softmax_negatives": 64,
+            "progress": False,
+            "threads": 1,
+            "tracking": TrackingConfig(enabled=False),
+            **LOSSES[name],
+        }
+    )
     result = train(InteractionData.from_snapshot(snap), cfg)
     assert result.epochs_run == 3
     tables, ref = compute_tables(result.model, snap)
-    gate = run_gate(tables, ref.users, ExportConfig(k=20, parity_users=300,
-                                                    latency_p99_ms=1000))
+    gate = run_gate(tables, ref.users, ExportConfig(k=20, parity_users=300, latency_p99_ms=1000))
     assert gate.failures == [], gate.failures
     m = gate.metrics
     assert m["parity_topk_mismatches"] == 0 and m["parity_max_score_diff"] <= 1e-4
@@ -55,11 +70,19 @@ def test_gate_passes_for_a_gnn_blended_with_a_graph_filter() -> None:
 
     snap = make_snapshot(300, 120, 2500, seed=4)
     data = InteractionData.from_snapshot(snap)
-    cfg = TrainConfig.model_validate({
-        "embedding_dim": 16, "num_layers": 3, "epochs": 2, "eval_every": 1, "batch_size": 512,
-        "progress": False, "threads": 1, "tracking": TrackingConfig(enabled=False),
-        "blend_rank": 12,
-    })
+    cfg = TrainConfig.model_validate(
+        {
+            "embedding_dim": 16,
+            "num_layers": 3,
+            "epochs": 2,
+            "eval_every": 1,
+            "batch_size": 512,
+            "progress": False,
+            "threads": 1,
+            "tracking": TrackingConfig(enabled=False),
+            "blend_rank": 12,
+        }
+    )
     model = train(data, cfg).model
     mixed = blended(model, data, adjacency_for(data, cfg), cfg, weight=1.0)
     assert mixed.embedding_dim == 16 + 12

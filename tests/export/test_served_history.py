@@ -23,16 +23,19 @@ def test_holdout_only_user_is_served_from_the_bundle(tmp_path: Path) -> None:
     lake = str(tmp_path / "lake")
     write_events(lake, random_events(40, 30, 5, 200))
     write_dims(lake, END - dt.timedelta(days=4), 40, 30)
-    write_events(lake, [  # a shopper whose only events are on the as-of day (the holdout)
-        ("newbie", "i004", "purchase", None, ts(END, 8)),
-        ("newbie", "i007", "add_to_cart", None, ts(END, 9)),
-        ("u001", "i011", "purchase", None, ts(END, 23)),
-    ], prefix="late")
+    write_events(
+        lake,
+        [  # a shopper whose only events are on the as-of day (the holdout)
+            ("newbie", "i004", "purchase", None, ts(END, 8)),
+            ("newbie", "i007", "add_to_cart", None, ts(END, 9)),
+            ("u001", "i011", "purchase", None, ts(END, 23)),
+        ],
+        prefix="late",
+    )
     snap = load_snapshot(build_snapshot(lake, END, small_config(holdout_days=1)))
     assert "newbie" not in set(snap.user_ids)
     torch.manual_seed(0)
-    model = FeatureLightGCN(snap.n_users, snap.n_items, embedding_dim=8, num_layers=2,
-                            init_std=0.3)
+    model = FeatureLightGCN(snap.n_users, snap.n_items, embedding_dim=8, num_layers=2, init_std=0.3)
     out = str(tmp_path / "bundle")
     export_from_model(model, snap, out, ExportConfig(k=10, latency_p99_ms=1e3), "v1")
     engine = load_engine(out)

@@ -108,10 +108,15 @@ def small_config(**kw: object) -> GraphConfig:
     """A config for lakes of a few dozen users: a fixed ``holdout_days`` holdout (no minimum
     size to grow to; ``tests/graph/test_holdout_size.py`` tests the sizing)."""
     gate = GateConfig(min_users=2, min_items=2, min_edges=5)
-    return GraphConfig.model_validate({
-        "window_days": 30, "gate": gate.model_dump(), "holdout_min_users": 0,
-        "holdout_min_pairs": 0, **kw,
-    })
+    return GraphConfig.model_validate(
+        {
+            "window_days": 30,
+            "gate": gate.model_dump(),
+            "holdout_min_users": 0,
+            "holdout_min_pairs": 0,
+            **kw,
+        }
+    )
 
 
 @pytest.fixture

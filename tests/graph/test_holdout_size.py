@@ -39,8 +39,9 @@ def _holdout_users(uri: str) -> int:
 def test_holdout_grows_until_the_targets_are_met(lake: str) -> None:
     write_events(lake, _returning_buyers(days=12, per_day=10))
     write_dims(lake, END - dt.timedelta(days=30), 200, 400)
-    cfg = small_config(holdout_min_users=35, holdout_min_pairs=35, holdout_max_days=20,
-                       holdout_max_event_share=0.9)
+    cfg = small_config(
+        holdout_min_users=35, holdout_min_pairs=35, holdout_max_days=20, holdout_max_event_share=0.9
+    )
     uri = build_snapshot(lake, END, cfg)
     m = read_manifest(uri)
     # 10 new pairs by 10 distinct returning users a day: 4 days hold 40 >= 35, 3 hold 30
@@ -52,10 +53,12 @@ def test_holdout_grows_until_the_targets_are_met(lake: str) -> None:
     assert "reach the targets" in m.extra["holdout_sizing"]
     # training never sees the holdout days; the served history does
     s = load_snapshot(uri)
-    trained = {(s.user_ids[u], s.item_ids[i]) for u, i in zip(s.train_user, s.train_item,
-                                                                strict=True)}
-    held = {(s.user_ids[u], s.item_ids[i]) for u, i in zip(s.holdout_user, s.holdout_item,
-                                                             strict=True)}
+    trained = {
+        (s.user_ids[u], s.item_ids[i]) for u, i in zip(s.train_user, s.train_item, strict=True)
+    }
+    held = {
+        (s.user_ids[u], s.item_ids[i]) for u, i in zip(s.holdout_user, s.holdout_item, strict=True)
+    }
     assert not trained & held
     assert s.history is not None
     served = {(int(u), int(i)) for u, i in zip(s.history.user, s.history.item, strict=True)}

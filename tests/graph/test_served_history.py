@@ -20,11 +20,15 @@ from .conftest import END, small_config, ts, write_events
 def test_history_holds_train_and_holdout_days(make_lake: Callable[..., str]) -> None:
     lake = make_lake(days=4)
     # u900 appears only on the as-of day (a holdout day); u000 buys i001 that day too
-    write_events(lake, [
-        ("u900", "i002", "purchase", None, ts(END, 9)),
-        ("u900", "i003", "view", None, ts(END, 10)),
-        ("u000", "i001", "purchase", None, ts(END, 23, 59)),
-    ], prefix="late")
+    write_events(
+        lake,
+        [
+            ("u900", "i002", "purchase", None, ts(END, 9)),
+            ("u900", "i003", "view", None, ts(END, 10)),
+            ("u000", "i001", "purchase", None, ts(END, 23, 59)),
+        ],
+        prefix="late",
+    )
     s = load_snapshot(build_snapshot(lake, END, small_config(holdout_days=1)))
     h = s.history
     assert h is not None
@@ -45,8 +49,10 @@ def test_history_holds_train_and_holdout_days(make_lake: Callable[..., str]) -> 
     pair = [e for e in events if e["user_id"] == "u000" and e["item_id"] == "i001"]
     cutoff = dt.datetime.combine(END + dt.timedelta(days=1), dt.time(), dt.UTC)
     want = edge_weight(
-        [e["event_type"] for e in pair], [e["value"] for e in pair],
-        [(cutoff - e["ts"]).total_seconds() / 86_400 for e in pair], WeightConfig(),
+        [e["event_type"] for e in pair],
+        [e["value"] for e in pair],
+        [(cutoff - e["ts"]).total_seconds() / 86_400 for e in pair],
+        WeightConfig(),
     )
     u0 = int(np.flatnonzero(s.user_ids == "u000")[0])
     i1 = int(np.flatnonzero(s.item_ids == "i001")[0])

@@ -60,8 +60,9 @@ def test_mean_of_powers_equals_dense_filter_and_its_gradient(norm: str, dim: int
     a = adj.matrix.to_dense().double()
     x = torch.randn(50, dim, dtype=torch.float64, requires_grad=True)
     g = torch.randn(50, dim, dtype=torch.float64)
-    out = mean_of_powers(adj.matrix.double(), x, 3,
-                         None if adj.transpose is None else adj.transpose.double())
+    out = mean_of_powers(
+        adj.matrix.double(), x, 3, None if adj.transpose is None else adj.transpose.double()
+    )
     (out * g).sum().backward()  # type: ignore[no-untyped-call]
     x2 = x.detach().clone().requires_grad_(True)
     filt = (torch.eye(50, dtype=torch.float64) + a + a @ a + a @ a @ a) / 4
@@ -89,8 +90,12 @@ def test_fold_in_identity_reproduces_forward_exactly() -> None:
     adj = normalized_adjacency(u, i, w, n_users, n_items, "sym")
     torch.manual_seed(0)
     model = FeatureLightGCN(
-        n_users, n_items, embedding_dim=16, num_layers=k,
-        user_features=torch.randn(n_users, 5), item_features=torch.randn(n_items, 4),
+        n_users,
+        n_items,
+        embedding_dim=16,
+        num_layers=k,
+        user_features=torch.randn(n_users, 5),
+        item_features=torch.randn(n_items, 4),
     )
     with torch.no_grad():
         model.user_proj.weight.normal_()  # type: ignore[union-attr]
@@ -132,8 +137,14 @@ def test_num_layers_zero_is_matrix_factorisation() -> None:
 
 
 def test_node_layer0_matches_full_layer0() -> None:
-    model = FeatureLightGCN(6, 4, embedding_dim=3, num_layers=1,
-                            user_features=torch.randn(6, 2), item_features=torch.randn(4, 2))
+    model = FeatureLightGCN(
+        6,
+        4,
+        embedding_dim=3,
+        num_layers=1,
+        user_features=torch.randn(6, 2),
+        item_features=torch.randn(4, 2),
+    )
     eu, ei = model.layer0()
     nodes = torch.tensor([7, 0, 9, 5, 6])
     full = torch.cat([eu, ei])
@@ -144,9 +155,14 @@ def test_with_item_columns_adds_the_columns_filter_to_the_scores() -> None:
     u, i, w = _graph(5)
     adj = normalized_adjacency(u, i, w, 30, 20, "sym")
     gen = torch.Generator().manual_seed(0)
-    model = FeatureLightGCN(30, 20, embedding_dim=8, num_layers=3,
-                            user_features=torch.randn(30, 4, generator=gen),
-                            item_features=torch.randn(20, 3, generator=gen))
+    model = FeatureLightGCN(
+        30,
+        20,
+        embedding_dim=8,
+        num_layers=3,
+        user_features=torch.randn(30, 4, generator=gen),
+        item_features=torch.randn(20, 3, generator=gen),
+    )
     cols = torch.randn(20, 5, generator=gen)
     out = model.with_item_columns(cols)
     assert out.embedding_dim == 13

@@ -37,8 +37,10 @@ def _pyg_edges(
     return edge_index, torch.from_numpy(np.concatenate([w, w]))
 
 
-@pytest.mark.parametrize(("seed", "n_users", "n_items", "n_edges"),
-                         [(0, 40, 25, 300), (1, 7, 90, 150), (2, 200, 60, 900)])
+@pytest.mark.parametrize(
+    ("seed", "n_users", "n_items", "n_edges"),
+    [(0, 40, 25, 300), (1, 7, 90, 150), (2, 200, 60, 900)],
+)
 def test_each_layer_equals_pyg_lgconv(seed: int, n_users: int, n_items: int, n_edges: int) -> None:
     u, i, w = _weighted_graph(seed, n_users, n_items, n_edges)
     adj = normalized_adjacency(u, i, w, n_users, n_items, "sym")
@@ -62,8 +64,9 @@ def test_final_embeddings_equal_pyg_lightgcn(num_layers: int) -> None:
     model = FeatureLightGCN(n_users, n_items, embedding_dim=48, num_layers=num_layers)
     pyg = LightGCN(n_users + n_items, embedding_dim=48, num_layers=num_layers)
     with torch.no_grad():
-        pyg.embedding.weight.copy_(torch.cat([model.user_embedding.weight,
-                                              model.item_embedding.weight]))
+        pyg.embedding.weight.copy_(
+            torch.cat([model.user_embedding.weight, model.item_embedding.weight])
+        )
         users, items = model(adj)  # the fused column-blocked readout (48 > one 32-wide block)
     edge_index, edge_weight = _pyg_edges(u, i, w, n_users)
     with torch.no_grad():
@@ -73,5 +76,6 @@ def test_final_embeddings_equal_pyg_lightgcn(num_layers: int) -> None:
     with torch.no_grad():
         pairs = torch.stack([torch.arange(10), torch.arange(10) + n_users])
         expect = pyg(edge_index, pairs, edge_weight)
-    torch.testing.assert_close(FeatureLightGCN.score(users[:10], items[:10]).diagonal(), expect,
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        FeatureLightGCN.score(users[:10], items[:10]).diagonal(), expect, rtol=1e-5, atol=1e-6
+    )

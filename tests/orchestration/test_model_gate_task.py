@@ -46,8 +46,13 @@ def _fake_evaluation(cand: float, prod: float | None, new_users: int = 0) -> Any
             values = _ndcg(prod, 3)
             values[:new_users] = np.nan
             s.add(PRODUCTION, {"ndcg@20": values})
-        return s, {"holdout_days": 5, "holdout_users": N, "holdout_pairs": N + 20,
-                   "holdout_start": "2026-11-23", "holdout_target_met": False}
+        return s, {
+            "holdout_days": 5,
+            "holdout_users": N,
+            "holdout_pairs": N + 20,
+            "holdout_start": "2026-11-23",
+            "holdout_target_met": False,
+        }
 
     return evaluate
 
@@ -112,8 +117,10 @@ def test_production_trained_on_holdout_days_is_said(
     out = tasks.evaluate_and_gate(run["paths"], config=run["cfg"])
     assert out["decision"] == "passed"
     check = next(c for c in _report(run["paths"])["checks"] if c["name"] == "vs_production")
-    assert "trained on data through 2026-11-25, inside this holdout (from 2026-11-23)" in (
-        check["note"])
+    assert (
+        "trained on data through 2026-11-25, inside this holdout (from 2026-11-23)"
+        in (check["note"])
+    )
     assert tasks.production_train_end(run["bundle"]) is None  # its lineage does not say
 
 
@@ -144,8 +151,12 @@ def test_undecided_keeps_production_and_deploys_the_first_model(
     # the policy that never deploys on undecided
     gate_cfg = Path(run["cfg"].resolved_lake()) / "gate.json"
     gate_cfg.write_text(json.dumps({"undecided_policy": "keep_production"}))
-    strict = run["cfg"].model_copy(update={"model_gate_config": str(gate_cfg),
-                                           "registry": str(Path(gate_cfg).parent / "empty")})
+    strict = run["cfg"].model_copy(
+        update={
+            "model_gate_config": str(gate_cfg),
+            "registry": str(Path(gate_cfg).parent / "empty"),
+        }
+    )
     with pytest.raises(GateUndecided):
         tasks.evaluate_and_gate(run["paths"], config=strict)
 
@@ -160,8 +171,20 @@ def test_cli_gate_failure_is_read_from_its_report(tmp_path: Path) -> None:
     cfg.write_text(json.dumps({"gate": {"min_edges": 10**9}}))
     report = str(tmp_path / "graph-report")
     with pytest.raises(GateFailed) as failed:
-        tasks.run_cli(["build-graph", "--lake", str(lake), "--as-of", DAY.isoformat(),
-                       "--config", str(cfg), "--report", report], report=report)
+        tasks.run_cli(
+            [
+                "build-graph",
+                "--lake",
+                str(lake),
+                "--as-of",
+                DAY.isoformat(),
+                "--config",
+                str(cfg),
+                "--report",
+                report,
+            ],
+            report=report,
+        )
     assert failed.value.gate == "graph" and failed.value.report == report
     assert failed.value.failures == [
         f"min_edges: >= 1e+09 (observed {failed.value.failures[0].split('observed ')[1][:-1]})"
@@ -173,8 +196,20 @@ def test_cli_gate_failure_is_read_from_its_report(tmp_path: Path) -> None:
     stale = str(tmp_path / "elsewhere")
     write_gate_report(stale, GateReport.of("graph", []))
     with pytest.raises(GateFailed, match="wrote no gate report"):
-        tasks.run_cli(["build-graph", "--lake", str(lake), "--as-of", DAY.isoformat(),
-                       "--config", str(cfg), "--report", report], report=stale)
+        tasks.run_cli(
+            [
+                "build-graph",
+                "--lake",
+                str(lake),
+                "--as-of",
+                DAY.isoformat(),
+                "--config",
+                str(cfg),
+                "--report",
+                report,
+            ],
+            report=stale,
+        )
 
 
 def test_a_run_with_nothing_to_process_fails_naming_the_reason(tmp_path: Path) -> None:

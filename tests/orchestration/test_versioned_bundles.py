@@ -29,8 +29,9 @@ def exports(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     outs: list[str] = []
     run = itertools.count()
 
-    def fake_cli(args: list[str], env: dict[str, str] | None = None,
-                 report: str | None = None) -> str:
+    def fake_cli(
+        args: list[str], env: dict[str, str] | None = None, report: str | None = None
+    ) -> str:
         assert args[0] == "export"
         out, version = args[args.index("--out") + 1], args[args.index("--version") + 1]
         with write_artifact(out, "bundle") as draft:

@@ -20,8 +20,12 @@ API_KEY = "test-key-123"
 
 
 def make_bundle(
-    uri: str, version: str, seed: int, data_cutoff: str | None = None,
-    inputs: dict[str, InputRef] | None = None, **kw: object,
+    uri: str,
+    version: str,
+    seed: int,
+    data_cutoff: str | None = None,
+    inputs: dict[str, InputRef] | None = None,
+    **kw: object,
 ) -> str:
     t = synthetic_tables(seed=seed, **kw)  # type: ignore[arg-type]
     meta = BundleMeta(
@@ -58,21 +62,36 @@ class Server:
 
 
 def start_server(
-    tmp: Path, *args: str, api_key: str | None = API_KEY, port: int | None = None,
+    tmp: Path,
+    *args: str,
+    api_key: str | None = API_KEY,
+    port: int | None = None,
     env_extra: dict[str, str] | None = None,
 ) -> Server:
     port = port or free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RECSYS_API_KEY", "RECSYS_LIVE_STORE")}
+    env = {k: v for k, v in os.environ.items() if k not in ("RECSYS_API_KEY", "RECSYS_LIVE_STORE")}
     if api_key:
         env["RECSYS_API_KEY"] = api_key
     env.update(env_extra or {})
     log_path = tmp / f"server-{port}.log"
     event_log = tmp / f"events-{port}.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "recsys.cli", "serve", *args, "--port", str(port),
-         "--event-log", str(event_log), "--reload-interval", "0.2"],
-        stdout=log_path.open("ab"), stderr=subprocess.STDOUT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "recsys.cli",
+            "serve",
+            *args,
+            "--port",
+            str(port),
+            "--event-log",
+            str(event_log),
+            "--reload-interval",
+            "0.2",
+        ],
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -95,5 +114,3 @@ def stop_server(s: Server) -> None:
         s.proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         s.proc.kill()
-
-

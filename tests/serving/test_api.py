@@ -102,22 +102,23 @@ def test_filters(server: Server, bundles: dict[str, str]) -> None:
         inc = c.get("/v1/recommendations/u4", params={"k": 5, "include_categories": "c1"}).json()
         assert inc["items"]
         assert {items.loc[i["item_id"], "category"] for i in inc["items"]} == {"c1"}
-        exc = c.get("/v1/recommendations/u4",
-                    params={"k": 30, "exclude_categories": "c1,c2"}).json()
+        exc = c.get(
+            "/v1/recommendations/u4", params={"k": 30, "exclude_categories": "c1,c2"}
+        ).json()
         assert not {items.loc[i["item_id"], "category"] for i in exc["items"]} & {"c1", "c2"}
         base = c.get("/v1/recommendations/u4", params={"k": 3}).json()
         first = base["items"][0]["item_id"]
         ex = c.get("/v1/recommendations/u4", params={"k": 3, "exclude_items": first}).json()
         assert first not in [i["item_id"] for i in ex["items"]]
         assert [i["item_id"] for i in ex["items"]][:2] == [i["item_id"] for i in base["items"]][1:]
-        everything = c.get("/v1/recommendations/u4",
-                           params={"k": 40, "exclude_seen": "none"}).json()
+        everything = c.get(
+            "/v1/recommendations/u4", params={"k": 40, "exclude_seen": "none"}
+        ).json()
         assert set(hist["item_id"]) <= {i["item_id"] for i in everything["items"]}
         # per event type: only purchased items are excluded; viewed ones may come back
         bought = set(hist[(hist["types"] & TYPE_BITS["purchase"]) != 0]["item_id"])
         others = set(hist["item_id"]) - bought
-        only = c.get("/v1/recommendations/u4",
-                     params={"k": 40, "exclude_seen": "purchase"}).json()
+        only = c.get("/v1/recommendations/u4", params={"k": 40, "exclude_seen": "purchase"}).json()
         ids = {i["item_id"] for i in only["items"]}
         assert not ids & bought and others <= ids
 
@@ -126,8 +127,11 @@ def test_an_event_changes_the_next_response(server: Server) -> None:
     with server.client() as c:
         before = c.get("/v1/recommendations/u7", params={"k": 5}).json()["items"]
         target = before[0]["item_id"]
-        r = c.post("/v1/events", headers=H,
-                   json={"user_id": "u7", "item_id": target, "event_type": "purchase"})
+        r = c.post(
+            "/v1/events",
+            headers=H,
+            json={"user_id": "u7", "item_id": target, "event_type": "purchase"},
+        )
         assert r.status_code == 202, r.text
         assert r.json()["folded"] == 1
         after = c.get("/v1/recommendations/u7", params={"k": 5}).json()["items"]
@@ -141,11 +145,22 @@ def test_an_event_changes_the_next_response(server: Server) -> None:
 def test_batch_events_and_unknown_product(server: Server) -> None:
     with server.client() as c:
         before = c.get("/v1/recommendations/u8", params={"k": 5}).json()
-        r = c.post("/v1/events", headers=H, json={"events": [
-            {"user_id": "u8", "item_id": "not-in-catalogue", "event_type": "view"},
-            {"user_id": "u8", "item_id": "also-new", "event_type": "rating", "value": 4.0,
-             "ts": "2026-11-28T10:00:00Z"},
-        ]})
+        r = c.post(
+            "/v1/events",
+            headers=H,
+            json={
+                "events": [
+                    {"user_id": "u8", "item_id": "not-in-catalogue", "event_type": "view"},
+                    {
+                        "user_id": "u8",
+                        "item_id": "also-new",
+                        "event_type": "rating",
+                        "value": 4.0,
+                        "ts": "2026-11-28T10:00:00Z",
+                    },
+                ]
+            },
+        )
         assert r.status_code == 202, r.text
         assert r.json()["accepted"] == 2 and r.json()["ignored_unknown_item"] == 2
         after = c.get("/v1/recommendations/u8", params={"k": 5}).json()
@@ -162,11 +177,13 @@ def test_cold_start_features_segment_and_global(server: Server, bundles: dict[st
         f = c.get("/v1/recommendations/stranger", params={"k": 4, "f.age": 30, "f.country": "DE"})
         assert f.status_code == 200, f.text
         assert f.json()["source"] == "features" and len(f.json()["items"]) == 4
-        fp = c.post("/v1/recommendations/stranger",
-                    json={"k": 4, "features": {"age": 30, "country": "DE"}})
+        fp = c.post(
+            "/v1/recommendations/stranger", json={"k": 4, "features": {"age": 30, "country": "DE"}}
+        )
         assert fp.json()["items"] == f.json()["items"]
-        other = c.post("/v1/recommendations/stranger",
-                       json={"k": 4, "features": {"age": 70, "country": "FR"}})
+        other = c.post(
+            "/v1/recommendations/stranger", json={"k": 4, "features": {"age": 70, "country": "FR"}}
+        )
         assert other.json()["items"] != f.json()["items"]
         bad = c.post("/v1/recommendations/stranger", json={"features": {"shoe_size": 4}})
         assert bad.status_code == 400 and "shoe_size" in bad.text
@@ -182,10 +199,14 @@ def test_cold_start_features_segment_and_global(server: Server, bundles: dict[st
 
 def test_new_user_events_personalise(server: Server) -> None:
     with server.client() as c:
-        r = c.post("/v1/events", headers=H, json=[
-            {"user_id": "fresh", "item_id": "i2", "event_type": "click"},
-            {"user_id": "fresh", "item_id": "i9", "event_type": "add_to_cart"},
-        ])
+        r = c.post(
+            "/v1/events",
+            headers=H,
+            json=[
+                {"user_id": "fresh", "item_id": "i2", "event_type": "click"},
+                {"user_id": "fresh", "item_id": "i9", "event_type": "add_to_cart"},
+            ],
+        )
         assert r.status_code == 202
         body = c.get("/v1/recommendations/fresh", params={"k": 3}).json()
     assert body["source"] == "events"
@@ -219,12 +240,17 @@ def test_auth_and_input_bounds(server: Server) -> None:
         assert r.status_code == 400 and "stolen" in r.text
         r = c.get("/v1/recommendations/u1", params={"exclude_items": ",".join(["a"] * 300)})
         assert r.status_code == 400
-        assert c.post("/v1/events", headers=H,
-                      json={**ev, "event_type": "teleport"}).status_code == 422
-        assert c.post("/v1/events", headers=H,
-                      json={**ev, "event_type": "rating", "value": 7}).status_code == 422
-        assert c.post("/v1/events", headers=H,
-                      json={**ev, "user_id": "u" * 500}).status_code == 422
+        assert (
+            c.post("/v1/events", headers=H, json={**ev, "event_type": "teleport"}).status_code
+            == 422
+        )
+        assert (
+            c.post(
+                "/v1/events", headers=H, json={**ev, "event_type": "rating", "value": 7}
+            ).status_code
+            == 422
+        )
+        assert c.post("/v1/events", headers=H, json={**ev, "user_id": "u" * 500}).status_code == 422
         r = c.post("/v1/events", headers=H, json={"events": [ev] * 1001})
         assert r.status_code == 413
         assert c.post("/v1/events", headers=H, content=b"{not json").status_code == 422
@@ -243,8 +269,13 @@ def test_health_ready_metrics_openapi(server: Server) -> None:
         c.get("/v1/recommendations/u1")
         text = c.get("/metrics").text
         paths = c.get("/openapi.json").json()["paths"]
-    for name in ("recsys_request_latency_seconds_bucket", "recsys_requests_total",
-                 'recsys_model_info{uri=', "recsys_foldins_total", "recsys_served_item_coverage"):
+    for name in (
+        "recsys_request_latency_seconds_bucket",
+        "recsys_requests_total",
+        "recsys_model_info{uri=",
+        "recsys_foldins_total",
+        "recsys_served_item_coverage",
+    ):
         assert name in text
     assert 'version="v1"' in text
     assert "/v1/recommendations/{user_id}" in paths and "/v1/events" in paths
@@ -267,8 +298,9 @@ def test_serving_imports_no_torch(bundles: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("key", [None])
-def test_writes_refused_without_configured_key(key: str | None, bundles: dict[str, str],
-                                               tmp_path: object) -> None:
+def test_writes_refused_without_configured_key(
+    key: str | None, bundles: dict[str, str], tmp_path: object
+) -> None:
     from pathlib import Path
 
     from srv_helpers import start_server, stop_server
@@ -276,8 +308,11 @@ def test_writes_refused_without_configured_key(key: str | None, bundles: dict[st
     s = start_server(Path(str(tmp_path)), "--bundle", bundles["v1"], api_key=key)
     try:
         with s.client() as c:
-            r = c.post("/v1/events", headers=H,
-                       json={"user_id": "u1", "item_id": "i1", "event_type": "view"})
+            r = c.post(
+                "/v1/events",
+                headers=H,
+                json={"user_id": "u1", "item_id": "i1", "event_type": "view"},
+            )
             assert r.status_code == 403
             assert c.get("/v1/recommendations/u1").status_code == 200
     finally:
@@ -290,8 +325,11 @@ def test_concurrent_events_are_all_durable_and_folded(server: Server) -> None:
 
     def post(j: int) -> int:
         with server.client() as c:
-            r = c.post("/v1/events", headers=H,
-                       json={"user_id": f"burst{j}", "item_id": f"i{j % 40}", "event_type": "view"})
+            r = c.post(
+                "/v1/events",
+                headers=H,
+                json={"user_id": f"burst{j}", "item_id": f"i{j % 40}", "event_type": "view"},
+            )
             return r.status_code
 
     with ThreadPoolExecutor(8) as pool:

@@ -38,7 +38,9 @@ def test_shopper_search_items_and_catalogue(server: Server, bundles: dict[str, s
         cat = c.get("/v1/catalog").json()
     assert cat["categories"] == [{"name": f"c{j}", "items": 10} for j in range(4)]
     assert {f["name"]: f["kind"] for f in cat["user_features"]} == {
-        "age": "numeric", "country": "categorical"}
+        "age": "numeric",
+        "country": "categorical",
+    }
     assert cat["segments"] == ["DE", "FR"] and cat["model_version"] == "v1"
 
 
@@ -55,13 +57,16 @@ def test_history_holds_the_bundle_and_the_live_events(
         assert [b["item_id"] for b in before["bundle"]] == [f"i{j}" for j in hu["item_idx"]]
         assert all(b["event_types"] for b in before["bundle"])
         for item, kind in (("i5", "view"), ("i6", "purchase"), ("nope", "click")):
-            r = c.post("/v1/events", headers=H,
-                       json={"user_id": "u7", "item_id": item, "event_type": kind})
+            r = c.post(
+                "/v1/events", headers=H, json={"user_id": "u7", "item_id": item, "event_type": kind}
+            )
             assert r.status_code == 202
         after = c.get("/v1/users/u7/history", params={"limit": 2}).json()
         assert after["live_total"] == 3
         assert [(e["item_id"], e["event_type"], e["folded"]) for e in after["live"]] == [
-            ("nope", "click", False), ("i6", "purchase", True)]
+            ("nope", "click", False),
+            ("i6", "purchase", True),
+        ]
         assert len(after["bundle"]) == 2
         stranger = c.get("/v1/users/someone-new/history").json()
         assert not stranger["known"] and stranger["bundle"] == []
@@ -81,8 +86,14 @@ def test_pages_and_static_files(server: Server) -> None:
             assert c.get(f"/ui/static/{f}").status_code == 200
         assert c.get("/ui/static/nope.js").status_code == 404
         spec = c.get("/openapi.json").json()
-    for path in ("/v1/users", "/v1/users/{user_id}/history", "/v1/items", "/v1/catalog",
-                 "/v1/ops/health", "/v1/ops/lineage"):
+    for path in (
+        "/v1/users",
+        "/v1/users/{user_id}/history",
+        "/v1/items",
+        "/v1/catalog",
+        "/v1/ops/health",
+        "/v1/ops/lineage",
+    ):
         assert path in spec["paths"], path
 
 
@@ -106,14 +117,19 @@ def _lake(root: Path, validated: str = "same") -> dict[str, str]:
     (docs / "static").mkdir(parents=True)
     (docs / "index.html").write_text("<html><body>Data Docs</body></html>")
     (docs / "static" / "style.css").write_text("body{}")
-    ref = {"same": events_ref,  # the graph and the report agree on the partition's hash
-           "other-hash": InputRef(uri=str(events), sha256="b" * 64),
-           "other-partition": InputRef(uri=str(lake / "events" / "dt=2026-11-26"),
-                                       sha256="c" * 64)}[validated]
-    val = write_report(report_uri(str(lake), VALIDATION, AS_OF), "validation_report",
-                       {"result.json": {"passed": True}}, docs=docs,
-                       inputs={"events": ref}, extra={"date": AS_OF.isoformat(),
-                                                             "passed": True})
+    ref = {
+        "same": events_ref,  # the graph and the report agree on the partition's hash
+        "other-hash": InputRef(uri=str(events), sha256="b" * 64),
+        "other-partition": InputRef(uri=str(lake / "events" / "dt=2026-11-26"), sha256="c" * 64),
+    }[validated]
+    val = write_report(
+        report_uri(str(lake), VALIDATION, AS_OF),
+        "validation_report",
+        {"result.json": {"passed": True}},
+        docs=docs,
+        inputs={"events": ref},
+        extra={"date": AS_OF.isoformat(), "passed": True},
+    )
     return {"lake": str(lake), "graph": graph, "model": model, "validation": val}
 
 
@@ -121,10 +137,12 @@ def _lake(root: Path, validated: str = "same") -> dict[str, str]:
 def lineage_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict]]:
     root = tmp_path_factory.mktemp("lineage")
     paths = _lake(root)
-    inputs = {k: InputRef(uri=paths[k], sha256=manifest_sha256(paths[k]))
-              for k in ("model", "graph")}
-    paths["bundle"] = make_bundle(str(root / "bundle"), "v7", seed=2, inputs=inputs,
-                                  data_cutoff="2026-11-28T00:00:00+00:00")
+    inputs = {
+        k: InputRef(uri=paths[k], sha256=manifest_sha256(paths[k])) for k in ("model", "graph")
+    }
+    paths["bundle"] = make_bundle(
+        str(root / "bundle"), "v7", seed=2, inputs=inputs, data_cutoff="2026-11-28T00:00:00+00:00"
+    )
     srv = start_server(root, "--bundle", paths["bundle"])
     yield srv, paths
     stop_server(srv)
@@ -145,8 +163,13 @@ def test_lineage_chain_with_hashes_and_reports(lineage_server: tuple[Server, dic
             assert steps[name]["written"]
         assert steps["graph"]["as_of"] == steps["validation"]["as_of"] == "2026-11-27"
         assert steps["validation"]["detail"]["passed"] is True
-        assert steps["model"]["reports"] == [{"name": "training report", "path": "report.html",
-                                              "url": "/ui/reports/model/report.html"}]
+        assert steps["model"]["reports"] == [
+            {
+                "name": "training report",
+                "path": "report.html",
+                "url": "/ui/reports/model/report.html",
+            }
+        ]
         r = c.get("/ui/reports/model/report.html")
         assert r.status_code == 200 and "training report" in r.text
         assert r.headers["content-type"].startswith("text/html")
@@ -155,15 +178,21 @@ def test_lineage_chain_with_hashes_and_reports(lineage_server: tuple[Server, dic
         assert docs.status_code == 200 and "Data Docs" in docs.text
         assert c.get("/ui/reports/validation/data_docs/static/style.css").status_code == 200
         # only files the artifacts' manifests list
-        for bad in ("/ui/reports/model/manifest.json", "/ui/reports/model/../../etc/passwd",
-                    "/ui/reports/bundle/bundle.json.bak", "/ui/reports/nope/report.html"):
+        for bad in (
+            "/ui/reports/model/manifest.json",
+            "/ui/reports/model/../../etc/passwd",
+            "/ui/reports/bundle/bundle.json.bak",
+            "/ui/reports/nope/report.html",
+        ):
             assert c.get(bad).status_code == 404, bad
 
 
 def test_lineage_says_when_a_hash_does_not_match(tmp_path: Path) -> None:
     paths = _lake(tmp_path, validated="other-partition")
-    inputs = {"model": InputRef(uri=paths["model"], sha256="0" * 64),
-              "graph": InputRef(uri=paths["graph"], sha256=manifest_sha256(paths["graph"]))}
+    inputs = {
+        "model": InputRef(uri=paths["model"], sha256="0" * 64),
+        "graph": InputRef(uri=paths["graph"], sha256=manifest_sha256(paths["graph"])),
+    }
     bundle = make_bundle(str(tmp_path / "bundle"), "v8", seed=3, inputs=inputs)
     steps = {s.step: s for s in lineage(bundle)}
     assert steps["model"].verified is False  # the model run changed since the export

@@ -24,11 +24,17 @@ def test_finish_json_equals_json_dumps(tmp_path: Path) -> None:
     engine.item_ids = ids
     engine.item_id_json = [json.dumps(i) for i in ids.tolist()]
     engine.item_index = {it: i for i, it in enumerate(ids.tolist())}
-    live = {"u1": [LiveEvent(1, odd[0], "purchase", None)],
-            'new "user"': [LiveEvent(1, odd[3], "view", None)]}
-    cases = [("u1", Query(k=10)), ("u2", Query(k=7, exclude_seen_mask=0)),
-             ('new "user"', Query(k=5)), ("cold", Query(k=4, features={"age": 30})),
-             ("nobody", Query(k=3))]
+    live = {
+        "u1": [LiveEvent(1, odd[0], "purchase", None)],
+        'new "user"': [LiveEvent(1, odd[3], "view", None)],
+    }
+    cases = [
+        ("u1", Query(k=10)),
+        ("u2", Query(k=7, exclude_seen_mask=0)),
+        ('new "user"', Query(k=5)),
+        ("cold", Query(k=4, features={"age": 30})),
+        ("nobody", Query(k=3)),
+    ]
     for user, q in cases:
         want = engine.recommend(user, q, live.get(user, []))
         want_idx = want.pop("_idx")
@@ -44,11 +50,17 @@ def test_finish_json_equals_json_dumps(tmp_path: Path) -> None:
     p.h_types = np.array([1, 2, 4, 8, 16 | 1], dtype=np.int64)
     recs = np.arange(n, dtype=np.int64)[::-1].copy()
     scores = np.linspace(1.0, 0.1, n).astype(np.float32)
-    own = Scored(scores, recs, np.stack([np.arange(n), np.roll(np.arange(n), 1)]),
-                 np.array([[0.5, 0.25, -1.0, 1e-3, 2.0], [0.1, 0.1, -2.0, 0.0, 1.0]],
-                          np.float32), np.full(n, 3.0, np.float32))
-    lead = own._replace(top=np.stack([np.zeros(n, np.int64), np.arange(n)]),
-                        contrib=np.array([[0.5] * n, [0.2, 0.0, 0.1, 0.3, 0.4]], np.float32))
+    own = Scored(
+        scores,
+        recs,
+        np.stack([np.arange(n), np.roll(np.arange(n), 1)]),
+        np.array([[0.5, 0.25, -1.0, 1e-3, 2.0], [0.1, 0.1, -2.0, 0.0, 1.0]], np.float32),
+        np.full(n, 3.0, np.float32),
+    )
+    lead = own._replace(
+        top=np.stack([np.zeros(n, np.int64), np.arange(n)]),
+        contrib=np.array([[0.5] * n, [0.2, 0.0, 0.1, 0.3, 0.4]], np.float32),
+    )
     old = Scored(scores, recs, np.arange(n, dtype=np.int64)[None, :], None, None)
     for result in (own, lead, old):
         want = engine.finish(p, result)

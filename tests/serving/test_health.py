@@ -61,8 +61,13 @@ def test_fixed_sequence_against_hand_computed_values() -> None:
     # Gini by hand, ascending x = [0,0,0,1,1,1,3,5], n = 8, sum = 11:
     # sum (2i - n - 1) x_i = -1*1 + 1*1 + 3*1 + 5*3 + 7*5 = 53  ->  53 / (8 * 11)
     assert s["exposure_gini"] == pytest.approx(53 / 88)
-    assert s["source_share"] == {"history": 3 / 6, "features": 1 / 6, "segment": 0.0,
-                                 "popularity": 1 / 6, "store_fallback": 1 / 6}
+    assert s["source_share"] == {
+        "history": 3 / 6,
+        "features": 1 / 6,
+        "segment": 0.0,
+        "popularity": 1 / 6,
+        "store_fallback": 1 / 6,
+    }
     # latencies sorted: 1, 2, 3, 4, 8, 100 ms; nearest rank: p50 = 3rd, p99 = 6th; a bin's
     # upper edge is at most 2% above the value
     assert 0.003 <= s["latency_p50_s"] < 0.003 * 1.02
@@ -74,16 +79,18 @@ def test_fixed_sequence_against_hand_computed_values() -> None:
     # the Prometheus view of the same figures
     reg = CollectorRegistry()
     reg.register(HealthCollector(h))
-    got = {(m.name, tuple(sorted(smp.labels.items()))): smp.value
-           for m in text_string_to_metric_families(generate_latest(reg).decode())
-           for smp in m.samples}
+    got = {
+        (m.name, tuple(sorted(smp.labels.items()))): smp.value
+        for m in text_string_to_metric_families(generate_latest(reg).decode())
+        for smp in m.samples
+    }
     assert got[("recsys_served_exposure_gini", ())] == pytest.approx(53 / 88)
     assert got[("recsys_served_catalog_coverage", ())] == 5 / 8
-    assert got[("recsys_served_source_share", (("source", "store_fallback"),))] == \
-        pytest.approx(1 / 6)
+    assert got[("recsys_served_source_share", (("source", "store_fallback"),))] == pytest.approx(
+        1 / 6
+    )
     assert got[("recsys_served_window_answers", ())] == 6
-    assert got[("recsys_model_age_seconds", (("since", "data_cutoff"),))] == \
-        pytest.approx(3606.0)
+    assert got[("recsys_model_age_seconds", (("since", "data_cutoff"),))] == pytest.approx(3606.0)
     assert 0.1 <= got[("recsys_served_latency_seconds", (("quantile", "0.99"),))] < 0.102
 
 
@@ -132,17 +139,27 @@ def test_a_real_server_after_a_fixed_request_sequence(tmp_path: Path) -> None:
     event_ts = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=120)
     try:
         with srv.client() as c:
-            answers = [c.get(path, params=params).json() for path, params in [
-                ("/v1/recommendations/u1", {"k": 5}),
-                ("/v1/recommendations/u2", {"k": 5}),
-                ("/v1/recommendations/u1", {"k": 5}),
-                ("/v1/recommendations/stranger", {"k": 3, "segment": "FR"}),
-                ("/v1/recommendations/nobody", {"k": 3}),
-                ("/v1/recommendations/newbie", {"k": 4, "f.age": "30", "f.country": "DE"}),
-            ]]
-            r = c.post("/v1/events", headers={"X-API-Key": API_KEY}, json={
-                "user_id": "fresh", "item_id": "i3", "event_type": "purchase",
-                "ts": event_ts.isoformat()})
+            answers = [
+                c.get(path, params=params).json()
+                for path, params in [
+                    ("/v1/recommendations/u1", {"k": 5}),
+                    ("/v1/recommendations/u2", {"k": 5}),
+                    ("/v1/recommendations/u1", {"k": 5}),
+                    ("/v1/recommendations/stranger", {"k": 3, "segment": "FR"}),
+                    ("/v1/recommendations/nobody", {"k": 3}),
+                    ("/v1/recommendations/newbie", {"k": 4, "f.age": "30", "f.country": "DE"}),
+                ]
+            ]
+            r = c.post(
+                "/v1/events",
+                headers={"X-API-Key": API_KEY},
+                json={
+                    "user_id": "fresh",
+                    "item_id": "i3",
+                    "event_type": "purchase",
+                    "ts": event_ts.isoformat(),
+                },
+            )
             assert r.status_code == 202
             answers.append(c.get("/v1/recommendations/fresh", params={"k": 3}).json())
             assert c.get("/v1/recommendations/u1", params={"k": 0}).status_code == 422
@@ -151,8 +168,14 @@ def test_a_real_server_after_a_fixed_request_sequence(tmp_path: Path) -> None:
     finally:
         stop_server(srv)
     assert [a["source"] for a in answers] == [
-        "history", "history", "history", "segment_popularity", "global_popularity",
-        "features", "events"]
+        "history",
+        "history",
+        "history",
+        "segment_popularity",
+        "global_popularity",
+        "features",
+        "events",
+    ]
     # by hand from the answers: exposure counts, coverage, Gini (mean absolute difference)
     counts = Counter(it["item_id"] for a in answers for it in a["items"])
     n_items = 40
@@ -162,8 +185,13 @@ def test_a_real_server_after_a_fixed_request_sequence(tmp_path: Path) -> None:
     assert health["recommendations"] == sum(x)
     assert health["catalog_coverage"] == len(counts) / n_items
     assert health["exposure_gini"] == pytest.approx(mad / (2 * sum(x) / n_items))
-    assert health["source_share"] == {"history": 4 / 7, "features": 1 / 7, "segment": 1 / 7,
-                                      "popularity": 1 / 7, "store_fallback": 0.0}
+    assert health["source_share"] == {
+        "history": 4 / 7,
+        "features": 1 / 7,
+        "segment": 1 / 7,
+        "popularity": 1 / 7,
+        "store_fallback": 0.0,
+    }
     assert 0 < health["latency_p50_s"] <= health["latency_p99_s"] < 5.0
     age = (dt.datetime.now(dt.UTC) - cutoff).total_seconds()
     assert health["model_data_age_s"] == pytest.approx(age, abs=30)

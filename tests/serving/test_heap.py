@@ -27,8 +27,11 @@ def test_dropped_engines_are_freed_after_frozen_swaps(tmp_path: Path) -> None:
             refs.append(weakref.ref(e))
             old = m.active
             # requests in flight on the old engine while the swap happens
-            tasks = [asyncio.create_task(old.recommend_body(f"u{j}", Query(k=5)))
-                     for j in range(8)] if old is not None else []
+            tasks = (
+                [asyncio.create_task(old.recommend_body(f"u{j}", Query(k=5))) for j in range(8)]
+                if old is not None
+                else []
+            )
             await asyncio.sleep(0)
             m.activate(e)
             del e, old

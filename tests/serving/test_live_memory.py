@@ -14,8 +14,11 @@ def test_restarted_replica_remembers_acknowledged_events(
     port = int(s.url.rsplit(":", 1)[1])
     with s.client() as c:
         top = [it["item_id"] for it in c.get("/v1/recommendations/u5?k=5").json()["items"]]
-        r = c.post("/v1/events", json={"user_id": "u5", "item_id": top[0],
-                                       "event_type": "purchase"}, headers={"X-API-Key": API_KEY})
+        r = c.post(
+            "/v1/events",
+            json={"user_id": "u5", "item_id": top[0], "event_type": "purchase"},
+            headers={"X-API-Key": API_KEY},
+        )
         assert r.status_code == 202
     s.proc.kill()  # no shutdown hook runs: only what was fsynced before the 2xx survives
     s.proc.wait()

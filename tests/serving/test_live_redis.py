@@ -60,8 +60,11 @@ def test_event_on_one_replica_is_reflected_on_every_other(
         reflected = 0
         for user in users:
             bought = _top(b, user)[0]
-            r = a.post("/v1/events", json={"user_id": user, "item_id": bought,
-                                           "event_type": "purchase"}, headers=H)
+            r = a.post(
+                "/v1/events",
+                json={"user_id": user, "item_id": bought, "event_type": "purchase"},
+                headers=H,
+            )
             assert r.status_code == 202, r.text
             on_b, on_c = _top(b, user), _top(c, user)
             assert on_b == on_c  # same store, same bundle: the same answer everywhere
@@ -95,13 +98,15 @@ class Poster(threading.Thread):
                 batch = []
                 for _ in range(self.rng.randint(1, 5)):
                     n += 1
-                    batch.append({
-                        "event_id": f"t{self.seed}-{n}",
-                        "user_id": f"u{self.rng.randrange(300)}",
-                        "item_id": f"i{self.rng.randrange(400)}",
-                        "event_type": self.rng.choice(["view", "click", "purchase"]),
-                        "ts": f"{DAY.isoformat()}T{self.rng.randrange(24):02d}:00:00Z",
-                    })
+                    batch.append(
+                        {
+                            "event_id": f"t{self.seed}-{n}",
+                            "user_id": f"u{self.rng.randrange(300)}",
+                            "item_id": f"i{self.rng.randrange(400)}",
+                            "event_type": self.rng.choice(["view", "click", "purchase"]),
+                            "ts": f"{DAY.isoformat()}T{self.rng.randrange(24):02d}:00:00Z",
+                        }
+                    )
                 url = self.rng.choice(self.urls)
                 try:
                     r = c.post(f"{url}/v1/events", json={"events": batch}, headers=H)
@@ -133,8 +138,14 @@ def test_no_accepted_event_is_lost_when_a_replica_and_redis_die(
         redis_server.kill9()  # and the store itself (AOF, appendfsync always)
         time.sleep(0.5)
         redis_server.start()
-        servers[0] = start_server(tmp_path, "--bundle", bundles["v1"], "--live-store",
-                                  redis_server.url, port=int(servers[0].url.rsplit(":", 1)[1]))
+        servers[0] = start_server(
+            tmp_path,
+            "--bundle",
+            bundles["v1"],
+            "--live-store",
+            redis_server.url,
+            port=int(servers[0].url.rsplit(":", 1)[1]),
+        )
         time.sleep(2.0)
     finally:
         for p in posters:
@@ -152,9 +163,13 @@ def test_no_accepted_event_is_lost_when_a_replica_and_redis_die(
     compact_stream(redis_server.url, lake, DAY)
     ids = pc.unique(read_partition(lake, EVENTS, DAY).column("event_id")).to_pylist()
     rows = read_partition(lake, EVENTS, DAY).num_rows
-    counts = {"accepted": len(accepted), "in_lake": len(accepted & set(ids)),
-              "duplicates": rows - len(ids), "refused_batches": refused,
-              "broken_connections": broken}
+    counts = {
+        "accepted": len(accepted),
+        "in_lake": len(accepted & set(ids)),
+        "duplicates": rows - len(ids),
+        "refused_batches": refused,
+        "broken_connections": broken,
+    }
     print("fault test:", json.dumps(counts))
     assert counts["in_lake"] == counts["accepted"]
     assert counts["duplicates"] == 0
@@ -163,9 +178,16 @@ def test_no_accepted_event_is_lost_when_a_replica_and_redis_die(
 
 def _post_day(url: str, n: int, prefix: str, day: dt.date = DAY) -> list[str]:
     ids = [f"{prefix}-{j}" for j in range(n)]
-    events = [{"event_id": i, "user_id": f"u{j % 50}", "item_id": f"i{j % 70}",
-               "event_type": "view", "ts": f"{day.isoformat()}T10:00:00Z"}
-              for j, i in enumerate(ids)]
+    events = [
+        {
+            "event_id": i,
+            "user_id": f"u{j % 50}",
+            "item_id": f"i{j % 70}",
+            "event_type": "view",
+            "ts": f"{day.isoformat()}T10:00:00Z",
+        }
+        for j, i in enumerate(ids)
+    ]
     r = httpx.post(f"{url}/v1/events", json={"events": events}, headers=H, timeout=10)
     assert r.status_code == 202, r.text
     return ids
@@ -198,8 +220,9 @@ def test_compaction_killed_between_publish_and_ack_then_rerun(
         # pending entry waits for it)
         assert redis_server.client().xlen(STREAM) == len(later) + len(second)
         compact_stream(redis_server.url, lake, DAY + dt.timedelta(days=1))
-        assert sorted(read_partition(lake, EVENTS, DAY + dt.timedelta(days=1))
-                      .column("event_id").to_pylist()) == sorted(later)
+        assert sorted(
+            read_partition(lake, EVENTS, DAY + dt.timedelta(days=1)).column("event_id").to_pylist()
+        ) == sorted(later)
         assert redis_server.client().xlen(STREAM) == 0
     finally:
         stop_server(server)
@@ -213,8 +236,11 @@ def test_store_down_reads_fall_back_and_writes_refuse(
         with server.client() as c:
             user = "u3"
             bought = _top(c, user)[0]
-            r = c.post("/v1/events", json={"user_id": user, "item_id": bought,
-                                           "event_type": "purchase"}, headers=H)
+            r = c.post(
+                "/v1/events",
+                json={"user_id": user, "item_id": bought, "event_type": "purchase"},
+                headers=H,
+            )
             assert r.status_code == 202
             assert bought not in _top(c, user)
             redis_server.stop()
@@ -222,8 +248,11 @@ def test_store_down_reads_fall_back_and_writes_refuse(
             r = c.get(f"/v1/recommendations/{user}", params={"k": 10})
             assert r.status_code == 200 and r.json()["live_state"] == "unavailable"
             assert time.monotonic() - t0 < 2.0
-            w = c.post("/v1/events", json={"user_id": user, "item_id": "i1",
-                                           "event_type": "view"}, headers=H)
+            w = c.post(
+                "/v1/events",
+                json={"user_id": user, "item_id": "i1", "event_type": "view"},
+                headers=H,
+            )
             assert w.status_code == 503 and w.headers["retry-after"] == "1"
             assert "not stored" in w.json()["detail"]
             ready = c.get("/readyz")
@@ -264,8 +293,11 @@ def test_slow_store_never_hangs_a_request(
             r = c.get("/v1/recommendations/u1")
             read_s = time.monotonic() - t0
             t0 = time.monotonic()
-            w = c.post("/v1/events", json={"user_id": "u1", "item_id": "i1",
-                                           "event_type": "view"}, headers=H)
+            w = c.post(
+                "/v1/events",
+                json={"user_id": "u1", "item_id": "i1", "event_type": "view"},
+                headers=H,
+            )
             write_s = time.monotonic() - t0
             redis_server.resume()
         assert r.status_code == 200 and r.json()["live_state"] == "unavailable"

@@ -50,13 +50,17 @@ def test_reload_refuse_and_rollback(tmp_path: Path) -> None:
 
     try:
         with s.client() as c:
+
             def version() -> str:
                 return str(c.get("/readyz").json()["model_version"])
 
             assert version() == "v1"
             # a new user's live event must survive the swap (replayed onto the new bundle)
-            c.post("/v1/events", headers=H,
-                   json={"user_id": "walk-in", "item_id": "i3", "event_type": "purchase"})
+            c.post(
+                "/v1/events",
+                headers=H,
+                json={"user_id": "walk-in", "item_id": "i3", "event_type": "purchase"},
+            )
             t = threading.Thread(target=load)
             t.start()
             assert started.wait(20)  # the load is running on v1 before the swap
@@ -81,7 +85,7 @@ def test_reload_refuse_and_rollback(tmp_path: Path) -> None:
             assert version() == "v2"
             assert "scorer.onnx" in c.get("/v1/model").json()["last_error"]
             assert c.get("/v1/recommendations/u1").status_code == 200
-            assert "recsys_bundle_reloads_total{outcome=\"refused\"} 1.0" in c.get("/metrics").text
+            assert 'recsys_bundle_reloads_total{outcome="refused"} 1.0' in c.get("/metrics").text
 
             # rollback: the registry goes back to v2 (already active), then to v1 (in memory)
             r = c.post("/v1/admin/rollback", headers=H)

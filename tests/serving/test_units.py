@@ -67,8 +67,9 @@ def test_event_log_daily_partitions(tmp_path: object) -> None:
     log = EventLog(str(root))
 
     async def go() -> None:
-        await asyncio.gather(*(log.append([{"event_id": str(j), "user_id": "u"}])
-                               for j in range(5)))
+        await asyncio.gather(
+            *(log.append([{"event_id": str(j), "user_id": "u"}]) for j in range(5))
+        )
 
     asyncio.run(go())
     log.close()
@@ -108,8 +109,11 @@ def test_batched_scoring_equals_one_by_one(tmp_path: object, in_thread: bool) ->
     want = [engine.recommend(u, q, live.get(u, [])) for u, q in queries]
 
     async def together() -> list[dict[str, object]]:
-        return list(await asyncio.gather(
-            *(engine.recommend_async(u, q, live.get(u, [])) for u, q in queries)))
+        return list(
+            await asyncio.gather(
+                *(engine.recommend_async(u, q, live.get(u, [])) for u, q in queries)
+            )
+        )
 
     got = asyncio.run(together())
     assert engine.batcher.batches < engine.batcher.batched_requests or not in_thread
@@ -120,8 +124,10 @@ def test_batched_scoring_equals_one_by_one(tmp_path: object, in_thread: bool) ->
         assert [x["item_id"] for x in gi] == [x["item_id"] for x in wi]
         # the explanation names the same items; what they add may round differently too
         assert [{**x["because"], "contribution": None} for x in gi] == [
-            {**x["because"], "contribution": None} for x in wi]
+            {**x["because"], "contribution": None} for x in wi
+        ]
         assert [x["because"].get("contribution") or 0.0 for x in gi] == pytest.approx(
-            [x["because"].get("contribution") or 0.0 for x in wi], abs=1e-5)
+            [x["because"].get("contribution") or 0.0 for x in wi], abs=1e-5
+        )
         # a batched matmul may round differently from a single-row one
         assert [x["score"] for x in gi] == pytest.approx([x["score"] for x in wi], abs=1e-5)

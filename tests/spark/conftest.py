@@ -27,8 +27,12 @@ def airflow_db() -> None:
     import subprocess
     import sys
 
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
-                   capture_output=True, env=os.environ.copy())
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,9 @@ from pathlib import Path
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "recsys.cli", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "recsys.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_engine_option_refuses_what_it_cannot_run(
@@ -25,7 +26,14 @@ def test_engine_option_refuses_what_it_cannot_run(
     assert r.returncode == 2 and "--engine" in r.stderr
     # a lake with no events in the window: named at once, no Spark session started
     t0 = time.monotonic()
-    r = _cli("build-graph", "--lake", str(tmp_path / "empty"), "--as-of", "2026-03-10",
-             "--engine", "spark")
+    r = _cli(
+        "build-graph",
+        "--lake",
+        str(tmp_path / "empty"),
+        "--as-of",
+        "2026-03-10",
+        "--engine",
+        "spark",
+    )
     assert r.returncode == 2 and "no events partition" in r.stderr
     assert time.monotonic() - t0 < 30

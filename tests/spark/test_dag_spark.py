@@ -44,21 +44,50 @@ def test_spark_engine_dag_deploys_a_served_bundle(
     synth = f"synth --out {lake} --users 300 --items 80 --days 8 --end-date {DAY} --seed 3"
     subprocess.run([sys.executable, "-m", "recsys.cli", *synth.split()], check=True)
     train = tmp_path / "train.json"
-    train.write_text(json.dumps({"epochs": 3, "embedding_dim": 16, "eval_every": 3,
-                                 "progress": False, "tracking": {"enabled": False}}))
+    train.write_text(
+        json.dumps(
+            {
+                "epochs": 3,
+                "embedding_dim": 16,
+                "eval_every": 3,
+                "progress": False,
+                "tracking": {"enabled": False},
+            }
+        )
+    )
     port = free_port()
     cfg = tmp_path / "retrain.json"
-    cfg.write_text(json.dumps({
-        "lake": str(lake), "registry": str(registry), "train_config": str(train),
-        "event_log": str(tmp_path / "events.jsonl"),
-        "engine": "spark", "spark": {"cluster": "local", "master": "local[2]"},
-        "deploy": {"serve_url": f"http://127.0.0.1:{port}", "readiness_timeout_s": 60},
-    }))
+    cfg.write_text(
+        json.dumps(
+            {
+                "lake": str(lake),
+                "registry": str(registry),
+                "train_config": str(train),
+                "event_log": str(tmp_path / "events.jsonl"),
+                "engine": "spark",
+                "spark": {"cluster": "local", "master": "local[2]"},
+                "deploy": {"serve_url": f"http://127.0.0.1:{port}", "readiness_timeout_s": 60},
+            }
+        )
+    )
     monkeypatch.setenv("RECSYS_RETRAIN_CONFIG", str(cfg))
     server = subprocess.Popen(
-        [sys.executable, "-m", "recsys.cli", "serve", "--registry", str(registry), "--port",
-         str(port), "--event-log", str(tmp_path / "events.jsonl"), "--reload-interval", "0.2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "recsys.cli",
+            "serve",
+            "--registry",
+            str(registry),
+            "--port",
+            str(port),
+            "--event-log",
+            str(tmp_path / "events.jsonl"),
+            "--reload-interval",
+            "0.2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "RECSYS_API_KEY": "spark-e2e"},
     )
     try:

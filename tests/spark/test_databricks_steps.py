@@ -23,8 +23,14 @@ LAKE = "abfs://lake@shop.dfs.core.windows.net/recsys"
 def _payload(**dbx: Any) -> dict[str, Any]:
     cfg = RetrainConfig(lake=LAKE, graph_config="/Volumes/main/recsys/config/graph.toml")
     p = run_paths(DAY, LAKE, "./registry")
-    return build_submit_run(DatabricksJobConfig(**dbx), "build_graph", p, cfg,
-                            run_id="scheduled__2026-11-28", try_number=1)
+    return build_submit_run(
+        DatabricksJobConfig(**dbx),
+        "build_graph",
+        p,
+        cfg,
+        run_id="scheduled__2026-11-28",
+        try_number=1,
+    )
 
 
 def test_payload_runs_the_cli_with_the_spark_engine_and_passes_the_sdk_models() -> None:
@@ -45,14 +51,17 @@ def test_payload_runs_the_cli_with_the_spark_engine_and_passes_the_sdk_models() 
     assert on_cluster["existing_cluster_id"] == "0101-abc" and "new_cluster" not in on_cluster
 
 
-@pytest.mark.parametrize("break_it, says", [
-    (lambda p: p["tasks"][0].update(python_whl_task={}), "python_whl_task"),
-    (lambda p: p["tasks"][0]["python_wheel_task"].pop("package_name"), "package_name"),
-    (lambda p: p["tasks"][0]["new_cluster"].update(autoscale={"minimum": 2}), "autoscale"),
-    (lambda p: p["tasks"][0].pop("task_key"), "task.task_key"),
-    (lambda p: p.update(cluster="x"), "unknown field(s) ['cluster']"),
-    (lambda p: p["tasks"][0].update(existing_cluster_id="0101-abc"), "exactly one of"),
-])
+@pytest.mark.parametrize(
+    "break_it, says",
+    [
+        (lambda p: p["tasks"][0].update(python_whl_task={}), "python_whl_task"),
+        (lambda p: p["tasks"][0]["python_wheel_task"].pop("package_name"), "package_name"),
+        (lambda p: p["tasks"][0]["new_cluster"].update(autoscale={"minimum": 2}), "autoscale"),
+        (lambda p: p["tasks"][0].pop("task_key"), "task.task_key"),
+        (lambda p: p.update(cluster="x"), "unknown field(s) ['cluster']"),
+        (lambda p: p["tasks"][0].update(existing_cluster_id="0101-abc"), "exactly one of"),
+    ],
+)
 def test_the_sdk_models_refuse_a_broken_payload(break_it: Any, says: str) -> None:
     payload = _payload()
     break_it(payload)
@@ -94,8 +103,13 @@ class _TI:
 def _event(result: str) -> dict[str, Any]:
     from airflow.providers.databricks.hooks.databricks import RunState
 
-    return {"run_id": 42, "run_page_url": "https://adb/run/42", "errors": [],
-            "run_state": RunState("TERMINATED", result, "").to_json(), "repair_run": False}
+    return {
+        "run_id": 42,
+        "run_page_url": "https://adb/run/42",
+        "errors": [],
+        "run_state": RunState("TERMINATED", result, "").to_json(),
+        "repair_run": False,
+    }
 
 
 def test_operator_defers_on_the_provider_trigger_and_reads_the_gate_report(
@@ -109,9 +123,19 @@ def test_operator_defers_on_the_provider_trigger_and_reads_the_gate_report(
 
     lake = tmp_path / "lake"
     cfg = tmp_path / "retrain.json"
-    cfg.write_text(json.dumps({"lake": str(lake), "registry": str(tmp_path / "registry"),
-                               "engine": "spark", "spark": {"cluster": "databricks",
-                               "databricks": {"conn_id": "dbx", "poll_interval_s": 5}}}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "lake": str(lake),
+                "registry": str(tmp_path / "registry"),
+                "engine": "spark",
+                "spark": {
+                    "cluster": "databricks",
+                    "databricks": {"conn_id": "dbx", "poll_interval_s": 5},
+                },
+            }
+        )
+    )
     monkeypatch.setenv("RECSYS_RETRAIN_CONFIG", str(cfg))
     hook = _FakeHook()
     monkeypatch.setattr(DataStepOperator, "_get_hook", lambda self, caller: hook)
@@ -124,7 +148,10 @@ def test_operator_defers_on_the_provider_trigger_and_reads_the_gate_report(
     trigger = deferred.value.trigger
     assert isinstance(trigger, DatabricksExecutionTrigger)
     assert (trigger.run_id, trigger.databricks_conn_id, trigger.polling_period_seconds) == (
-        42, "dbx", 5)
+        42,
+        "dbx",
+        5,
+    )
     (sent,) = hook.submitted
     args = sent["tasks"][0]["python_wheel_task"]["parameters"]
     assert args[:2] == ["validate", "--lake"] and args[-2:] == ["--engine", "spark"]
@@ -133,8 +160,14 @@ def test_operator_defers_on_the_provider_trigger_and_reads_the_gate_report(
 
     # the run ended; the job's gate wrote its report in the lake: passed, then refused
     report = paths["validation_report"]
-    ok = Check.of("events.user_id.not_null", True, "not null", "0 of 10 rows",
-                  table="events", column="user_id")
+    ok = Check.of(
+        "events.user_id.not_null",
+        True,
+        "not null",
+        "0 of 10 rows",
+        table="events",
+        column="user_id",
+    )
     write_gate_report(report, GateReport.of("validation", [ok], day=DAY))
     back = DataStepOperator(task_id="validate", step="validate", paths=paths)
     out = back.execute_complete(context, _event("SUCCESS"))

@@ -61,24 +61,24 @@ def _bad_events(lake: Path) -> None:
     df.loc[ratings[1], "value"] = None
     df.loc[ratings[2], "value"] = float("inf")
     nan_row = ratings[3]
-    ghosts = views[40:40 + max(1, len(df) // 20)]
+    ghosts = views[40 : 40 + max(1, len(df) // 20)]
     df.loc[ghosts, "user_id"] = [f"ghost-{i}" for i in range(len(ghosts))]
-    lost = views[100:100 + max(1, len(df) // 20)]
+    lost = views[100 : 100 + max(1, len(df) // 20)]
     df.loc[lost, "item_id"] = [f"lost-{i}" for i in range(len(lost))]
-    extra = df.iloc[200:200 + max(2, len(df) // 50)].copy()
+    extra = df.iloc[200 : 200 + max(2, len(df) // 50)].copy()
     extra["event_id"] = [f"dup-{i}" for i in range(len(extra))]
     df = pd.concat([df, extra], ignore_index=True)
     schema = pa.schema([f.with_nullable(True) for f in SCHEMAS["events"]])
     values = [None if pd.isna(x) else float(x) for x in df["value"]]
     values[nan_row] = float("nan")  # a real NaN in the file, not a null
     table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
-    table = table.set_column(table.schema.get_field_index("value"), "value",
-                             pa.array(values, pa.float64()))
+    table = table.set_column(
+        table.schema.get_field_index("value"), "value", pa.array(values, pa.float64())
+    )
     write_partition(str(lake), "events", END, table)
 
 
-def _set_rows(changes: dict[str, list[tuple[int, object]]],
-              dup_key: str) -> Mutate:
+def _set_rows(changes: dict[str, list[tuple[int, object]]], dup_key: str) -> Mutate:
     def fn(df: pd.DataFrame) -> pd.DataFrame:
         for col, rows in changes.items():
             df[col] = df[col].astype(object)
@@ -98,19 +98,39 @@ def _ns_timestamps(lake: Path, table: str, day: dt.date) -> None:
     family, which Spark reads only as longs."""
     t = read_partition(str(lake), table, day)
     i = t.schema.get_field_index("ts")
-    write_partition(str(lake), table, day,
-                    t.set_column(i, "ts", t.column("ts").cast(pa.timestamp("ns", "UTC"))))
+    write_partition(
+        str(lake), table, day, t.set_column(i, "ts", t.column("ts").cast(pa.timestamp("ns", "UTC")))
+    )
 
 
 def _bad_dimensions(lake: Path) -> None:
     _ns_timestamps(lake, "events", END)
     _ns_timestamps(lake, "events", END - dt.timedelta(days=1))
-    rewrite(lake, "users", _set_rows({
-        "user_id": [(0, None), (5, "u\tnew")], "age": [(3, 5.0), (6, float("-inf"))],
-        "signup_date": [(4, FUTURE)]}, "user_id"))
-    rewrite(lake, "items", _set_rows({
-        "item_id": [(0, None), (6, "p" * 129)], "price": [(3, -5.0), (7, float("inf"))],
-        "rating": [(4, 6.5)], "created_date": [(5, FUTURE)]}, "item_id"))
+    rewrite(
+        lake,
+        "users",
+        _set_rows(
+            {
+                "user_id": [(0, None), (5, "u\tnew")],
+                "age": [(3, 5.0), (6, float("-inf"))],
+                "signup_date": [(4, FUTURE)],
+            },
+            "user_id",
+        ),
+    )
+    rewrite(
+        lake,
+        "items",
+        _set_rows(
+            {
+                "item_id": [(0, None), (6, "p" * 129)],
+                "price": [(3, -5.0), (7, float("inf"))],
+                "rating": [(4, 6.5)],
+                "created_date": [(5, FUTURE)],
+            },
+            "item_id",
+        ),
+    )
 
 
 def _drift_and_stale_catalogue(lake: Path) -> None:

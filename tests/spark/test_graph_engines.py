@@ -49,16 +49,21 @@ def _lake(root: Path) -> str:
     day = END - dt.timedelta(days=2)
     t = read_partition(lake, "events", day)
     i = t.schema.get_field_index("ts")
-    write_partition(lake, "events", day,
-                    t.set_column(i, "ts", t.column("ts").cast(pa.timestamp("ns", "UTC"))))
+    write_partition(
+        lake, "events", day, t.set_column(i, "ts", t.column("ts").cast(pa.timestamp("ns", "UTC")))
+    )
     return lake
 
 
 def _same(a: str, b: str) -> None:
     sa, sb = load_snapshot(a), load_snapshot(b)
     assert list(sa.user_ids) == list(sb.user_ids) and list(sa.item_ids) == list(sb.item_ids)
-    for x, y in ((sa.train_user, sb.train_user), (sa.train_item, sb.train_item),
-                 (sa.holdout_user, sb.holdout_user), (sa.holdout_item, sb.holdout_item)):
+    for x, y in (
+        (sa.train_user, sb.train_user),
+        (sa.train_item, sb.train_item),
+        (sa.holdout_user, sb.holdout_user),
+        (sa.holdout_item, sb.holdout_item),
+    ):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_allclose(sa.train_weight, sb.train_weight, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(sa.train_types, sb.train_types)
@@ -83,8 +88,12 @@ def _same(a: str, b: str) -> None:
 
 def test_both_engines_build_the_same_snapshots(tmp_path: Path, spark: Any) -> None:
     lake = _lake(tmp_path)
-    cfg = small_config(holdout_min_users=200, holdout_min_pairs=40, holdout_max_days=4,
-                       holdout_max_event_share=0.45)
+    cfg = small_config(
+        holdout_min_users=200,
+        holdout_min_pairs=40,
+        holdout_max_days=4,
+        holdout_max_event_share=0.45,
+    )
     outs: dict[str, list[str]] = {"local": [], "spark": []}
     for day in (END, DAY2):
         for engine in ("local", "spark"):
@@ -93,8 +102,9 @@ def test_both_engines_build_the_same_snapshots(tmp_path: Path, spark: Any) -> No
             if engine == "local":
                 out = build_snapshot(lake, day, cfg, out=str(root), report=report)
             else:
-                out = build_snapshot_spark(lake, day, cfg, out=str(root), report=report,
-                                           spark=spark)
+                out = build_snapshot_spark(
+                    lake, day, cfg, out=str(root), report=report, spark=spark
+                )
             outs[engine].append(out)
         _same(outs["local"][-1], outs["spark"][-1])
 

@@ -29,12 +29,20 @@ def test_numpy_and_spark_weigh_alike(spark: Any, saturation: str) -> None:
     age = rng.uniform(-3, 900, n)
     cfg = WeightConfig(saturation=saturation, half_life_days=17.5)  # type: ignore[arg-type]
     expected = saturate(event_weights(code, value, age, cfg, NUMPY) * 3.0, cfg, NUMPY)
-    df = spark.createDataFrame(pa.table({
-        "i": np.arange(n), "code": code.astype(np.int32), "age": age,
-        # missing stars are nulls in the lake; row 2 keeps a real NaN
-        "value": pa.array([None if np.isnan(v) and i != 2 else float(v)
-                           for i, v in enumerate(value)], pa.float64()),
-    }))
+    df = spark.createDataFrame(
+        pa.table(
+            {
+                "i": np.arange(n),
+                "code": code.astype(np.int32),
+                "age": age,
+                # missing stars are nulls in the lake; row 2 keeps a real NaN
+                "value": pa.array(
+                    [None if np.isnan(v) and i != 2 else float(v) for i, v in enumerate(value)],
+                    pa.float64(),
+                ),
+            }
+        )
+    )
     raw = event_weights(F.col("code"), F.col("value"), F.col("age"), cfg, SPARK)
     got = df.select("i", saturate(raw * 3.0, cfg, SPARK).alias("w")).orderBy("i").toArrow()
     w = got.column("w").to_numpy()

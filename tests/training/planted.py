@@ -66,8 +66,12 @@ def planted(
         itf = eye[ic] + rng.normal(0, 0.3, (n_items, n_clusters)).astype(np.float32)
     weight = rng.choice(np.array([1.0, 2.0, 4.0], dtype=np.float32), size=int(train.sum()))
     data = InteractionData(
-        n_users=n_users, n_items=n_items,
-        train_user=user[train], train_item=item[train], train_weight=weight,
-        user_features=uf, item_features=itf,
+        n_users=n_users,
+        n_items=n_items,
+        train_user=user[train],
+        train_item=item[train],
+        train_weight=weight,
+        user_features=uf,
+        item_features=itf,
     )
     return Planted(data, user[is_test], item[is_test], np.sort(cold), uc, ic)

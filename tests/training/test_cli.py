@@ -19,8 +19,22 @@ def graph(tmp_path_factory: pytest.TempPathFactory) -> str:
     root = tmp_path_factory.mktemp("shop")
     runner = CliRunner()
     lake = str(root / "lake")
-    r = runner.invoke(app, ["synth", "--out", lake, "--users", "400", "--items", "120",
-                            "--days", "4", "--end-date", "2026-11-27"])
+    r = runner.invoke(
+        app,
+        [
+            "synth",
+            "--out",
+            lake,
+            "--users",
+            "400",
+            "--items",
+            "120",
+            "--days",
+            "4",
+            "--end-date",
+            "2026-11-27",
+        ],
+    )
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["build-graph", "--lake", lake, "--as-of", "2026-11-27"])
     assert r.exit_code == 0, r.output
@@ -33,8 +47,17 @@ def test_train_publishes_a_loadable_model_linked_to_its_graph(
     monkeypatch.chdir(tmp_path)  # the default MLflow store ./mlruns lands here
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = tmp_path / "train.json"
-    cfg.write_text(json.dumps({"epochs": 8, "eval_every": 2, "embedding_dim": 16,
-                               "batch_size": 256, "progress": False}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "epochs": 8,
+                "eval_every": 2,
+                "embedding_dim": 16,
+                "batch_size": 256,
+                "progress": False,
+            }
+        )
+    )
     out = str(tmp_path / "model")
     r = CliRunner().invoke(app, ["train", "--graph", graph, "--out", out, "--config", str(cfg)])
     assert r.exit_code == 0, r.output
@@ -61,15 +84,25 @@ def test_train_publishes_a_loadable_model_linked_to_its_graph(
 
     r = CliRunner().invoke(app, ["evaluate", "--model", out, "--graph", graph, "--json"])
     assert r.exit_code == 0, r.output
-    doc = json.loads(r.output[r.output.index("{"):])
+    doc = json.loads(r.output[r.output.index("{") :])
     for name in ("gnn", "mf-bpr", "popularity"):
         assert "recall@20" in doc[name] and "ndcg@20" in doc[name], name
     assert 0.0 <= doc["gnn"]["recall@20"] <= 1.0
 
 
 def test_train_rejects_bad_device_and_missing_graph(tmp_path: Path) -> None:
-    r = CliRunner().invoke(app, ["train", "--graph", str(tmp_path / "nope"), "--out",
-                                 str(tmp_path / "m"), "--device", "tpu"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--graph",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "m"),
+            "--device",
+            "tpu",
+        ],
+    )
     assert r.exit_code != 0
 
 
@@ -80,21 +113,44 @@ def test_train_resumes_from_the_checkpoint_uri_it_is_given(graph: str, tmp_path:
     from recsys.training.data import InteractionData
     from recsys.training.loop import train
 
-    doc = {"epochs": 4, "eval_every": 2, "embedding_dim": 8, "batch_size": 256,
-           "checkpoint_every": 1, "progress": False, "tracking": {"enabled": False}}
+    doc = {
+        "epochs": 4,
+        "eval_every": 2,
+        "embedding_dim": 8,
+        "batch_size": 256,
+        "checkpoint_every": 1,
+        "progress": False,
+        "tracking": {"enabled": False},
+    }
     cfg_file = tmp_path / "train.json"
     cfg_file.write_text(json.dumps(doc))
     ck = str(tmp_path / "mount" / "model.checkpoint")
     # a started run, with another seed so that resuming from it is visible in the history
-    started = train(InteractionData.from_snapshot(load_snapshot(graph)),
-                    TrainConfig.model_validate({**doc, "seed": 1}), checkpoint_dir=ck,
-                    max_epochs=2)
+    started = train(
+        InteractionData.from_snapshot(load_snapshot(graph)),
+        TrainConfig.model_validate({**doc, "seed": 1}),
+        checkpoint_dir=ck,
+        max_epochs=2,
+    )
     out = tmp_path / "mount" / "model"
-    r = CliRunner().invoke(app, ["train", "--graph", graph, "--out", str(out), "--config",
-                                 str(cfg_file), "--checkpoint", ck])
+    r = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--graph",
+            graph,
+            "--out",
+            str(out),
+            "--config",
+            str(cfg_file),
+            "--checkpoint",
+            ck,
+        ],
+    )
     assert r.exit_code == 0, r.output
     history = json.loads((out / "history.json").read_text())
     assert len(history) == 4
-    assert history[:2] == [{k: v for k, v in row.items() if k != "elapsed_s"}
-                           for row in started.history]
+    assert history[:2] == [
+        {k: v for k, v in row.items() if k != "elapsed_s"} for row in started.history
+    ]
     assert not Path(ck).exists() and not Path(str(out) + ".checkpoint").exists()

@@ -24,24 +24,60 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     lake = str(root / "lake")
     runner = CliRunner()
     # the synthetic shop's users follow planted segment tastes: a GNN beats popularity clearly
-    r = runner.invoke(app, ["synth", "--out", lake, "--users", "1000", "--items", "150",
-                            "--days", "5", "--end-date", DAY, "--seed", "5"])
+    r = runner.invoke(
+        app,
+        [
+            "synth",
+            "--out",
+            lake,
+            "--users",
+            "1000",
+            "--items",
+            "150",
+            "--days",
+            "5",
+            "--end-date",
+            DAY,
+            "--seed",
+            "5",
+        ],
+    )
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["build-graph", "--lake", lake, "--as-of", DAY])
     assert r.exit_code == 0, r.output
     cfg = root / "train.json"
-    cfg.write_text(json.dumps({"epochs": 12, "embedding_dim": 16, "eval_every": 3,
-                               "progress": False, "tracking": {"enabled": False}}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "epochs": 12,
+                "embedding_dim": 16,
+                "eval_every": 3,
+                "progress": False,
+                "tracking": {"enabled": False},
+            }
+        )
+    )
     return {"root": root, "graph": Path(lake) / "graphs" / f"as_of={DAY}", "cfg": cfg}
 
 
 def _train(launcher: list[str], setup: dict[str, Path], name: str) -> tuple[dict[str, Any], str]:
     out = setup["root"] / name
-    cmd = [*launcher, "-m", "recsys.cli", "train", "--graph", str(setup["graph"]),
-           "--out", str(out), "--config", str(setup["cfg"])]
+    cmd = [
+        *launcher,
+        "-m",
+        "recsys.cli",
+        "train",
+        "--graph",
+        str(setup["graph"]),
+        "--out",
+        str(out),
+        "--config",
+        str(setup["cfg"]),
+    ]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env,
-                          cwd=setup["root"])
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=120, env=env, cwd=setup["root"]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     verify_artifact(str(out))
     assert not Path(str(out) + ".checkpoint").exists()
@@ -52,7 +88,8 @@ def test_torchrun_two_processes_match_one_process(setup: dict[str, Path]) -> Non
     single, _ = _train([sys.executable], setup, "single")
     ddp, log = _train(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
-        setup, "ddp",
+        setup,
+        "ddp",
     )
     # it really ran as two ranks of one gloo group, and only rank 0 published
     assert "rank 0 of 2 (gloo)" in log and "rank 1 of 2 (gloo)" in log
@@ -98,8 +135,16 @@ def test_ranks_stay_identical_replicas(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["PYTHONPATH"] = str(root)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(script), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = ((tmp_path / f"rank{r}.txt").read_text().splitlines() for r in (0, 1))

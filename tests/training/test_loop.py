@@ -20,9 +20,19 @@ def cfg(**kw: object) -> TrainConfig:
     # random init and uniform negatives: the comparisons below measure what propagation
     # adds over MF, not what the spectral start (itself a graph filter) adds
     base: dict[str, object] = dict(
-        init="normal", hard_negative_candidates=1,
-        embedding_dim=32, num_layers=2, epochs=40, batch_size=1024, negatives=4, lr=0.01,
-        eval_every=5, patience=3, val_fraction=0.1, progress=False, threads=1,
+        init="normal",
+        hard_negative_candidates=1,
+        embedding_dim=32,
+        num_layers=2,
+        epochs=40,
+        batch_size=1024,
+        negatives=4,
+        lr=0.01,
+        eval_every=5,
+        patience=3,
+        val_fraction=0.1,
+        progress=False,
+        threads=1,
         tracking=TrackingConfig(enabled=False),
     )
     base.update(kw)
@@ -30,8 +40,15 @@ def cfg(**kw: object) -> TrainConfig:
 
 
 def test_recall(p: Planted, ue: torch.Tensor, ie: torch.Tensor) -> float:
-    ev = RankingEvaluator(p.data.train_user, p.data.train_item, p.test_user, p.test_item,
-                          p.data.n_users, p.data.n_items, ks=(10,))
+    ev = RankingEvaluator(
+        p.data.train_user,
+        p.data.train_item,
+        p.test_user,
+        p.test_item,
+        p.data.n_users,
+        p.data.n_items,
+        ks=(10,),
+    )
     return ev.evaluate(ue, ie)["recall@10"]
 
 
@@ -114,8 +131,10 @@ def test_same_seed_same_metrics_on_cpu() -> None:
     assert strip == [{k: v for k, v in r.items() if k != "elapsed_s"} for r in b.history]
     for k, v in a.model.state_dict().items():
         assert torch.equal(v, b.model.state_dict()[k]), k
-    other = train(p.data, cfg(epochs=6, eval_every=2, hard_negative_candidates=2,
-                              items_per_hard_candidate=1, seed=1))
+    other = train(
+        p.data,
+        cfg(epochs=6, eval_every=2, hard_negative_candidates=2, items_per_hard_candidate=1, seed=1),
+    )
     assert other.history[-1]["loss"] != a.history[-1]["loss"]
 
 
@@ -154,8 +173,17 @@ def test_checkpoint_resume_equals_uninterrupted_run(tmp_path: object) -> None:
 @pytest.mark.parametrize("candidates", [1, 4])
 def test_sampled_mode_learns_the_clusters(candidates: int) -> None:
     p = planted(n_users=400, n_items=240, per_user=8, seed=5)
-    gnn = final(p, cfg(mode="sampled", fanouts=[8, 4], sampled_batch_size=512, epochs=20,
-                       hard_negative_candidates=candidates, items_per_hard_candidate=1))
+    gnn = final(
+        p,
+        cfg(
+            mode="sampled",
+            fanouts=[8, 4],
+            sampled_batch_size=512,
+            epochs=20,
+            hard_negative_candidates=candidates,
+            items_per_hard_candidate=1,
+        ),
+    )
     assert gnn > 1.5 * popularity_recall(p)
 
 
@@ -199,15 +227,23 @@ def test_hardest_candidates_picks_the_top_scored_candidate_of_each_slot() -> Non
 # every loss, with a setting that suits it: the planted signal must come through each
 LOSSES: dict[str, dict[str, object]] = {
     "bpr": {},
-    "softmax-uniform-dot": dict(loss="softmax", init_std=0.01, cosine=False, temperature=1.0,
-                                softmax_sampler="uniform"),
-    "softmax-in-batch-logq-dot": dict(loss="softmax", init_std=0.01, cosine=False,
-                                      temperature=1.0, logq_correction=True),
-    "softmax-uniform-cosine": dict(loss="softmax", init_std=0.01, softmax_sampler="uniform",
-                                   temperature=0.05),
-    "softmax-adaptive-temperature": dict(loss="softmax", init_std=0.01, cosine=False,
-                                         temperature=1.0, softmax_sampler="uniform",
-                                         temperature_mode="adaptive"),
+    "softmax-uniform-dot": dict(
+        loss="softmax", init_std=0.01, cosine=False, temperature=1.0, softmax_sampler="uniform"
+    ),
+    "softmax-in-batch-logq-dot": dict(
+        loss="softmax", init_std=0.01, cosine=False, temperature=1.0, logq_correction=True
+    ),
+    "softmax-uniform-cosine": dict(
+        loss="softmax", init_std=0.01, softmax_sampler="uniform", temperature=0.05
+    ),
+    "softmax-adaptive-temperature": dict(
+        loss="softmax",
+        init_std=0.01,
+        cosine=False,
+        temperature=1.0,
+        softmax_sampler="uniform",
+        temperature_mode="adaptive",
+    ),
 }
 
 
@@ -238,14 +274,22 @@ def test_validation_pairs_join_training_for_the_last_epochs_while_improving() ->
     assert folded.extra["folded_validation"]
     assert folded.best_epoch == 6 and folded.epochs_run == 6  # the final model is the result
     assert [r["epoch"] for r in folded.history if "val_recall@20" in r] == [2, 4]
-    assert folded.best_val == {k[4:]: v for k, v in folded.history[3].items()
-                               if k.startswith("val_")}
+    assert folded.best_val == {
+        k[4:]: v for k, v in folded.history[3].items() if k.startswith("val_")
+    }
     plain = train(p.data, cfg(epochs=6, eval_every=2, lr=0.002))
     assert not plain.extra["folded_validation"]
     # the folded epochs trained on the validation pairs: the model ranks them higher
     split = split_validation(p.data, c.val_fraction, c.seed)
-    held = RankingEvaluator(split.train.train_user, split.train.train_item, split.val_user,
-                            split.val_item, p.data.n_users, p.data.n_items, ks=(20,))
+    held = RankingEvaluator(
+        split.train.train_user,
+        split.train.train_item,
+        split.val_user,
+        split.val_item,
+        p.data.n_users,
+        p.data.n_items,
+        ks=(20,),
+    )
     adj = adjacency_for(p.data, c)
 
     def recall(model: torch.nn.Module) -> float:
@@ -259,13 +303,15 @@ def test_validation_pairs_join_training_for_the_last_epochs_while_improving() ->
 def test_no_fold_once_validation_stops_improving() -> None:
     p = planted(n_users=200, n_items=120, seed=6)
     # a high learning rate overfits within a few epochs: the best checkpoint is not the last one
-    c = cfg(epochs=30, eval_every=1, patience=100, lr=0.05, val_fraction=0.3,
-            fold_validation_epochs=10)
+    c = cfg(
+        epochs=30, eval_every=1, patience=100, lr=0.05, val_fraction=0.3, fold_validation_epochs=10
+    )
     result = train(p.data, c)
     assert not result.extra["folded_validation"]
     assert result.stopped_early and result.epochs_run == 20
     assert result.best_epoch < 20 and result.best_val["recall@20"] == max(
-        r["val_recall@20"] for r in result.history if "val_recall@20" in r)
+        r["val_recall@20"] for r in result.history if "val_recall@20" in r
+    )
 
 
 def test_time_budget_stops_at_the_first_epoch_past_it() -> None:
@@ -279,8 +325,14 @@ def test_resume_equals_uninterrupted_run_with_adaptive_temperatures_and_a_fold(
     tmp_path: object,
 ) -> None:
     p = planted(n_users=200, n_items=120, features=True, seed=4)
-    c = cfg(**LOSSES["softmax-adaptive-temperature"], epochs=6, eval_every=2, lr=0.002,
-            fold_validation_epochs=2, checkpoint_every=1)
+    c = cfg(
+        **LOSSES["softmax-adaptive-temperature"],
+        epochs=6,
+        eval_every=2,
+        lr=0.002,
+        fold_validation_epochs=2,
+        checkpoint_every=1,
+    )
     whole = train(p.data, c)
     assert whole.extra["folded_validation"]
     folder = str(tmp_path)

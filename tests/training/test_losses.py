@@ -19,8 +19,9 @@ def _t(*shape: int, seed: int = 0) -> torch.Tensor:
 
 def test_bpr_is_the_mean_pairwise_softplus() -> None:
     pos, neg = _t(5), _t(5, 3, seed=1)
-    expect = np.mean([[math.log1p(math.exp(float(neg[b, j] - pos[b]))) for j in range(3)]
-                      for b in range(5)])
+    expect = np.mean(
+        [[math.log1p(math.exp(float(neg[b, j] - pos[b]))) for j in range(3)] for b in range(5)]
+    )
     assert float(losses.bpr(pos, neg)) == pytest.approx(expect, rel=1e-12)
 
 
@@ -62,8 +63,9 @@ def test_info_nce_is_cross_entropy_of_cosine_logits() -> None:
 
 def test_lambert_w_matches_scipy() -> None:
     x = np.concatenate([[-0.3678, -0.36, -0.3, -0.1, 0.0], np.geomspace(1e-6, 1e6, 60)])
-    np.testing.assert_allclose(losses.lambert_w(x), scipy.special.lambertw(x).real,
-                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        losses.lambert_w(x), scipy.special.lambertw(x).real, rtol=1e-9, atol=1e-9
+    )
     assert losses.lambert_w(np.array([-1 / math.e]))[0] == pytest.approx(-1.0, abs=1e-6)
     with pytest.raises(ValueError):
         losses.lambert_w(np.array([-0.5]))
@@ -77,8 +79,9 @@ def test_adaptive_temperature() -> None:
     # tau_u = tau * exp(W(x_u)), x_u = clamp((l_u - mean) / spread, -1/e): increasing in the loss
     x = (loss[seen] - mean) / 5.0
     inside = x > -1 / math.e
-    np.testing.assert_allclose(tau[seen][inside],
-                               0.1 * np.exp(scipy.special.lambertw(x[inside]).real), rtol=1e-9)
+    np.testing.assert_allclose(
+        tau[seen][inside], 0.1 * np.exp(scipy.special.lambertw(x[inside]).real), rtol=1e-9
+    )
     np.testing.assert_allclose(tau[seen][~inside], 0.1 / math.e, rtol=1e-6)
     assert tau[3] == 0.1  # not seen yet: the base temperature
     assert tau[5] == pytest.approx(0.1 / math.e)  # the floor

@@ -36,10 +36,12 @@ def test_negative_sampler_never_returns_a_positive() -> None:
 
 def test_negative_sampler_is_uniform_over_the_complement() -> None:
     g = torch.Generator().manual_seed(1)
-    ns = NegativeSampler(torch.zeros(5, dtype=torch.long), torch.tensor([0, 2, 4, 6, 8]), 1, 10,
-                         rounds=0)  # rounds=0: everything colliding goes through the complement map
-    counts = torch.bincount(ns.sample(torch.zeros(20000, dtype=torch.long), 1, g).flatten(),
-                            minlength=10)
+    ns = NegativeSampler(
+        torch.zeros(5, dtype=torch.long), torch.tensor([0, 2, 4, 6, 8]), 1, 10, rounds=0
+    )  # rounds=0: everything colliding goes through the complement map
+    counts = torch.bincount(
+        ns.sample(torch.zeros(20000, dtype=torch.long), 1, g).flatten(), minlength=10
+    )
     assert counts[[0, 2, 4, 6, 8]].sum() == 0
     free = counts[[1, 3, 5, 7, 9]].double() / 20000
     assert torch.allclose(free, torch.full((5,), 0.2, dtype=torch.float64), atol=0.02)
@@ -59,8 +61,11 @@ def test_positive_sampler_follows_edge_weights() -> None:
 
 def _graph() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
-    return (rng.integers(0, 60, 500), rng.integers(0, 40, 500),
-            rng.uniform(0.5, 2, 500).astype(np.float32))
+    return (
+        rng.integers(0, 60, 500),
+        rng.integers(0, 40, 500),
+        rng.uniform(0.5, 2, 500).astype(np.float32),
+    )
 
 
 def test_neighbor_sampler_returns_only_true_neighbours() -> None:
@@ -121,8 +126,9 @@ def test_validation_split_is_carved_from_train_and_disjoint() -> None:
     i = rng.integers(0, 80, u.size)
     data = InteractionData(50, 80, u, i, np.ones(u.size, np.float32))
     split = split_validation(data, 0.2, seed=3)
-    train_pairs = set(zip(split.train.train_user.tolist(), split.train.train_item.tolist(),
-                          strict=True))
+    train_pairs = set(
+        zip(split.train.train_user.tolist(), split.train.train_item.tolist(), strict=True)
+    )
     val_pairs = list(zip(split.val_user.tolist(), split.val_item.tolist(), strict=True))
     assert val_pairs and not train_pairs & set(val_pairs)
     assert split.train.n_interactions + 0 < data.n_interactions

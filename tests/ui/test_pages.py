@@ -19,8 +19,7 @@ from recsys.serving import registry as reg
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("store")
-    bundle = make_bundle(str(root / "b1"), "v1", seed=1, n_users=80, n_items=60,
-                         edges_per_user=6)
+    bundle = make_bundle(str(root / "b1"), "v1", seed=1, n_users=80, n_items=60, edges_per_user=6)
     srv = start_server(root, "--bundle", bundle)
     yield srv
     stop_server(srv)
@@ -28,7 +27,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def shown(page: Page, testid: str = "rec-card") -> list[str]:
     return page.locator(f"[data-testid={testid}]").evaluate_all(
-        "cards => cards.map(c => c.dataset.item)")
+        "cards => cards.map(c => c.dataset.item)"
+    )
 
 
 def answer(srv: Server, user: str, **params: str) -> dict:
@@ -48,7 +48,8 @@ def test_buy_on_the_first_card_changes_the_list(
     want = answer(store, "u3", k="10", exclude_seen="all")
     assert before == [it["item_id"] for it in want["items"]]  # the page shows the real answer
     assert page.locator("[data-testid=rec-card] .because").all_inner_texts() == [
-        it["because"]["reason"] for it in want["items"]]
+        it["because"]["reason"] for it in want["items"]
+    ]
     expect(page.locator("#rec-source")).to_have_text("history")
     bought = before[0]
     buy = page.locator(f"[data-testid=rec-card][data-item='{bought}'] button[data-action=purchase]")
@@ -90,14 +91,14 @@ def test_a_new_visitor_gets_feature_based_recommendations(
     visitor = page.locator("#visitor-id").inner_text()
     assert visitor.startswith("visitor-")
     got = shown(page)
-    want = answer(store, visitor, k="10", exclude_seen="all", **{"f.country": "FR",
-                                                                 "f.age": "30"})
+    want = answer(store, visitor, k="10", exclude_seen="all", **{"f.country": "FR", "f.age": "30"})
     assert want["source"] == "features" and got == [it["item_id"] for it in want["items"]]
     popular = answer(store, visitor, k="10")
     assert popular["source"] == "global_popularity"
     assert got != [it["item_id"] for it in popular["items"]]
     assert set(page.locator("[data-testid=rec-card] .because").all_inner_texts()) == {
-        "because it matches your profile"}
+        "because it matches your profile"
+    }
     screenshot(page, "storefront-new-visitor.png")
     # a click folds into the visitor's next answer: history and features together
     page.fill("#api-key", API_KEY)
@@ -124,7 +125,8 @@ def test_ops_view_shows_the_model_and_rolls_back(
         health = httpx.get(f"{srv.url}/v1/ops/health").json()
         assert health["answers"] == 3
         expect(page.locator("[data-metric=coverage] .tile-value")).to_have_text(
-            f"{100 * health['catalog_coverage']:.1f}%")
+            f"{100 * health['catalog_coverage']:.1f}%"
+        )
         expect(page.locator("#lineage [data-step=bundle]")).to_contain_text("verified")
         screenshot(page, "ops-before-rollback.png")
 

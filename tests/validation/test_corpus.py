@@ -230,8 +230,10 @@ def test_stale_dimension_table_fails_naming_it(
     cfg.write_text(json.dumps({"data_docs": False, "max_dimension_age_days": {"items": 1}}))
     res = run_cli("validate", "--lake", str(lake), "--date", END.isoformat(), "--config", str(cfg))
     assert res.code == 1, res.err
-    assert ("items.dt: latest partition at most 1 day(s) older than 2026-11-27 (observed latest "
-            "partition dt=2026-11-25: 2 day(s) old)") in res.err
+    assert (
+        "items.dt: latest partition at most 1 day(s) older than 2026-11-27 (observed latest "
+        "partition dt=2026-11-25: 2 day(s) old)"
+    ) in res.err
     doc = json.loads((Path(default_report_uri(str(lake), END)) / "report.json").read_text())
     failed = {c["name"] for c in doc["checks"] if c["status"] == "failed"}
     assert failed == {"items.dt.freshness"}

@@ -25,8 +25,14 @@ def test_good_lake_passes_with_report_and_data_docs(
     assert doc["gate"] == "validation" and doc["decision"] == "passed"
     assert doc["day"] == END.isoformat()
     names = {c["name"] for c in doc["checks"]}
-    assert {"events.user_id.not_null", "events.*.volume", "events.event_type.mix_drift",
-            "events.user_id.length", "items.price.finite", "users.dt.freshness"} <= names
+    assert {
+        "events.user_id.not_null",
+        "events.*.volume",
+        "events.event_type.mix_drift",
+        "events.user_id.length",
+        "items.price.finite",
+        "users.dt.freshness",
+    } <= names
     for check in doc["checks"]:
         assert set(check) >= {"name", "table", "column", "rule", "observed", "status"}
     index = report / "data_docs" / "index.html"

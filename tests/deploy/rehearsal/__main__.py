@@ -59,8 +59,11 @@ def main() -> int:
         env = dict(pod_spec.env)
         env["PATH"] = env["PATH"].replace("/opt/venv", str(Path(args.venv).resolve()))
         pod_spec = replace(pod_spec, env=env)
-    print(json.dumps({"command": pod_spec.command, "uid": pod_spec.uid,
-                      "writable": list(pod_spec.writable)}))
+    print(
+        json.dumps(
+            {"command": pod_spec.command, "uid": pod_spec.uid, "writable": list(pod_spec.writable)}
+        )
+    )
     net = Network()
     here = Path(__file__).resolve().parents[3]
     pod = Pod("manual", pod_spec, net, Path("/tmp"), needed=[Path(sys.base_prefix), here])
@@ -77,8 +80,15 @@ def main() -> int:
     finally:
         pod.delete()
         net.close()
-    print(json.dumps({"terminated_in_s": pod.events.terminated_in_s,
-                      "sigkilled": pod.events.sigkilled, "exit_codes": pod.events.exit_codes}))
+    print(
+        json.dumps(
+            {
+                "terminated_in_s": pod.events.terminated_in_s,
+                "sigkilled": pod.events.sigkilled,
+                "exit_codes": pod.events.exit_codes,
+            }
+        )
+    )
     return 0 if pod.ready else 1
 
 

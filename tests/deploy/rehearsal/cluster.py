@@ -61,9 +61,11 @@ class LoadBalancer:
             "  retry-on conn-failure empty-response response-timeout\n"
             f"  server-template pod 1-{self.SLOTS} 127.0.0.1:9 disabled\n"
         )
-        self.proc = subprocess.Popen(["haproxy", "-f", str(workdir / "haproxy.cfg"), "-db"],
-                                     stdout=(workdir / "haproxy.log").open("wb"),
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            ["haproxy", "-f", str(workdir / "haproxy.cfg"), "-db"],
+            stdout=(workdir / "haproxy.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
         for _ in range(100):
             if self.sock.exists():
                 break
@@ -142,9 +144,15 @@ class Deployment:
 
     def _create(self, spec: DeploymentSpec) -> Pod:
         self._n += 1
-        pod = Pod(f"{spec.name[:20]}-{spec.pod.template_hash[:5]}-{self._n}", spec.pod, self.net,
-                  self.log_dir, baked=self.pod_files(spec.pod), needed=self.needed,
-                  on_ready=self.lb.set_ready)
+        pod = Pod(
+            f"{spec.name[:20]}-{spec.pod.template_hash[:5]}-{self._n}",
+            spec.pod,
+            self.net,
+            self.log_dir,
+            baked=self.pod_files(spec.pod),
+            needed=self.needed,
+            on_ready=self.lb.set_ready,
+        )
         self.pods.append((spec.pod.template_hash, pod))
         self.all_pods.append(pod)
         return pod.start()
@@ -156,8 +164,11 @@ class Deployment:
         self.terminating.append(t)
 
     def _available(self, pod: Pod, min_ready_s: float) -> bool:
-        return pod.ready and pod.events.ready_at is not None and (
-            time.monotonic() - pod.events.ready_at >= min_ready_s)
+        return (
+            pod.ready
+            and pod.events.ready_at is not None
+            and (time.monotonic() - pod.events.ready_at >= min_ready_s)
+        )
 
     def apply(self, spec: DeploymentSpec, timeout_s: float) -> RolloutReport:
         """Roll to ``spec`` as the RollingUpdate strategy does; raise TimeoutError when the
@@ -182,7 +193,8 @@ class Deployment:
                 raise TimeoutError(
                     f"rollout to {want} not complete after {timeout_s:.0f}s: "
                     f"{len(new)} new pod(s), {sum(p.ready for p in new)} ready; "
-                    f"{len(old)} old pod(s) still serving")
+                    f"{len(old)} old pod(s) still serving"
+                )
             # scale up: never more than replicas + maxSurge pods (terminating ones excluded)
             while len(new) < spec.replicas and len(new) + len(old) < spec.replicas + spec.max_surge:
                 report.created.append(self._create(spec).name)

@@ -98,9 +98,7 @@ def _mountpoints() -> list[str]:
     return out
 
 
-def container_script(
-    spec: PodSpec, baked: dict[str, Path], needed: list[Path], stage: Path
-) -> str:
+def container_script(spec: PodSpec, baked: dict[str, Path], needed: list[Path], stage: Path) -> str:
     """The shell (run as root in fresh namespaces) that builds the container's filesystem
     view and execs the rendered command as the rendered user.
 
@@ -111,16 +109,27 @@ def container_script(
     an empty tmpfs as in an image, or under one of the chart's emptyDir paths (a checkout
     under ``/tmp``)."""
     q = shlex.quote
-    lines = ["set -e", "mount --make-rprivate /",
-             f"mount -t tmpfs -o mode=0700 tmpfs {q(str(stage))}"]
+    lines = [
+        "set -e",
+        "mount --make-rprivate /",
+        f"mount -t tmpfs -o mode=0700 tmpfs {q(str(stage))}",
+    ]
     for i, path in enumerate(needed):
-        lines += [f"mkdir {q(str(stage / str(i)))}",
-                  f"mount --bind {q(str(path))} {q(str(stage / str(i)))}"]
-    masked = sorted({
-        blocked[0] for path in needed
-        if (blocked := [a for a in reversed(path.parents)
-                        if a != Path("/") and not _traversable(a)])
-    })
+        lines += [
+            f"mkdir {q(str(stage / str(i)))}",
+            f"mount --bind {q(str(path))} {q(str(stage / str(i)))}",
+        ]
+    masked = sorted(
+        {
+            blocked[0]
+            for path in needed
+            if (
+                blocked := [
+                    a for a in reversed(path.parents) if a != Path("/") and not _traversable(a)
+                ]
+            )
+        }
+    )
     for top in masked:
         lines.append(f"mount -t tmpfs -o mode=0755,size=1m tmpfs {q(str(top))}")
         lines += [f"mkdir -p {q(str(p))}" for p in needed if top in p.parents]
@@ -134,9 +143,11 @@ def container_script(
     hiders = [*masked, *(Path(mp) for mp in spec.writable)]
     for i, path in enumerate(needed):
         if any(h == path or h in path.parents for h in hiders):
-            lines += [f"mkdir -p {q(str(path))} 2>/dev/null || true",
-                      f"mount --bind {q(str(stage / str(i)))} {q(str(path))}",
-                      f"mount -o remount,bind,ro {q(str(path))}"]
+            lines += [
+                f"mkdir -p {q(str(path))} 2>/dev/null || true",
+                f"mount --bind {q(str(stage / str(i)))} {q(str(path))}",
+                f"mount -o remount,bind,ro {q(str(path))}",
+            ]
     wd = q(spec.workdir)
     lines.append(f"mount -t tmpfs -o mode=0755,size=1m tmpfs {wd}")
     for target, src in baked.items():
@@ -222,9 +233,22 @@ class Pod:
         script = container_script(self.spec, self.baked, self.needed, self._stage)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.netns, "unshare", "--mount", "--propagation",
-             "private", "/bin/sh", "-c", script],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.netns,
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "/bin/sh",
+                "-c",
+                script,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.events.started_at = time.monotonic()
 
@@ -335,9 +359,11 @@ class Pod:
         deadline = t0 + s.grace_s
         if s.pre_stop and not self._exited():
             with contextlib.suppress(subprocess.TimeoutExpired):
-                subprocess.run(["ip", "netns", "exec", self.netns, *s.pre_stop],
-                               timeout=max(deadline - time.monotonic(), 0.1),
-                               capture_output=True)
+                subprocess.run(
+                    ["ip", "netns", "exec", self.netns, *s.pre_stop],
+                    timeout=max(deadline - time.monotonic(), 0.1),
+                    capture_output=True,
+                )
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

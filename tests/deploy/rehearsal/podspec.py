@@ -148,8 +148,9 @@ def read_image(path: Path = DOCKERFILE) -> Image:
         elif word == "ENV":
             for token in shlex.split(rest):
                 key, _, value = token.partition("=")
-                env[key] = re.sub(r"\$(\w+)|\$\{(\w+)\}",
-                                  lambda m: env.get(m.group(1) or m.group(2), ""), value)
+                env[key] = re.sub(
+                    r"\$(\w+)|\$\{(\w+)\}", lambda m: env.get(m.group(1) or m.group(2), ""), value
+                )
     return Image(entrypoint, cmd, workdir, user, env, exposed)
 
 
@@ -223,7 +224,8 @@ def deployment_spec(
         if "emptyDir" in vol and not m.get("readOnly"):
             writable[m["mountPath"]] = _quantity((vol["emptyDir"] or {}).get("sizeLimit"))
     command = (c.get("command") or image.entrypoint) + (
-        c.get("args") if "args" in c else ([] if c.get("command") else image.cmd))
+        c.get("args") if "args" in c else ([] if c.get("command") else image.cmd)
+    )
     pre = (((c.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}).get("command")
     template = json.dumps(spec["template"], sort_keys=True)
     strategy = spec.get("strategy", {}).get("rollingUpdate", {})
