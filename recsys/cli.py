@@ -342,6 +342,15 @@ def train(
         str | None,
         typer.Option("--checkpoint", help="Resumable checkpoint URI (default: <out>.checkpoint)"),
     ] = None,
+    init_from: Annotated[
+        str | None,
+        typer.Option(
+            "--init-from",
+            help="Warm start from this model artifact (production's): its layer 0 for known "
+            "users and products, the warm schedule; cold, with the reason recorded, when it "
+            "cannot apply",
+        ),
+    ] = None,
 ) -> None:
     """Train the GNN (feature-aware LightGCN, BPR) on a graph snapshot; resumes if interrupted.
 
@@ -356,7 +365,9 @@ def train(
 
     if device not in {"cpu", "cuda"} and not device.startswith("cuda:"):
         raise InputError(f"--device must be cpu or cuda, got {device!r}")
-    summary = train_on_snapshot(graph, out, load_config(config, TrainConfig), device, checkpoint)
+    summary = train_on_snapshot(
+        graph, out, load_config(config, TrainConfig), device, checkpoint, init_from
+    )
     typer.echo(json.dumps(summary, indent=2, default=float))
 
 

@@ -169,6 +169,13 @@ class RetrainConfig(BaseModel):
     export_config: str | None = None
     train_device: str = "cpu"
     """``--device`` of local training: ``cpu`` or ``cuda``."""
+    train_budget_s: float | None = Field(default=None, gt=0)
+    """Training time budget of a run (``max_train_seconds`` of the training config): the loop
+    keeps the best validation checkpoint within it. ``None``: the config's own."""
+    warm_start: bool = True
+    """Local training starts from the latest model run of an earlier day (in a daily
+    pipeline, production's: ``recsys train --init-from``; cold, with the reason in the model's
+    report, when there is none or it cannot apply)."""
     evaluation: Literal["gate", "full"] = "gate"
     """What ``recsys evaluate`` scores for the model gate, per holdout user: ``gate``: the
     candidate, popularity and the production bundle (one forward pass each); ``full``: also

@@ -24,11 +24,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recsys.artifacts import InputRef, manifest_sha256
+from recsys.artifacts import InputRef, manifest_sha256, read_manifest
 from recsys.errors import GateFailed, GateUndecided, InputError, RecsysError
 from recsys.logs import get_logger
 from recsys.orchestration.config import CONFIG_ENV, RetrainConfig, load_retrain_config
-from recsys.orchestration.paths import RunPaths, as_dict, day_of, from_dict, run_paths
+from recsys.orchestration.paths import (
+    MODELS_DIR,
+    RunPaths,
+    as_dict,
+    day_of,
+    from_dict,
+    run_paths,
+)
 
 if TYPE_CHECKING:
     from recsys.orchestration.databricks_job import Step
@@ -222,12 +229,19 @@ def read_train_config(path: str | None) -> dict[str, Any]:
     return dict(json.loads(text))
 
 
-def _train_config_file(base: str | None, epochs: int | None, tmp: Path) -> str | None:
-    """The training config file, with the UI's epochs override merged in when given."""
-    if epochs is None:
+def _train_config_file(
+    base: str | None, epochs: int | None, tmp: Path, budget_s: float | None = None
+) -> str | None:
+    """The training config file, with the UI's epochs override and the run's time budget
+    merged in when given."""
+    if epochs is None and budget_s is None:
         return base
     data = read_train_config(base)
-    data["epochs"] = int(epochs)
+    if epochs is not None:
+        data["epochs"] = int(epochs)
+        data["warm_epochs"] = int(epochs)
+    if budget_s is not None:
+        data["max_train_seconds"] = float(budget_s)
     out = tmp / "train.json"
     out.write_text(json.dumps(data), encoding="utf-8")
     return str(out)
@@ -239,8 +253,9 @@ def train_local(
     """Train on this machine (CPU or its GPU): ``recsys train``."""
     cfg = config or load_retrain_config()
     p = from_dict(paths_d)
+    init = previous_model(p.lake, p.day) if cfg.warm_start else None
     with tempfile.TemporaryDirectory(prefix="recsys-train-") as tmp:
-        cfg_file = _train_config_file(cfg.train_config, epochs, Path(tmp))
+        cfg_file = _train_config_file(cfg.train_config, epochs, Path(tmp), cfg.train_budget_s)
         run_cli(
             [
                 "train",
@@ -251,9 +266,38 @@ def train_local(
                 "--device",
                 cfg.train_device,
                 *_config_arg(cfg_file),
+                *(["--init-from", init] if init else []),
             ]
         )
-    return {"model": p.model, "sha256": manifest_sha256(p.model)}
+    from recsys.training.artifact import read_metrics
+
+    start = read_metrics(p.model).get("start", {"mode": "cold"})
+    return {"model": p.model, "sha256": manifest_sha256(p.model), "start": start}
+
+
+def previous_model(lake: str, day: dt.date) -> str | None:
+    """The model to warm-start the run of ``day`` from: the latest model run of an earlier
+    day in the lake (in a daily pipeline, the one production serves). Chosen by day, not by
+    what serves now, so a rerun of ``day`` starts from the same model (same bytes out) and a
+    backfill never learns from a later day."""
+    import re
+
+    from recsys.storage import exists, get_fs, join
+
+    root = join(lake, MODELS_DIR)
+    fs, path = get_fs(root)
+    if not fs.exists(path):
+        return None
+    days = []
+    for entry in fs.ls(path, detail=False):
+        m = re.fullmatch(r"as_of=(\d{4}-\d{2}-\d{2})", entry.rstrip("/").rsplit("/", 1)[-1])
+        if m and dt.date.fromisoformat(m.group(1)) < day:
+            days.append(m.group(1))
+    for d in sorted(days, reverse=True):
+        uri = join(root, f"as_of={d}")
+        if exists(join(uri, "manifest.json")):
+            return uri
+    return None
 
 
 def production_bundle(registry: str) -> str | None:
@@ -312,7 +356,6 @@ def evaluate(
 def production_train_end(bundle: str) -> dt.date | None:
     """The last day the production model trained on: the day before its graph's holdout
     (from the bundle's lineage), or None when the lineage does not say."""
-    from recsys.artifacts import read_manifest
 
     try:
         graph = read_manifest(bundle).inputs.get("graph")

@@ -156,6 +156,11 @@ class TrainConfig(BaseModel):
     validating there; the cosine schedule then runs over this budget (or over ``epochs`` if
     those end first; single-process only). For time-matched comparisons (benchmarks);
     ``None``: no limit."""
+    warm_epochs: int = Field(4, ge=1)
+    """Epochs of a warm start (``recsys train --init-from``): production's parameters are
+    close already, so the schedule is short (:func:`recsys.training.warm.warm_config`)."""
+    warm_lr_scale: float = Field(0.5, gt=0, le=1)
+    """A warm start's peak learning rate, as a share of ``lr``."""
     checkpoint_every: int = Field(3, ge=1)
     """Save a resumable checkpoint every this many epochs (when a folder is given)."""
     progress: bool = True

@@ -52,6 +52,7 @@ from recsys.training.evaluator import RankingEvaluator
 from recsys.training.init import spectral_embeddings
 from recsys.training.sampling import NegativeSampler, NeighborSampler, PositiveSampler
 from recsys.training.tracking import Tracker
+from recsys.training.warm import WarmStart
 
 log = get_logger(__name__)
 
@@ -477,8 +478,17 @@ class TrainState:
         self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
 
-def init_state(data: InteractionData, cfg: TrainConfig, device: torch.device) -> TrainState:
-    model = build_model(data, cfg).to(device)
+def init_state(
+    data: InteractionData, cfg: TrainConfig, device: torch.device, warm: WarmStart | None = None
+) -> TrainState:
+    model = build_model(data, cfg)
+    if warm is not None and warm.applied:
+        with torch.no_grad():
+            missing = set(warm.state) - set(model.state_dict())
+            if missing:
+                raise ValueError(f"warm start parameters unknown to the model: {sorted(missing)}")
+            model.load_state_dict(warm.state, strict=False)
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
@@ -674,6 +684,7 @@ def train(
     on_eval: OnEval | None = None,
     max_epochs: int | None = None,
     dist: Distributed | None = None,
+    warm: WarmStart | None = None,
 ) -> TrainResult:
     """Train a :class:`FeatureLightGCN` on ``data``; see the module docstring.
 
@@ -686,6 +697,9 @@ def train(
     rank of a data-parallel job: it trains on its slice of every batch and the
     gradients are averaged over the ranks; only rank 0 validates (and decides
     early stopping for all), keeps the best state and writes checkpoints.
+
+    ``warm`` (:func:`recsys.training.warm.plan_warm_start`) starts from production's layer 0
+    instead of a fresh initialisation; ``cfg`` is then the warm schedule.
     """
     cfg = cfg or TrainConfig()
     ctx = dist or Distributed()
@@ -709,7 +723,7 @@ def train(
     )
     mode = resolve_mode(cfg, split.train.n_interactions)
     graph = TrainingGraph.build(split.train, cfg, mode, dev)
-    state = init_state(split.train, cfg, dev)
+    state = init_state(split.train, cfg, dev, warm)
     cfg_json = cfg.model_dump_json()
     if checkpoint_dir and resume:
         restore_state(state, checkpoint_dir, cfg_json, dev)

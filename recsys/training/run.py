@@ -23,6 +23,7 @@ from recsys.training.ddp import Distributed, init_distributed, shutdown
 from recsys.training.evaluator import RankingEvaluator
 from recsys.training.loop import adjacency_for, train
 from recsys.training.tracking import start_tracking
+from recsys.training.warm import WarmStart, cold, plan_warm_start, warm_config
 
 log = get_logger(__name__)
 
@@ -102,8 +103,13 @@ def train_on_snapshot(
     cfg: TrainConfig,
     device: str = "cpu",
     checkpoint_uri: str | None = None,
+    init_from: str | None = None,
 ) -> dict[str, Any]:
     """Train on a graph snapshot and publish the model artifact at ``out_uri``.
+
+    ``init_from`` (a model artifact, production's) warm-starts training with the warm
+    schedule (:mod:`recsys.training.warm`); when it cannot apply, training starts cold and
+    the model's manifest and report say why.
 
     Under ``torchrun`` this is one rank of a data-parallel job
     (:mod:`recsys.training.ddp`): every rank trains, rank 0 alone evaluates,
@@ -113,13 +119,19 @@ def train_on_snapshot(
     ctx = init_distributed(device)
     try:
         ckpt = checkpoint_uri or out_uri.rstrip("/") + ".checkpoint"
-        if ctx.is_main:
-            summary = _train_and_publish(graph_uri, out_uri, cfg, ctx.device(device), ckpt, ctx)
-        else:
-            from recsys.graph.snapshot import load_snapshot
+        from recsys.graph.snapshot import load_snapshot
 
-            data = InteractionData.from_snapshot(load_snapshot(graph_uri))
-            train(data, cfg, device=ctx.device(device), checkpoint_dir=ckpt, dist=ctx)
+        snapshot = load_snapshot(graph_uri)
+        warm = plan_warm_start(init_from, snapshot, cfg) if init_from else cold("no --init-from")
+        if warm.applied:
+            cfg = warm_config(cfg)
+        if ctx.is_main:
+            summary = _train_and_publish(
+                snapshot, graph_uri, out_uri, cfg, ctx.device(device), ckpt, ctx, warm
+            )
+        else:
+            data = InteractionData.from_snapshot(snapshot)
+            train(data, cfg, device=ctx.device(device), checkpoint_dir=ckpt, dist=ctx, warm=warm)
             summary = {"uri": out_uri, "rank": ctx.rank}
         ctx.barrier()  # the job ends when rank 0 has published
         return summary
@@ -128,18 +140,25 @@ def train_on_snapshot(
 
 
 def _train_and_publish(
-    graph_uri: str, out_uri: str, cfg: TrainConfig, device: str, ckpt: str, ctx: Distributed
+    snapshot: Any,
+    graph_uri: str,
+    out_uri: str,
+    cfg: TrainConfig,
+    device: str,
+    ckpt: str,
+    ctx: Distributed,
+    warm: WarmStart,
 ) -> dict[str, Any]:
     from recsys.evaluation.report import render_model_report
-    from recsys.graph.snapshot import load_snapshot
 
-    snapshot = load_snapshot(graph_uri)
     data = InteractionData.from_snapshot(snapshot)
     with start_tracking(cfg.tracking, run_name=f"train {Path(out_uri).name}") as tracker:
         tracker.set_tags(
             {"graph_uri": graph_uri, "out_uri": out_uri, "world_size": str(ctx.world_size)}
         )
-        result = train(data, cfg, device=device, checkpoint_dir=ckpt, tracker=tracker, dist=ctx)
+        result = train(
+            data, cfg, device=device, checkpoint_dir=ckpt, tracker=tracker, dist=ctx, warm=warm
+        )
         evaluator = holdout_evaluator(snapshot)
         holdout = model_metrics(result.model, data, cfg, evaluator)
         baselines = baseline_metrics(snapshot, evaluator, ("popularity",))
@@ -162,6 +181,7 @@ def _train_and_publish(
             "holdout": holdout,
             "holdout_users": int(evaluator.users.size),
             "baselines": baselines,
+            "start": warm.record(),
         }
         tracker.log_metrics({f"holdout_{k}": v for k, v in holdout.items()}, step=result.epochs_run)
         report = render_model_report(
@@ -175,6 +195,12 @@ def _train_and_publish(
                 "selection": f"best validation {cfg.select_metric} at epoch {result.best_epoch} "
                 f"of {result.epochs_run}",
                 "holdout": "snapshot holdout, full ranking, train items masked",
+                "start": (
+                    f"warm from {warm.source} ({warm.users_known} users, {warm.items_known} "
+                    f"products carried over; {cfg.epochs} epochs at lr {cfg.lr:g})"
+                    if warm.applied
+                    else f"cold ({warm.reason})"
+                ),
             },
         )
         sha = write_model_artifact(
@@ -185,7 +211,7 @@ def _train_and_publish(
             history,
             metrics,
             report,
-            info={"best_epoch": result.best_epoch, "mode": result.mode},
+            info={"best_epoch": result.best_epoch, "mode": result.mode, "start": warm.record()},
         )
         if cfg.tracking.enabled:
             with tempfile.TemporaryDirectory() as tmp:
