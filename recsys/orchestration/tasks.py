@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -254,6 +255,7 @@ def train_local(
     cfg = config or load_retrain_config()
     p = from_dict(paths_d)
     init = previous_model(p.lake, p.day) if cfg.warm_start else None
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="recsys-train-") as tmp:
         cfg_file = _train_config_file(cfg.train_config, epochs, Path(tmp), cfg.train_budget_s)
         run_cli(
@@ -271,8 +273,17 @@ def train_local(
         )
     from recsys.training.artifact import read_metrics
 
-    start = read_metrics(p.model).get("start", {"mode": "cold"})
-    return {"model": p.model, "sha256": manifest_sha256(p.model), "start": start}
+    metrics = read_metrics(p.model)
+    # the run's record (XCom): how it started, how far it got and in how long; wall time
+    # stays out of the artifact (its bytes are a function of graph, config and seed)
+    return {
+        "model": p.model,
+        "sha256": manifest_sha256(p.model),
+        "start": metrics.get("start", {"mode": "cold"}),
+        "epochs_run": metrics.get("epochs_run"),
+        "budget_s": cfg.train_budget_s,
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
 
 
 def previous_model(lake: str, day: dt.date) -> str | None:

@@ -195,6 +195,11 @@ def _train_and_publish(
                 "selection": f"best validation {cfg.select_metric} at epoch {result.best_epoch} "
                 f"of {result.epochs_run}",
                 "holdout": "snapshot holdout, full ranking, train items masked",
+                "time budget": (
+                    f"{cfg.max_train_seconds:g} s (the best validation checkpoint within it)"
+                    if cfg.max_train_seconds is not None
+                    else "none"
+                ),
                 "start": (
                     f"warm from {warm.source} ({warm.users_known} users, {warm.items_known} "
                     f"products carried over; {cfg.epochs} epochs at lr {cfg.lr:g})"
