@@ -20,12 +20,13 @@ demo-replicas: setup
 	@DEMO_REPLICAS=2 DEMO_LIVE_STORE=redis bash scripts/demo.sh
 
 # lint, types, the layering contracts (pyproject's [tool.importlinter]), then the suite
+# (scripts/test.sh: two shards side by side, then the rehearsal alone; RECSYS_TEST_SERIAL=1: one process)
 test: setup
 	$(VENV)/bin/ruff check recsys dags plugins tests benchmarks
 	$(VENV)/bin/ruff format --check recsys dags plugins tests benchmarks
 	$(VENV)/bin/mypy recsys
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q
+	@bash scripts/test.sh
 
 lint: setup
 	$(VENV)/bin/ruff check recsys dags plugins tests benchmarks
