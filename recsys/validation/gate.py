@@ -12,12 +12,10 @@ even when checks fail, because the report is what a person reads. Then it raises
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -34,33 +32,12 @@ from recsys.data.schema import EVENTS, ITEMS, KEYS, USERS
 from recsys.errors import GateFailed, InputError
 from recsys.logs import get_logger
 from recsys.reports import VALIDATION, Check, report_uri, write_gate_report
-from recsys.storage import get_fs, join, sha256_file
+from recsys.storage import join
 from recsys.validation import cross
 from recsys.validation.config import ValidationConfig
+from recsys.validation.partition import Engine, Partition, content_hash
 from recsys.validation.results import GateResult
 from recsys.validation.schema_check import check_schema
-
-
-class Engine(Protocol):
-    """Where the gate reads partitions and computes its figures (:class:`LocalEngine`,
-    :class:`recsys.validation.spark_gate.SparkEngine`); the checks are the same."""
-
-    name: str
-    gx_source: str
-    """The GX data source the suites run through: ``pandas`` or ``spark``."""
-
-    def load(self, lake: str, table: str, day: dt.date) -> _Part: ...
-    def frame(self, part: _Part) -> Any: ...
-    def table(self, df: pd.DataFrame) -> Any: ...
-    def unknown_ids(
-        self, ev: _Part, col: str, dim: _Part, tol: float, cfg: ValidationConfig
-    ) -> cross.Metric: ...
-    def duplicate_rate(self, ev: _Part, cfg: ValidationConfig) -> cross.Metric: ...
-    def history(self, lake: str, day: dt.date, cfg: ValidationConfig) -> cross.History: ...
-    def mix_drift(
-        self, ev: _Part, hist: cross.History, cfg: ValidationConfig
-    ) -> cross.Metric | Check: ...
-
 
 if TYPE_CHECKING:
     # great-expectations takes seconds to import: only once the inputs have been read,
@@ -79,24 +56,6 @@ def default_report_uri(lake: str, day: dt.date) -> str:
     return report_uri(lake, VALIDATION, day)
 
 
-@dataclass
-class _Part:
-    """One partition as read: its table, the day it is from, and which columns are usable."""
-
-    table: str
-    day: dt.date
-    data: pa.Table | None
-    """The rows (local engine); the Spark engine keeps them in ``frame``."""
-    files: list[str]
-    usable: set[str]
-    sha256: str
-    """Content hash of the partition's files (the manifest's input hash)."""
-    schema: pa.Schema
-    rows: int
-    frame: Any = None
-    """The rows as a Spark DataFrame (Spark engine)."""
-
-
 def _load(lake: str, table: str, day: dt.date) -> tuple[pa.Table, list[str]]:
     files = partition_files(lake, table, day)  # InputError when missing or without files
     data = read_partition(lake, table, day)  # InputError naming a corrupt file
@@ -111,26 +70,26 @@ class LocalEngine:
     name = "local"
     gx_source = "pandas"
 
-    def load(self, lake: str, table: str, day: dt.date) -> _Part:
+    def load(self, lake: str, table: str, day: dt.date) -> Partition:
         data, files = _load(lake, table, day)
-        return _Part(
-            table, day, data, files, set(), _content_hash(files), data.schema, data.num_rows
+        return Partition(
+            table, day, data, files, set(), content_hash(files), data.schema, data.num_rows
         )
 
-    def frame(self, part: _Part) -> Any:
+    def frame(self, part: Partition) -> Any:
         return _to_pandas(part) if part.usable else pd.DataFrame()
 
     def table(self, df: pd.DataFrame) -> Any:
         return df
 
     def unknown_ids(
-        self, ev: _Part, col: str, dim: _Part, tol: float, cfg: ValidationConfig
+        self, ev: Partition, col: str, dim: Partition, tol: float, cfg: ValidationConfig
     ) -> cross.Metric:
         assert ev.data is not None and dim.data is not None
         known = dim.data.column(col).combine_chunks()
         return cross.unknown_ids(ev.data, col, known, dim.table, dim.day, tol, cfg)
 
-    def duplicate_rate(self, ev: _Part, cfg: ValidationConfig) -> cross.Metric:
+    def duplicate_rate(self, ev: Partition, cfg: ValidationConfig) -> cross.Metric:
         assert ev.data is not None
         return cross.duplicate_rate(ev.data, cfg)
 
@@ -138,7 +97,7 @@ class LocalEngine:
         return cross.read_history(lake, day, cfg)
 
     def mix_drift(
-        self, ev: _Part, hist: cross.History, cfg: ValidationConfig
+        self, ev: Partition, hist: cross.History, cfg: ValidationConfig
     ) -> cross.Metric | Check:
         assert ev.data is not None
         return cross.mix_drift(ev.data.column("event_type"), hist, cfg)
@@ -162,7 +121,7 @@ def _skipped(spec: Spec, missing: set[str]) -> Check:
     )  # fmt: skip
 
 
-def _to_pandas(part: _Part) -> pd.DataFrame:
+def _to_pandas(part: Partition) -> pd.DataFrame:
     """The usable columns as pandas, repeated strings (ids, event types) as categoricals.
 
     Conditional checks filter the whole frame; on category codes that is much
@@ -183,7 +142,7 @@ def _to_pandas(part: _Part) -> pd.DataFrame:
     return pa.table(cols).to_pandas()
 
 
-def _run_table(gx_run: GxRunner, engine: Engine, part: _Part, specs: list[Spec]) -> list[Check]:
+def _run_table(gx_run: GxRunner, engine: Engine, part: Partition, specs: list[Spec]) -> list[Check]:
     runnable = [s for s in specs if set(s.needs) <= part.usable]
     df = engine.frame(part)
     ran = {c.name: c for c in gx_run.run(part.table, df, runnable, "gx", part.sha256)}
@@ -193,7 +152,7 @@ def _run_table(gx_run: GxRunner, engine: Engine, part: _Part, specs: list[Spec])
 
 
 def _cross_checks(
-    gx_run: GxRunner, engine: Engine, lake: str, ev: _Part, users: _Part, items: _Part,
+    gx_run: GxRunner, engine: Engine, lake: str, ev: Partition, users: Partition, items: Partition,
     cfg: ValidationConfig,
 ) -> list[Check]:  # fmt: skip
     from recsys.validation.suites import metric_spec
@@ -240,22 +199,8 @@ def _cross_skip(name: str, column: str, rule: str) -> Check:
     )  # fmt: skip
 
 
-def _content_hash(files: list[str], digests: dict[str, str] | None = None) -> str:
-    """The partition's content hash from its files' sha256 (``digests`` when an engine
-    computed them already)."""
-    h = hashlib.sha256()
-    for uri in files:
-        if digests is not None:
-            digest = digests[uri]
-        else:
-            fs, path = get_fs(uri)
-            digest = sha256_file(fs, path)
-        h.update(f"{uri.rsplit('/', 1)[-1]}:{digest}\n".encode())
-    return h.hexdigest()
-
-
 def _publish(
-    uri: str, result: GateResult, parts: list[_Part], docs: Path | None, cfg: ValidationConfig
+    uri: str, result: GateResult, parts: list[Partition], docs: Path | None, cfg: ValidationConfig
 ) -> None:
     config = cfg.model_dump(mode="json")
     write_gate_report(
@@ -323,7 +268,7 @@ def run_gate(
     else:
         raise InputError(f"--engine {engine!r}: expected local or spark")
     steps = _Stages(day)
-    parts: list[_Part] = []
+    parts: list[Partition] = []
     checks: list[Check] = []
     for table, part_day in (
         (EVENTS, day),

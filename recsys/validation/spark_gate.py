@@ -32,7 +32,7 @@ from recsys.reports import Check
 from recsys.spark import file_hashes, get_spark, parquet_schema, read_parquet, spark_path
 from recsys.validation import cross
 from recsys.validation.config import ValidationConfig
-from recsys.validation.gate import _content_hash, _Part
+from recsys.validation.partition import Partition, content_hash
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -58,7 +58,7 @@ class SparkEngine:
             self._spark = get_spark()
         return self._spark
 
-    def load(self, lake: str, table: str, day: dt.date) -> _Part:
+    def load(self, lake: str, table: str, day: dt.date) -> Partition:
         from pyspark.sql import functions as F
 
         files = partition_files(lake, table, day)
@@ -66,16 +66,16 @@ class SparkEngine:
         if rows == 0:
             raise InputError(f"{', '.join(files)}: empty {table} partition (0 rows)")
         spark_path(lake)  # a lake Spark cannot read is said before Spark starts
-        sha = _content_hash(files, file_hashes(self.spark, files))
+        sha = content_hash(files, file_hashes(self.spark, files))
         order = {spark_path(u).rsplit("/", 1)[-1]: i for i, u in enumerate(files)}
         df = read_parquet(self.spark, files, schema)
         rank = F.create_map(*[x for name, i in order.items() for x in (F.lit(name), F.lit(i))])
         df = df.withColumn(_FILE, rank[F.col("_metadata.file_name")]).withColumn(
             _ROW, F.col("_metadata.row_index")
         )
-        return _Part(table, day, None, files, set(), sha, schema, rows, frame=df)
+        return Partition(table, day, None, files, set(), sha, schema, rows, frame=df)
 
-    def frame(self, part: _Part) -> Any:
+    def frame(self, part: Partition) -> Any:
         """The usable columns for GX; NaN read as null in floating-point columns."""
         from pyspark.sql import functions as F
 
@@ -91,7 +91,7 @@ class SparkEngine:
         return self.spark.createDataFrame(df)
 
     def unknown_ids(
-        self, ev: _Part, col: str, dim: _Part, tol: float, cfg: ValidationConfig
+        self, ev: Partition, col: str, dim: Partition, tol: float, cfg: ValidationConfig
     ) -> cross.Metric:
         from pyspark.sql import functions as F
 
@@ -114,7 +114,7 @@ class SparkEngine:
         total = int(counts["total"]) if counts is not None else 0
         return cross.unknown_ids_metric(col, dim.table, dim.day, tol, n_unknown, total, examples)
 
-    def duplicate_rate(self, ev: _Part, cfg: ValidationConfig) -> cross.Metric:
+    def duplicate_rate(self, ev: Partition, cfg: ValidationConfig) -> cross.Metric:
         from pyspark.sql import functions as F
 
         keys = list(cross.DUP_KEY)
@@ -157,7 +157,7 @@ class SparkEngine:
         return cross.History(days, rows, mix)
 
     def mix_drift(
-        self, ev: _Part, hist: cross.History, cfg: ValidationConfig
+        self, ev: Partition, hist: cross.History, cfg: ValidationConfig
     ) -> cross.Metric | Check:
         from pyspark.sql import functions as F
 
