@@ -288,9 +288,9 @@ def train_local(
 
 def previous_model(lake: str, day: dt.date) -> str | None:
     """The model to warm-start the run of ``day`` from: the latest model run of an earlier
-    day in the lake (in a daily pipeline, the one production serves). Chosen by day, not by
-    what serves now, so a rerun of ``day`` starts from the same model (same bytes out) and a
-    backfill never learns from a later day."""
+    day in the lake that its model gate did not refuse (in a daily pipeline, the one
+    production serves). Chosen by day, not by what serves now, so a rerun of ``day`` starts
+    from the same model (same bytes out) and a backfill never learns from a later day."""
     import re
 
     from recsys.storage import exists, get_fs, join
@@ -304,10 +304,20 @@ def previous_model(lake: str, day: dt.date) -> str | None:
         m = re.fullmatch(r"as_of=(\d{4}-\d{2}-\d{2})", entry.rstrip("/").rsplit("/", 1)[-1])
         if m and dt.date.fromisoformat(m.group(1)) < day:
             days.append(m.group(1))
+    from recsys.reports import MODEL, read_gate_report, report_uri
+
     for d in sorted(days, reverse=True):
         uri = join(root, f"as_of={d}")
-        if exists(join(uri, "manifest.json")):
-            return uri
+        if not exists(join(uri, "manifest.json")):
+            continue
+        try:
+            gate = read_gate_report(report_uri(lake, MODEL, dt.date.fromisoformat(d)))
+        except InputError:
+            return uri  # no gate report (gate not run that day): nothing refused it
+        if gate.decision == "failed":
+            log.info("warm start: skipping the model of %s (its model gate failed)", d)
+            continue
+        return uri
     return None
 
 

@@ -146,3 +146,14 @@ def test_the_dag_warm_starts_from_the_latest_earlier_day(tmp_path: Path) -> None
     # the day before, never the day itself (reruns start alike) nor a later one (backfills)
     assert previous_model(lake, DAY2) == f"{lake}/models/as_of={DAY1}"
     assert previous_model(lake, DAY2 + dt.timedelta(days=2)) == f"{lake}/models/as_of={DAY2}"
+    # a model its gate refused is passed over; an undecided one is not
+    from recsys.reports import MODEL, Check, GateReport, report_uri, write_gate_report
+
+    def gate(day: dt.date, status: str) -> None:
+        check = Check(name="beats_popularity", status=status, rule="r", observed="o")
+        write_gate_report(report_uri(lake, MODEL, day), GateReport.of("model", [check]))
+
+    gate(DAY1, "failed")
+    gate(DAY2, "undecided")
+    assert previous_model(lake, DAY2) == f"{lake}/models/as_of={DAY1 - dt.timedelta(days=1)}"
+    assert previous_model(lake, DAY2 + dt.timedelta(days=2)) == f"{lake}/models/as_of={DAY2}"
