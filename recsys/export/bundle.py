@@ -20,6 +20,7 @@ they are loaded with ``allow_pickle=False``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ from recsys.artifacts import (
     verify_artifact,
     write_artifact,
 )
-from recsys.data.schema import EVENT_TYPES, RATING_MAX
+from recsys.data.schema import EVENT_TYPES, RATING_MAX, RATING_MIN
 from recsys.errors import InputError
 from recsys.graph.config import WeightConfig
 from recsys.graph.weights import saturate
@@ -86,9 +87,13 @@ class WeightRules(WeightConfig):
         return cls.model_validate(cfg.model_dump())
 
     def event_weight(self, event_type: str, value: float | None) -> float:
+        """An event's raw weight at age 0: :func:`recsys.graph.weights.event_weights` for one
+        event (stars clipped to the rating range, a missing or non-finite value counting
+        ``rating_default``), in plain floats: it runs per live event on the request path."""
         w = self.type_weights[event_type]
         if event_type == "rating":
-            w *= (value if value is not None else self.rating_default) / RATING_MAX
+            stars = value if value is not None and math.isfinite(value) else self.rating_default
+            w *= min(max(stars, RATING_MIN), RATING_MAX) / RATING_MAX
         return float(w)
 
     def saturate(self, raw: float) -> float:

@@ -38,7 +38,9 @@ def test_serving_rules_are_the_graph_config() -> None:
         saturation="hyperbolic", saturation_c=5.0, rating_default=4.0,
     )  # fmt: skip
     rules = WeightRules.from_config(cfg)
-    events = [("view", None), ("rating", None), ("purchase", None), ("rating", 2.0)]
+    # ratings outside the star range and a NaN: clipped / defaulted as the graph does
+    events = [("view", None), ("rating", None), ("purchase", None), ("rating", 2.0),
+              ("rating", 9.0), ("rating", -3.0), ("rating", math.nan)]  # fmt: skip
     w = 0.0
     for i, (kind, value) in enumerate(events, start=1):
         w = rules.add_event(w, kind, value)
