@@ -152,10 +152,11 @@ class TrainConfig(BaseModel):
     blend_power: float = 0.5
     """The filter's item columns are ``V S^power`` (top singular vectors and values of R~)."""
     max_train_seconds: float | None = Field(None, gt=0)
-    """Stop after the first epoch that ends past this much training time (validation included),
-    validating there; the cosine schedule then runs over this budget (or over ``epochs`` if
-    those end first; single-process only). For time-matched comparisons (benchmarks);
-    ``None``: no limit."""
+    """Training time budget (validation included): training stops, validating there, after
+    the last epoch that another one (at the run's mean epoch time) would not fit after; the
+    cosine schedule runs over this budget (or over ``epochs`` if those end first;
+    single-process only). The DAG's ``train_budget_s`` sets it; time-matched comparisons
+    (benchmarks) too. ``None``: no limit."""
     warm_epochs: int = Field(4, ge=1)
     """Epochs of a warm start (``recsys train --init-from``): production's parameters are
     close already, so the schedule is short (:func:`recsys.training.warm.warm_config`)."""

@@ -785,12 +785,16 @@ def train(
         initial=state.epoch,
         total=last_epoch,
     )
+    first_epoch, started_at = state.epoch, elapsed()
     for epoch in bar:
         state.epoch = epoch
         row = train_epoch(state, graph, plan)
         state.epoch = epoch + 1
-        # the schedule's end (not a max_epochs pause), or the time budget spent
-        out_of_time = cfg.max_train_seconds is not None and elapsed() >= cfg.max_train_seconds
+        # the schedule's end (not a max_epochs pause), or the time budget: stop when another
+        # epoch (at this run's mean epoch time, validation included) would end past it
+        out_of_time = cfg.max_train_seconds is not None and (
+            elapsed() + (elapsed() - started_at) / (epoch + 1 - first_epoch) > cfg.max_train_seconds
+        )
         out_of_time = ctx.broadcast_flag(out_of_time, dev)
         done = epoch + 1 == cfg.epochs or out_of_time
         at_fold = epoch + 1 == fold_at and not out_of_time

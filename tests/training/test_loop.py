@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import types
 
 import numpy as np
 import pytest
@@ -319,6 +320,26 @@ def test_time_budget_stops_at_the_first_epoch_past_it() -> None:
     result = train(p.data, cfg(epochs=50, eval_every=10, max_train_seconds=1e-3))
     assert result.epochs_run == 1 and result.stopped_early
     assert "val_recall@20" in result.history[0]  # validated at the stop
+
+
+def test_time_budget_is_not_overrun_by_the_last_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import recsys.training.loop as loop
+
+    # a clock that moves 1 s per epoch and stands still otherwise: no timing in the test
+    now = [0.0]
+    real_epoch = loop.train_epoch
+
+    def one_second_epochs(*args: object, **kw: object) -> dict[str, float]:
+        now[0] += 1.0
+        return real_epoch(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(loop, "train_epoch", one_second_epochs)
+    p = planted(n_users=200, n_items=120, seed=3)
+    result = train(p.data, cfg(epochs=50, eval_every=1, max_train_seconds=3.5))
+    # a fourth epoch would end at 4 s, past the budget: stop after the third, validated
+    assert result.stopped_early and result.epochs_run == 3
+    assert result.train_seconds == 3.0 and "val_recall@20" in result.history[-1]
 
 
 def test_resume_equals_uninterrupted_run_with_adaptive_temperatures_and_a_fold(
