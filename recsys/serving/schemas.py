@@ -8,7 +8,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from recsys.data.schema import EVENT_TYPES, RATING_MAX, RATING_MIN
+from recsys.data.schema import EVENT_TYPES, ID_CONTROL_CHARS, ID_MAX_LEN, RATING_MAX, RATING_MIN
 
 
 class ServeConfig(BaseModel):
@@ -72,19 +72,28 @@ EventType = Literal["view", "click", "add_to_cart", "purchase", "rating"]
 assert set(get_args(EventType)) == set(EVENT_TYPES)
 
 _EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_CONTROL = re.compile(ID_CONTROL_CHARS)
 
 
 class Event(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str = Field(min_length=1, max_length=128)
-    item_id: str = Field(min_length=1, max_length=128)
+    user_id: str = Field(min_length=1, max_length=ID_MAX_LEN)
+    item_id: str = Field(min_length=1, max_length=ID_MAX_LEN)
     event_type: EventType
     ts: datetime | None = None
     value: float | None = None
     event_id: str | None = None
     """Client-chosen id (letters, digits, ``._:-``): a retry with the same id after a failed
     or timed-out POST reaches the lake once. The server makes one when absent."""
+
+    @field_validator("user_id", "item_id")
+    @classmethod
+    def _printable_id(cls, v: str) -> str:
+        # the data gate's rule for the lake's ids: an event accepted here must pass it
+        if _CONTROL.search(v):
+            raise ValueError("ids may not hold control characters")
+        return v
 
     @field_validator("value")
     @classmethod

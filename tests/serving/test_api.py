@@ -251,6 +251,10 @@ def test_auth_and_input_bounds(server: Server) -> None:
             == 422
         )
         assert c.post("/v1/events", headers=H, json={**ev, "user_id": "u" * 500}).status_code == 422
+        # an id the data gate would refuse in the lake is refused here, naming the rule
+        for bad in ({"user_id": "u\x001"}, {"item_id": "i\n1"}, {"item_id": "i\x851"}):
+            r = c.post("/v1/events", headers=H, json={**ev, **bad})
+            assert r.status_code == 422 and "control characters" in r.text
         r = c.post("/v1/events", headers=H, json={"events": [ev] * 1001})
         assert r.status_code == 413
         assert c.post("/v1/events", headers=H, content=b"{not json").status_code == 422
