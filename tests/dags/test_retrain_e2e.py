@@ -26,18 +26,12 @@ from typing import Any
 import pytest
 from airflow_sandbox import dag_states
 
+from tests.conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 DAY = dt.date(2026, 11, 27)
 API_KEY = "e2e-key"
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +41,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, airflow_db: None) -> Iterator[
     lake, registry = base / "lake", base / "registry"
     synth = f"synth --out {lake} --users 300 --items 80 --days 8 --end-date {DAY} --seed 3"
     subprocess.run([sys.executable, "-m", "recsys.cli", *synth.split()], check=True)
-    port = _free_port()
+    port = free_port()
     train_cfg = base / "train.json"
     train_cfg.write_text(
         json.dumps(

@@ -32,6 +32,8 @@ from rehearsal.cluster import Deployment, LoadBalancer, Release
 from rehearsal.podrun import Network, Pod
 from rehearsal.podspec import DeploymentSpec, deployment_spec, read_image, render
 
+from tests.conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(sys.executable).parent.parent
 API_KEY = "rehearsal-key"
@@ -44,14 +46,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Lake:
     """Bundles where the pods read them (the lake): readable by uid 10001."""
@@ -59,20 +53,10 @@ class Lake:
     root: Path
 
     def bundle(self, version: str, seed: int, broken: bool = False) -> str:
-        from recsys.export.bundle import BundleMeta, write_bundle
-        from recsys.export.synthetic import synthetic_tables
+        from srv_helpers import make_bundle
 
-        t = synthetic_tables(seed=seed)
-        meta = BundleMeta(
-            version=version,
-            num_layers=t.num_layers,
-            embedding_dim=t.item_final.shape[1],
-            num_users=len(t.user_ids),
-            num_items=len(t.item_ids),
-            segment_feature="country",
-        )
         path = self.root / version
-        write_bundle(t, str(path), meta)
+        make_bundle(str(path), version, seed)
         if broken:  # a bundle whose checksum check fails: the server refuses to serve it
             (path / "item_final.npy").write_bytes(b"not the exported table")
         return str(path)
@@ -119,7 +103,7 @@ def spec_of(v: dict[str, Any]) -> DeploymentSpec:
 @pytest.fixture()
 def cluster(tmp_path: Path) -> Iterator[tuple[Network, LoadBalancer, Deployment]]:
     net = Network()
-    lb = LoadBalancer(tmp_path / "lb", _free_port())
+    lb = LoadBalancer(tmp_path / "lb", free_port())
     dep = Deployment(
         net, lb, tmp_path, pod_files=lambda _: {}, needed=[Path(sys.base_prefix), ROOT]
     )
@@ -339,7 +323,7 @@ def redis_for_pods(
 ) -> Iterator[tuple[str, int]]:
     """A real redis-server on the node's bridge address, with a password (the Secret)."""
     net = cluster[0]
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             "redis-server",

@@ -170,19 +170,11 @@ def test_cli_gate_failure_is_read_from_its_report(tmp_path: Path) -> None:
     cfg = tmp_path / "graph.json"
     cfg.write_text(json.dumps({"gate": {"min_edges": 10**9}}))
     report = str(tmp_path / "graph-report")
+    build = ["build-graph", "--lake", str(lake), "--as-of", DAY.isoformat()]
+    build += ["--config", str(cfg), "--report", report]
     with pytest.raises(GateFailed) as failed:
         tasks.run_cli(
-            [
-                "build-graph",
-                "--lake",
-                str(lake),
-                "--as-of",
-                DAY.isoformat(),
-                "--config",
-                str(cfg),
-                "--report",
-                report,
-            ],
+            build,
             report=report,
         )
     assert failed.value.gate == "graph" and failed.value.report == report
@@ -197,17 +189,7 @@ def test_cli_gate_failure_is_read_from_its_report(tmp_path: Path) -> None:
     write_gate_report(stale, GateReport.of("graph", []))
     with pytest.raises(GateFailed, match="wrote no gate report"):
         tasks.run_cli(
-            [
-                "build-graph",
-                "--lake",
-                str(lake),
-                "--as-of",
-                DAY.isoformat(),
-                "--config",
-                str(cfg),
-                "--report",
-                report,
-            ],
+            build,
             report=stale,
         )
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from srv_helpers import free_port
+
+from tests.conftest import free_port
 
 
 def redis_binary() -> str:

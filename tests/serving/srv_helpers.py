@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import httpx
 from recsys.artifacts import InputRef
 from recsys.export.bundle import BundleMeta, write_bundle
 from recsys.export.synthetic import synthetic_tables
+from tests.conftest import free_port
 
 API_KEY = "test-key-123"
 
@@ -39,12 +39,6 @@ def make_bundle(
     )
     write_bundle(t, uri, meta, inputs=inputs)
     return uri
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -12,27 +12,12 @@ from typing import Any
 import pytest
 
 # tests/ is on sys.path (rootdir conftest); importing sets Airflow's environment up first
-from airflow_sandbox import pytest_unconfigure
+from airflow_sandbox import airflow_db, pytest_unconfigure
 
 from tests.graph.conftest import lake, make_lake
 from tests.validation.conftest import synth_lake
 
 __all__ = ["airflow_db", "lake", "make_lake", "pytest_unconfigure", "spark", "synth_lake"]
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    """The throw-away Airflow metadata DB, migrated once (as tests/dags has it)."""
-    import os
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        check=True,
-        capture_output=True,
-        env=os.environ.copy(),
-    )
 
 
 @pytest.fixture(scope="session")
