@@ -11,7 +11,8 @@ production's own.
 
 A warm start that cannot apply (another embedding size or depth, another feature width, a
 blended production model, its graph gone) says why and training starts cold; the reason is
-recorded in the model's manifest and report.
+recorded in the model's manifest and report. A source that is not a model at all is an
+input error (exit 2), before any training.
 """
 
 from __future__ import annotations
@@ -81,8 +82,12 @@ def plan_warm_start(source: str, snapshot: Any, cfg: TrainConfig) -> WarmStart:
 
     try:
         prev = load_model(source)
-    except (InputError, OSError, KeyError) as exc:
-        return cold(f"cannot read the model: {exc}", source)
+    except (OSError, KeyError) as exc:
+        # asked for by name: a path that is not a model is the caller's mistake, not a
+        # reason to spend a cold run's time
+        raise InputError(f"--init-from {source}: not a readable model artifact ({exc})") from None
+    except InputError as exc:
+        raise InputError(f"--init-from: {exc}") from None
     m = prev.model
     fu = int(snapshot.user_features.shape[1])
     fi = int(snapshot.item_features.shape[1])

@@ -157,3 +157,20 @@ def test_the_dag_warm_starts_from_the_latest_earlier_day(tmp_path: Path) -> None
     gate(DAY2, "undecided")
     assert previous_model(lake, DAY2) == f"{lake}/models/as_of={DAY1 - dt.timedelta(days=1)}"
     assert previous_model(lake, DAY2 + dt.timedelta(days=2)) == f"{lake}/models/as_of={DAY2}"
+
+
+def test_init_from_a_path_that_is_not_a_model_is_refused_before_training(
+    shop: dict[str, str], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "model"
+    for bad in (str(tmp_path / "typo"), shop["g1"]):  # missing; an artifact, not a model
+        r = subprocess.run(
+            [sys.executable, "-m", "recsys.cli", "train", "--graph", shop["g1"],
+             "--out", str(out), "--init-from", bad],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert r.returncode == 2 and "--init-from" in r.stderr and bad in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and not out.exists()
