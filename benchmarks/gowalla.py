@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from recsys.config import load_config
-from recsys.data.lightgcn import load_lightgcn
+from recsys.data.lightgcn import LightGCNSplit, load_lightgcn
 from recsys.models.lightgcn import FeatureLightGCN
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
@@ -46,6 +46,32 @@ class EpochPrinter(Tracker):
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         row = {k: round(v, 5) for k, v in metrics.items()}
         print(json.dumps({"event": "epoch", "epoch": step, **row}), flush=True)
+
+
+def overrides(sets: list[str]) -> dict[str, Any]:
+    """``--set KEY=JSON`` options as TrainConfig fields."""
+    out: dict[str, Any] = {}
+    for kv in sets:
+        k, _, v = kv.partition("=")
+        out[k] = json.loads(v)
+    return out
+
+
+def test_evaluator(
+    data: InteractionData, split: LightGCNSplit, max_users: int | None = None
+) -> RankingEvaluator:
+    """Recall/NDCG@20 on the published test split, full ranking, train items masked."""
+    return RankingEvaluator(
+        data.train_user,
+        data.train_item,
+        split.test_user,
+        split.test_item,
+        data.n_users,
+        data.n_items,
+        ks=(20,),
+        batch_size=4096,
+        max_users=max_users,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,27 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     split = load_lightgcn(args.data / "train.txt.gz", args.data / "test.txt.gz")
     data = InteractionData.from_lightgcn(split)
     cfg = load_config(args.config, TrainConfig)
-    updates: dict[str, Any] = {"tracking": {"enabled": False}}
-    for kv in args.set:
-        k, _, v = kv.partition("=")
-        updates[k] = json.loads(v)
+    updates: dict[str, Any] = {"tracking": {"enabled": False}, **overrides(args.set)}
     if args.epochs is not None:
         updates["epochs"] = args.epochs
     if args.threads is not None:
         updates["threads"] = args.threads
     cfg = TrainConfig.model_validate({**cfg.model_dump(), **updates})
     full_adj = adjacency_for(data, cfg).to(args.device)
-    test_eval = RankingEvaluator(
-        data.train_user,
-        data.train_item,
-        split.test_user,
-        split.test_item,
-        data.n_users,
-        data.n_items,
-        ks=(20,),
-        batch_size=4096,
-        max_users=args.test_max_users,
-    )
+    test_eval = test_evaluator(data, split, args.test_max_users)
 
     def evaluate_test(model: FeatureLightGCN) -> dict[str, float]:
         with torch.no_grad():

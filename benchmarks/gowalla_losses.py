@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from gowalla import overrides, test_evaluator
 
 from recsys.config import load_config
 from recsys.data.lightgcn import load_lightgcn
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
-from recsys.training.evaluator import RankingEvaluator
 from recsys.training.loop import adjacency_for, train
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gowalla"
@@ -84,21 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": 200,
         "patience": 100,
     }
-    for kv in args.set:
-        k, _, v = kv.partition("=")
-        common[k] = json.loads(v)
+    common.update(overrides(args.set))
     if args.threads is not None:
         common["threads"] = args.threads
-    test_eval = RankingEvaluator(
-        data.train_user,
-        data.train_item,
-        split.test_user,
-        split.test_item,
-        data.n_users,
-        data.n_items,
-        ks=(20,),
-        batch_size=4096,
-    )
+    test_eval = test_evaluator(data, split)
     for name in args.variants.split(","):
         cfg = TrainConfig.model_validate({**base, **VARIANTS[name], **common})
         load_before = os.getloadavg()
