@@ -32,7 +32,6 @@ from torch import Tensor
 from recsys.logs import get_logger
 from recsys.models.adjacency import NormalizedAdjacency
 from recsys.models.lightgcn import FeatureLightGCN
-from recsys.models.propagation import mean_of_powers
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
 from recsys.training.evaluator import RankingEvaluator
@@ -65,27 +64,21 @@ def _spread(users: Tensor, items: Tensor, sample: Tensor) -> float:
     return float((users[sample] @ items.T).std())
 
 
-def _filter_embeddings(
-    columns: Tensor, adj: NormalizedAdjacency, num_layers: int
-) -> tuple[Tensor, Tensor]:
-    """Final user and item embeddings of the columns alone (users' layer 0 is zero)."""
-    x0 = torch.cat([columns.new_zeros(adj.num_users, columns.shape[1]), columns]).to(adj.device)
-    x = mean_of_powers(adj.matrix, x0, num_layers) if num_layers else x0
-    return x[: adj.num_users], x[adj.num_users :]
-
-
 def _scale(
-    model: FeatureLightGCN, columns: Tensor, adj: NormalizedAdjacency, weight: float, seed: int
+    model: FeatureLightGCN, columns: Tensor, adj: NormalizedAdjacency, seed: int
 ) -> tuple[float, Tensor, Tensor, Tensor, Tensor]:
-    """``c`` such that the columns' score spread is ``weight`` times the GNN's, and both
-    parts' final embeddings."""
+    """The ratio of the GNN's score spread to the columns' (a weight ``w`` scales the
+    columns by ``sqrt(w * ratio)``), and both parts' final embeddings (the columns through
+    the model's own propagation, users' layer 0 zero)."""
     with torch.no_grad():
         ue, ie = model(adj)
-        fu, fi = _filter_embeddings(columns, adj, model.num_layers)
+        x0 = torch.cat([columns.new_zeros(adj.num_users, columns.shape[1]), columns])
+        x = model.smooth(x0.to(adj.device), adj)
+        fu, fi = x[: adj.num_users], x[adj.num_users :]
     gen = torch.Generator().manual_seed(seed)
     sample = torch.randperm(adj.num_users, generator=gen)[:SCALE_USERS].to(ue.device)
     ratio = _spread(ue, ie, sample) / max(_spread(fu, fi, sample), 1e-30)
-    return math.sqrt(weight * ratio), ue, ie, fu, fi
+    return ratio, ue, ie, fu, fi
 
 
 def choose_blend(
@@ -100,10 +93,7 @@ def choose_blend(
     ``train_data`` / ``adj``: the graph the model trained on (validation pairs held out).
     """
     columns = spectral_columns(train_data, cfg.blend_rank, cfg.blend_power, cfg.seed)
-    _, ue, ie, fu, fi = _scale(model, columns, adj, 1.0, cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    sample = torch.randperm(adj.num_users, generator=gen)[:SCALE_USERS].to(ue.device)
-    ratio = _spread(ue, ie, sample) / max(_spread(fu, fi, sample), 1e-30)
+    ratio, ue, ie, fu, fi = _scale(model, columns, adj, cfg.seed)
     scores: dict[float, float] = {}
     for w in [0.0, *cfg.blend_weights]:
         c = math.sqrt(w * ratio)
@@ -129,7 +119,7 @@ def blended(
     """``model`` with the filter columns of ``data`` (the served graph, adjacency ``adj``) at
     ``weight``."""
     columns = spectral_columns(data, cfg.blend_rank, cfg.blend_power, cfg.seed)
-    c, *_ = _scale(model, columns, adj, weight, cfg.seed)
-    out = model.with_item_columns(columns * c)
+    ratio, *_ = _scale(model, columns, adj, cfg.seed)
+    out = model.with_item_columns(columns * math.sqrt(weight * ratio))
     out.eval()
     return out

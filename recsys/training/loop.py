@@ -483,11 +483,9 @@ def init_state(
 ) -> TrainState:
     model = build_model(data, cfg)
     if warm is not None and warm.applied:
-        with torch.no_grad():
-            missing = set(warm.state) - set(model.state_dict())
-            if missing:
-                raise ValueError(f"warm start parameters unknown to the model: {sorted(missing)}")
-            model.load_state_dict(warm.state, strict=False)
+        unknown = model.load_state_dict(warm.state, strict=False).unexpected_keys
+        if unknown:
+            raise ValueError(f"warm start parameters unknown to the model: {sorted(unknown)}")
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator(device=device)
@@ -866,8 +864,9 @@ def train(
             result.extra["blend_weight"] = blend_choice.weight
             result.extra["blend_validation"] = {str(w): v for w, v in blend_choice.scores.items()}
             if blend_choice.weight > 0:
-                # the filter of the graph the model serves: every training pair
-                served = adjacency_for(data, cfg).to(dev)
+                # the filter of the graph the model serves: every training pair (after a
+                # fold, the graph it trained on last is that one already)
+                served = graph.adj if state.folded else adjacency_for(data, cfg).to(dev)
                 result.model = blended(result.model, data, served, cfg, blend_choice.weight)
     return result
 

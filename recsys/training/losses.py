@@ -114,7 +114,9 @@ def info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
 def lambert_w(x: np.ndarray, iterations: int = 20) -> np.ndarray:
     """Principal branch ``W(x)`` (``W e^W = x``) for ``x >= -1/e``, by Halley's iteration.
 
-    float64; accurate to ~1e-12 over ``[-1/e, 1e6]`` (tested against scipy).
+    float64; accurate to ~1e-12 over ``[-1/e, 1e6]`` (tested against scipy). Not scipy's
+    ``lambertw`` itself: it returns NaN at the branch point ``-1/e`` (W = -1), where the
+    adaptive temperature of a user whose loss is already minimal lands.
     """
     x = np.asarray(x, dtype=np.float64)
     if np.any(x < -1.0 / math.e - 1e-12):

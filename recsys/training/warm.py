@@ -91,16 +91,14 @@ def plan_warm_start(source: str, snapshot: Any, cfg: TrainConfig) -> WarmStart:
     m = prev.model
     fu = int(snapshot.user_features.shape[1])
     fi = int(snapshot.item_features.shape[1])
+    if m.embedding_dim != prev.config.embedding_dim:
+        # a blend widens the model by its fixed filter columns (d + k): its item table is
+        # recomputed from the graph, not trained
+        return cold("production is a blended model (fixed filter columns)", source)
     if m.embedding_dim != cfg.embedding_dim or m.num_layers != cfg.num_layers:
         return cold(
             f"architecture differs: production d={m.embedding_dim} K={m.num_layers}, "
             f"this run d={cfg.embedding_dim} K={cfg.num_layers}",
-            source,
-        )
-    if int(m.item_embedding.weight.shape[1]) != m.embedding_dim:
-        return cold(
-            "production is a blended model (fixed filter columns): its item table is "
-            "recomputed, not trained",
             source,
         )
     if (m.user_feature_dim, m.item_feature_dim) != (fu, fi):
