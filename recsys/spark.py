@@ -167,6 +167,9 @@ def read_parquet(spark: SparkSession, files: Sequence[str], schema: pa.Schema) -
     for field in schema:
         t = field.type
         if pa.types.is_timestamp(t) and t.unit == "ns" and field.name in df.columns:
-            micros = F.floor(F.col(field.name) / F.lit(1000)).cast("long")
+            # integer floor division: `/` is a double division, which rounds some
+            # nanosecond counts of today's dates (~1.7e18) to a microsecond early
+            n = field.name.replace("`", "``")
+            micros = F.expr(f"(`{n}` - pmod(`{n}`, 1000)) div 1000")
             df = df.withColumn(field.name, F.timestamp_micros(micros))
     return df

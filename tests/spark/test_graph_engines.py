@@ -118,3 +118,19 @@ def test_both_engines_build_the_same_snapshots(tmp_path: Path, spark: Any) -> No
     s1, s2 = load_snapshot(outs["spark"][0]), load_snapshot(outs["spark"][1])
     assert list(s2.user_ids[: s1.n_users]) == list(s1.user_ids)
     assert list(s2.item_ids[: s1.n_items]) == list(s1.item_ids)
+
+
+def test_nanosecond_timestamps_read_to_the_exact_microsecond(tmp_path: Path, spark: Any) -> None:
+    import pyarrow.parquet as pq
+
+    from recsys.spark import parquet_schema, read_parquet
+
+    # whole microseconds of 2026-2027 that a double division by 1000 rounds one below
+    micros = [1790240098621264, 1794828047875920, 1764201600123456]
+    path = str(tmp_path / "part.parquet")
+    ts = pa.array([m * 1000 for m in micros], pa.int64()).cast(pa.timestamp("ns", "UTC"))
+    pq.write_table(pa.table({"ts": ts}), path)
+    schema, _ = parquet_schema([path])
+    df = read_parquet(spark, [path], schema).selectExpr("unix_micros(ts)")
+    got = [r[0] for r in df.collect()]
+    assert got == micros
