@@ -88,12 +88,25 @@ class DataStepOperator(DatabricksSubmitRunOperator):
             self.step,
             dbx.existing_cluster_id or "new job cluster",
         )
+        # what is read back when the run fails must be this run's report, not an earlier try's
+        tasks.clear_report(report_of(self.step, p))
         try:
             super().execute(context)  # deferrable: raises TaskDeferred unless already finished
         except Exception:
             self._raise_gate_failure(p)
             raise
         return self._finish(context, p)
+
+    def _prepare_submit_json(self, context: Context) -> dict[str, Any]:
+        # the step's command line is complete (build_submit_run): the provider would copy the
+        # DAG's params (the pipeline's trigger form) into the wheel task's named_parameters,
+        # which Databricks refuses beside parameters
+        payload: dict[str, Any] = super()._prepare_submit_json(context)
+        for task in payload.get("tasks", []):
+            wheel = task.get("python_wheel_task")
+            if isinstance(wheel, dict) and wheel.get("parameters"):
+                wheel.pop("named_parameters", None)
+        return payload
 
     def execute_complete(self, context: Any, event: Any = None) -> Any:
         """Back from the trigger: the run's outcome, then the gate's (from its report)."""

@@ -111,7 +111,7 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, report: str | No
     """
     cmd = [sys.executable, "-m", "recsys.cli", *args]
     if report is not None:
-        _clear_report(report)  # what is read back on exit 1 must be this run's
+        clear_report(report)  # what is read back on exit 1 must be this run's
     log.info("running: recsys %s", " ".join(args))
     tail: list[str] = []
     with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
@@ -148,7 +148,7 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, report: str | No
     raise InputError(f"recsys {args[0]} failed (exit {code}): {last.strip()}")
 
 
-def _clear_report(uri: str) -> None:
+def clear_report(uri: str) -> None:
     from recsys.storage import exists, get_fs
 
     if exists(uri):

@@ -118,8 +118,9 @@ def test_operator_defers_on_the_provider_trigger_and_reads_the_gate_report(
     from airflow.providers.databricks.triggers.databricks import DatabricksExecutionTrigger
     from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
+    from recsys.errors import InputError
     from recsys.orchestration.spark_steps import DataStepOperator
-    from recsys.reports import Check, GateReport, write_gate_report
+    from recsys.reports import Check, GateReport, read_gate_report, write_gate_report
 
     lake = tmp_path / "lake"
     cfg = tmp_path / "retrain.json"
@@ -140,11 +141,20 @@ def test_operator_defers_on_the_provider_trigger_and_reads_the_gate_report(
     hook = _FakeHook()
     monkeypatch.setattr(DataStepOperator, "_get_hook", lambda self, caller: hook)
     paths = as_dict(run_paths(DAY, str(lake), str(tmp_path / "registry")))
-    op = DataStepOperator(task_id="validate", step="validate", paths=paths)
+    # the DAG's own params (the trigger form's) are the pipeline's, not the step's
+    op = DataStepOperator(
+        task_id="validate", step="validate", paths=paths, params={"deploy": True, "epochs": 3}
+    )
     ti = _TI()
     context: Any = {"run_id": "manual__1", "ti": ti, "params": {}}
+    # an earlier try's refusing report is cleared before the run: a run that fails before
+    # its gate writes must not fail as that old refusal
+    stale = Check.of("events.user_id.not_null", False, "not null", "1 of 1 rows")
+    write_gate_report(paths["validation_report"], GateReport.of("validation", [stale]))
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
+    with pytest.raises(InputError):
+        read_gate_report(paths["validation_report"])
     trigger = deferred.value.trigger
     assert isinstance(trigger, DatabricksExecutionTrigger)
     assert (trigger.run_id, trigger.databricks_conn_id, trigger.polling_period_seconds) == (
@@ -153,7 +163,9 @@ def test_operator_defers_on_the_provider_trigger_and_reads_the_gate_report(
         5,
     )
     (sent,) = hook.submitted
-    args = sent["tasks"][0]["python_wheel_task"]["parameters"]
+    wheel = sent["tasks"][0]["python_wheel_task"]
+    assert "named_parameters" not in wheel  # Databricks takes parameters or named_parameters
+    args = wheel["parameters"]
     assert args[:2] == ["validate", "--lake"] and args[-2:] == ["--engine", "spark"]
     assert ti.xcom["run_page_url"].endswith("/run/42")
     assert ti.xcom["recsys_validation_report_url"].startswith("file://")
