@@ -291,27 +291,16 @@ def previous_model(lake: str, day: dt.date) -> str | None:
     day in the lake that its model gate did not refuse (in a daily pipeline, the one
     production serves). Chosen by day, not by what serves now, so a rerun of ``day`` starts
     from the same model (same bytes out) and a backfill never learns from a later day."""
-    import re
-
-    from recsys.storage import exists, get_fs, join
-
-    root = join(lake, MODELS_DIR)
-    fs, path = get_fs(root)
-    if not fs.exists(path):
-        return None
-    days = []
-    for entry in fs.ls(path, detail=False):
-        m = re.fullmatch(r"as_of=(\d{4}-\d{2}-\d{2})", entry.rstrip("/").rsplit("/", 1)[-1])
-        if m and dt.date.fromisoformat(m.group(1)) < day:
-            days.append(m.group(1))
+    from recsys.graph.snapshot import list_snapshots
     from recsys.reports import MODEL, read_gate_report, report_uri
+    from recsys.storage import join
 
-    for d in sorted(days, reverse=True):
-        uri = join(root, f"as_of={d}")
-        if not exists(join(uri, "manifest.json")):
+    # model runs are folders as_of=YYYY-MM-DD with a manifest, as snapshots are
+    for d, uri in reversed(list_snapshots(join(lake, MODELS_DIR))):
+        if d >= day:
             continue
         try:
-            gate = read_gate_report(report_uri(lake, MODEL, dt.date.fromisoformat(d)))
+            gate = read_gate_report(report_uri(lake, MODEL, d))
         except InputError:
             return uri  # no gate report (gate not run that day): nothing refused it
         if gate.decision == "failed":
