@@ -52,8 +52,10 @@ class SparkEngine:
 
     @property
     def spark(self) -> SparkSession:
-        """The session, started on first use: a missing or broken partition is reported
-        before a JVM starts."""
+        """The session, started on first use. Each partition's files are listed and their
+        footers read (a missing, empty or corrupt partition reported) before it asks Spark
+        for anything; the events partition, read first, starts the JVM, so a broken users or
+        items partition is reported after it started."""
         if self._spark is None:
             self._spark = get_spark()
         return self._spark
