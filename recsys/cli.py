@@ -360,11 +360,18 @@ def train(
 
     from recsys.config import load_config
     from recsys.errors import InputError
+    from recsys.training.artifact import require_model
     from recsys.training.config import TrainConfig
-    from recsys.training.run import train_on_snapshot
 
     if device not in {"cpu", "cuda"} and not device.startswith("cuda:"):
         raise InputError(f"--device must be cpu or cuda, got {device!r}")
+    if init_from is not None:
+        try:  # said before torch, data-parallel set-up or the snapshot are touched
+            require_model(init_from)
+        except InputError as exc:
+            raise InputError(f"--init-from: {exc}") from None
+    from recsys.training.run import train_on_snapshot
+
     summary = train_on_snapshot(
         graph, out, load_config(config, TrainConfig), device, checkpoint, init_from
     )

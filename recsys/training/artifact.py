@@ -111,15 +111,21 @@ def write_model_artifact(
     return manifest_sha256(out_uri)
 
 
+def require_model(uri: str) -> None:
+    """An InputError naming ``uri`` unless it is a published model artifact (cheap: its
+    manifest only, no torch)."""
+    kind = read_manifest(uri).kind
+    if kind != KIND:
+        raise InputError(f"{uri}: a {kind!r} artifact, not a model")
+
+
 def load_model(uri: str, device: str = "cpu") -> LoadedModel:
     """Load a model artifact; the model is in eval mode on ``device``."""
     import torch
 
     from recsys.models.lightgcn import FeatureLightGCN
 
-    manifest = read_manifest(uri)
-    if manifest.kind != KIND:
-        raise InputError(f"{uri}: a {manifest.kind!r} artifact, not a model")
+    require_model(uri)
     info = read_json(join(uri, MODEL_JSON))
     arch = info["architecture"]
     config = TrainConfig.model_validate(info["train_config"])

@@ -53,7 +53,7 @@ class Lake:
     root: Path
 
     def bundle(self, version: str, seed: int, broken: bool = False) -> str:
-        from srv_helpers import make_bundle
+        from tests.serving.srv_helpers import make_bundle
 
         path = self.root / version
         make_bundle(str(path), version, seed)
