@@ -34,8 +34,9 @@ from recsys.models.lightgcn import FeatureLightGCN
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
 from recsys.training.evaluator import RankingEvaluator
-from recsys.training.loop import adjacency_for, train
+from recsys.training.loop import train
 from recsys.training.tracking import Tracker
+from recsys.training.training_graph import adjacency_for
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gowalla"
 

@@ -28,7 +28,8 @@ from recsys.logs import get_logger
 from recsys.training.artifact import load_model
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
-from recsys.training.loop import adjacency_for, train
+from recsys.training.loop import train
+from recsys.training.training_graph import adjacency_for
 
 log = get_logger(__name__)
 

@@ -21,8 +21,9 @@ from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
 from recsys.training.ddp import Distributed, init_distributed, shutdown
 from recsys.training.evaluator import RankingEvaluator
-from recsys.training.loop import adjacency_for, train
+from recsys.training.loop import train
 from recsys.training.tracking import start_tracking
+from recsys.training.training_graph import adjacency_for
 from recsys.training.warm import WarmStart, cold, plan_warm_start, warm_config
 
 log = get_logger(__name__)

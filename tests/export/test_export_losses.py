@@ -66,7 +66,7 @@ def test_gate_passes_for_a_model_trained_with_each_loss(name: str) -> None:
 
 def test_gate_passes_for_a_gnn_blended_with_a_graph_filter() -> None:
     from recsys.training.blend import blended
-    from recsys.training.loop import adjacency_for
+    from recsys.training.training_graph import adjacency_for
 
     snap = make_snapshot(300, 120, 2500, seed=4)
     data = InteractionData.from_snapshot(snap)

@@ -7,7 +7,8 @@ import torch
 
 from recsys.training.blend import spectral_columns
 from recsys.training.init import normalized_svd
-from recsys.training.loop import adjacency_for, train
+from recsys.training.loop import train
+from recsys.training.training_graph import adjacency_for
 
 from .planted import planted
 from .test_loop import cfg, test_recall

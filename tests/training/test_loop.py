@@ -12,7 +12,8 @@ from recsys.evaluation.ranking import evaluate_topk, interactions_csr, topk_full
 from recsys.training.config import TrackingConfig, TrainConfig
 from recsys.training.data import split_validation
 from recsys.training.evaluator import RankingEvaluator
-from recsys.training.loop import adjacency_for, train
+from recsys.training.loop import train
+from recsys.training.training_graph import adjacency_for
 
 from .planted import Planted, planted
 
@@ -206,7 +207,7 @@ def test_config_rejects_bad_values(bad: dict[str, object]) -> None:
 
 
 def test_hardest_candidates_picks_the_top_scored_candidate_of_each_slot() -> None:
-    from recsys.training.loop import hardest_candidates
+    from recsys.training.steps import hardest_candidates
 
     gen = torch.Generator().manual_seed(0)
     items = torch.randn(500, 40, generator=gen)

@@ -78,7 +78,7 @@ def test_known_nodes_start_from_production_layer0(shop: dict[str, str]) -> None:
     assert not users[s1.n_users :].any()
     # before any step, a known user's layer 0 on production's features is production's own
     from recsys.training.data import InteractionData
-    from recsys.training.loop import init_state
+    from recsys.training.state import init_state
 
     state = init_state(InteractionData.from_snapshot(s2), SMALL, torch.device("cpu"), warm)
     new = state.model
