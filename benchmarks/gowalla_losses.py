@@ -10,6 +10,9 @@ made on a shared machine says how shared it was.
 
     python benchmarks/gowalla_losses.py --threads 2 --budget 480 \\
         --config benchmarks/configs/gowalla.toml --variants bpr,softmax
+
+``--variant NAME=JSON`` adds a variant of its own (TrainConfig fields over the recipe),
+e.g. ``--variant 'bpr-batch64k={"batch_size": 65536, "lr": 0.02}' --variants bpr-batch64k``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from recsys.config import load_config
 from recsys.data.lightgcn import load_lightgcn
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
-from recsys.training.loop import adjacency_for, train
+from recsys.training.loop import train
+from recsys.training.training_graph import adjacency_for
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gowalla"
 
@@ -63,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DIR)
     ap.add_argument("--config", type=Path, default=None, help="the base recipe")
     ap.add_argument("--variants", default="bpr,softmax", help=f"of {', '.join(VARIANTS)}")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="define a variant: TrainConfig fields (a JSON object) over the recipe",
+    )
     ap.add_argument("--budget", type=float, default=480.0, help="training seconds per variant")
     ap.add_argument(
         "--set",
@@ -74,6 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
 
+    variants = dict(VARIANTS)
+    for spec in args.variant:
+        name, _, fields = spec.partition("=")
+        variants[name] = json.loads(fields)
+    unknown = [n for n in args.variants.split(",") if n not in variants]
+    if unknown:
+        ap.error(f"unknown variants {unknown}; known: {', '.join(variants)}")
     split = load_lightgcn(args.data / "train.txt.gz", args.data / "test.txt.gz")
     data = InteractionData.from_lightgcn(split)
     base = load_config(args.config, TrainConfig).model_dump()
@@ -89,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         common["threads"] = args.threads
     test_eval = test_evaluator(data, split)
     for name in args.variants.split(","):
-        cfg = TrainConfig.model_validate({**base, **VARIANTS[name], **common})
+        cfg = TrainConfig.model_validate({**base, **variants[name], **common})
         load_before = os.getloadavg()
         t = time.perf_counter()
         result = train(data, cfg)
@@ -102,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "event": "variant",
                     "name": name,
-                    "changes": VARIANTS[name],
+                    "changes": variants[name],
                     "budget_s": args.budget,
                     "train_seconds": round(result.train_seconds, 1),
                     "wall_seconds": round(wall, 1),
