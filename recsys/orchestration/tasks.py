@@ -288,12 +288,15 @@ def train_local(
 
 def previous_model(lake: str, day: dt.date) -> str | None:
     """The model to warm-start the run of ``day`` from: the latest model run of an earlier
-    day in the lake that its model gate did not refuse (in a daily pipeline, the one
-    production serves). Chosen by day, not by what serves now, so a rerun of ``day`` starts
-    from the same model (same bytes out) and a backfill never learns from a later day."""
+    day in the lake that its model gate did not refuse and whose files match its manifest
+    (in a daily pipeline, the one production serves). Chosen by day, not by what serves now,
+    so a rerun of ``day`` starts from the same model (same bytes out) and a backfill never
+    learns from a later day."""
+    from recsys.artifacts import verify_artifact
     from recsys.graph.snapshot import list_snapshots
     from recsys.reports import MODEL, read_gate_report, report_uri
     from recsys.storage import join
+    from recsys.training.artifact import require_model
 
     # model runs are folders as_of=YYYY-MM-DD with a manifest, as snapshots are
     for d, uri in reversed(list_snapshots(join(lake, MODELS_DIR))):
@@ -302,9 +305,16 @@ def previous_model(lake: str, day: dt.date) -> str | None:
         try:
             gate = read_gate_report(report_uri(lake, MODEL, d))
         except InputError:
-            return uri  # no gate report (gate not run that day): nothing refused it
-        if gate.decision == "failed":
+            gate = None  # no gate report (gate not run that day): nothing refused it
+        if gate is not None and gate.decision == "failed":
             log.info("warm start: skipping the model of %s (its model gate failed)", d)
+            continue
+        try:
+            # a damaged model is passed over, not trained from (and never fails the run)
+            require_model(uri)
+            verify_artifact(uri)
+        except InputError as exc:
+            log.warning("warm start: skipping the model of %s (%s)", d, exc)
             continue
         return uri
     return None

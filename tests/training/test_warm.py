@@ -129,6 +129,7 @@ def test_a_feature_width_change_falls_back_cold_with_the_reason(
 
 
 def test_the_dag_warm_starts_from_the_latest_earlier_day(tmp_path: Path) -> None:
+    from recsys.artifacts import write_artifact
     from recsys.orchestration.tasks import previous_model
 
     lake = str(tmp_path / "lake")
@@ -140,9 +141,11 @@ def test_the_dag_warm_starts_from_the_latest_earlier_day(tmp_path: Path) -> None
         (DAY2 + dt.timedelta(days=1), False),
     ):
         folder = tmp_path / "lake" / "models" / f"as_of={day}"
-        folder.mkdir(parents=True)
         if published:
-            (folder / "manifest.json").write_text("{}")
+            with write_artifact(str(folder), "model") as draft:
+                draft.write_bytes("model.pt", day.isoformat().encode())
+        else:
+            folder.mkdir(parents=True)
     # the day before, never the day itself (reruns start alike) nor a later one (backfills)
     assert previous_model(lake, DAY2) == f"{lake}/models/as_of={DAY1}"
     assert previous_model(lake, DAY2 + dt.timedelta(days=2)) == f"{lake}/models/as_of={DAY2}"
@@ -157,6 +160,10 @@ def test_the_dag_warm_starts_from_the_latest_earlier_day(tmp_path: Path) -> None
     gate(DAY2, "undecided")
     assert previous_model(lake, DAY2) == f"{lake}/models/as_of={DAY1 - dt.timedelta(days=1)}"
     assert previous_model(lake, DAY2 + dt.timedelta(days=2)) == f"{lake}/models/as_of={DAY2}"
+    # a damaged model (a file that no longer matches its manifest) is passed over too
+    (tmp_path / "lake" / "models" / f"as_of={DAY2}" / "model.pt").write_bytes(b"torn")
+    later = DAY2 + dt.timedelta(days=2)
+    assert previous_model(lake, later) == f"{lake}/models/as_of={DAY1 - dt.timedelta(days=1)}"
 
 
 def test_init_from_a_path_that_is_not_a_model_is_refused_before_training(
