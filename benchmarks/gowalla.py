@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         "train_seconds": round(result.train_seconds, 1),
         "wall_seconds": round(time.perf_counter() - t_start, 1),
         "stopped_early": result.stopped_early,
+        # the fold and, with blend_rank, the blend weight chosen and each weight's validation score
+        "training_extra": result.extra,
     }
     print(json.dumps(summary))
     return 0
