@@ -49,12 +49,18 @@ class EpochPrinter(Tracker):
         print(json.dumps({"event": "epoch", "epoch": step, **row}), flush=True)
 
 
-def overrides(sets: list[str]) -> dict[str, Any]:
-    """``--set KEY=JSON`` options as TrainConfig fields."""
+def overrides(sets: list[str], option: str = "--set") -> dict[str, Any]:
+    """``KEY=JSON`` options as a dict (``--set``: TrainConfig fields); a malformed one exits
+    with a message naming it."""
     out: dict[str, Any] = {}
     for kv in sets:
-        k, _, v = kv.partition("=")
-        out[k] = json.loads(v)
+        k, eq, v = kv.partition("=")
+        try:
+            if not (k and eq):
+                raise ValueError("expected KEY=JSON")
+            out[k] = json.loads(v)
+        except ValueError as exc:
+            raise SystemExit(f"{option} {kv!r}: {exc}") from None
     return out
 
 

@@ -85,10 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
 
-    variants = dict(VARIANTS)
-    for spec in args.variant:
-        name, _, fields = spec.partition("=")
-        variants[name] = json.loads(fields)
+    variants = {**VARIANTS, **overrides(args.variant, "--variant")}
+    for name, fields in variants.items():
+        try:
+            TrainConfig.model_validate({**fields, "tracking": {"enabled": False}})
+        except (TypeError, ValueError) as exc:  # not an object, or an unknown / invalid field
+            ap.error(f"variant {name!r}: not TrainConfig fields ({exc})")
     unknown = [n for n in args.variants.split(",") if n not in variants]
     if unknown:
         ap.error(f"unknown variants {unknown}; known: {', '.join(variants)}")

@@ -292,7 +292,6 @@ def previous_model(lake: str, day: dt.date) -> str | None:
     (in a daily pipeline, the one production serves). Chosen by day, not by what serves now,
     so a rerun of ``day`` starts from the same model (same bytes out) and a backfill never
     learns from a later day."""
-    from recsys.artifacts import verify_artifact
     from recsys.graph.snapshot import list_snapshots
     from recsys.reports import MODEL, read_gate_report, report_uri
     from recsys.storage import join
@@ -311,8 +310,7 @@ def previous_model(lake: str, day: dt.date) -> str | None:
             continue
         try:
             # a damaged model is passed over, not trained from (and never fails the run)
-            require_model(uri)
-            verify_artifact(uri)
+            require_model(uri, verify=True)
         except InputError as exc:
             log.warning("warm start: skipping the model of %s (%s)", d, exc)
             continue

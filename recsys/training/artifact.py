@@ -21,6 +21,7 @@ from recsys.artifacts import (
     manifest_sha256,
     read_json,
     read_manifest,
+    verify_artifact,
     write_artifact,
 )
 from recsys.errors import InputError
@@ -111,10 +112,10 @@ def write_model_artifact(
     return manifest_sha256(out_uri)
 
 
-def require_model(uri: str) -> None:
-    """An InputError naming ``uri`` unless it is a published model artifact (cheap: its
-    manifest only, no torch)."""
-    kind = read_manifest(uri).kind
+def require_model(uri: str, verify: bool = False) -> None:
+    """An InputError naming ``uri`` unless it is a published model artifact: its manifest only,
+    no torch; with ``verify`` also every file against its checksum (a damaged model)."""
+    kind = (verify_artifact(uri) if verify else read_manifest(uri)).kind
     if kind != KIND:
         raise InputError(f"{uri}: a {kind!r} artifact, not a model")
 
