@@ -9,9 +9,9 @@ event_weights` and :func:`~recsys.graph.weights.saturate` on Spark Columns throu
 holdout pairs and the served history. What the snapshot holds whole (id maps, edges,
 feature matrices: what training loads into memory) is collected to the driver as Arrow
 and finished by the very functions the local build uses: :func:`~recsys.graph.idmap.
-extend_ids` (previous map + new ids appended in sorted order), :func:`~recsys.graph.build.
-encode_features`, :func:`~recsys.graph.build.choose_holdout_span` (the sizing rule) and
-:func:`~recsys.graph.build.gate_and_publish` (the graph gate and
+extend_ids` (previous map + new ids appended in sorted order), :func:`~recsys.graph.nodes.
+encode_features`, :func:`~recsys.graph.holdout.choose_holdout_span` (the sizing rule) and
+:func:`~recsys.graph.publish.gate_and_publish` (the graph gate and
 :func:`~recsys.graph.snapshot.write_snapshot`). So training, export and serving cannot
 tell which engine built a snapshot; its manifest says so (``extra.engine = "spark"``).
 
@@ -31,28 +31,23 @@ from recsys.artifacts import InputRef
 from recsys.data.lake import partition_files, partition_uri
 from recsys.data.schema import EVENT_TYPES, EVENTS
 from recsys.errors import InputError
-from recsys.graph.build import (
-    _EPOCH,
-    Built,
-    HoldoutSize,
+from recsys.graph.config import GraphConfig
+from recsys.graph.holdout import HoldoutSize, choose_holdout_span, holdout_span_range
+from recsys.graph.idmap import check_prefix, extend_ids
+from recsys.graph.inputs import EVENT_COLUMNS, Events
+from recsys.graph.nodes import NodeCounts, encode_features
+from recsys.graph.publish import Built, StageTimer, gate_and_publish
+from recsys.graph.snapshot import ServedHistory, snapshot_uri
+from recsys.graph.weights import PURCHASE_CODE, TYPE_CODE, US_PER_DAY, event_weights, saturate
+from recsys.graph.window import (
+    EPOCH,
     Inputs,
-    NodeCounts,
     Window,
-    _Timer,
-    choose_holdout_span,
-    encode_features,
-    gate_and_publish,
-    holdout_span_range,
     known_items,
     point_in_time_failed,
     read_context,
     window_partitions,
 )
-from recsys.graph.config import GraphConfig
-from recsys.graph.idmap import check_prefix, extend_ids
-from recsys.graph.inputs import EVENT_COLUMNS, Events
-from recsys.graph.snapshot import ServedHistory, snapshot_uri
-from recsys.graph.weights import PURCHASE_CODE, TYPE_CODE, US_PER_DAY, event_weights, saturate
 from recsys.spark import file_hashes, get_spark, parquet_schema, read_parquet, spark_path
 
 if TYPE_CHECKING:
@@ -173,7 +168,7 @@ def _id_frame(spark: SparkSession, ids: np.ndarray, kind: str, first: int = 0) -
 def _size_holdout(
     spark: SparkSession, iw: DataFrame, inp: Inputs, w: Window, cfg: GraphConfig
 ) -> tuple[Window, HoldoutSize]:
-    """:func:`recsys.graph.build.size_holdout` with Spark aggregates: per day the events
+    """:func:`recsys.graph.holdout.size_holdout` with Spark aggregates: per day the events
     (for the share); per (user, product) pair of a holdout type, the start days of a holdout
     that would hold it (kept), counted for each span the sizing rule asks about."""
     from pyspark import StorageLevel
@@ -181,7 +176,7 @@ def _size_holdout(
     F = _F()
     if cfg.holdout_days == 0:
         return Window.of(w.as_of, cfg, 0), HoldoutSize(0, 0, 0, True, "holdout disabled")
-    as_of_day = (w.as_of - _EPOCH).days
+    as_of_day = (w.as_of - EPOCH).days
     spans = holdout_span_range(cfg)
     first_lo, first_hi = as_of_day - spans[-1] + 1, as_of_day - spans[0] + 1
     per_day = sorted(
@@ -272,7 +267,7 @@ def build_spark(
     from pyspark import StorageLevel
 
     F = _F()
-    tick = _Timer(as_of)
+    tick = StageTimer(as_of)
     w = Window.of(as_of, cfg, cfg.holdout_max_days)
     days = window_partitions(lake, w)  # bad input fails before a JVM starts
     spark_path(lake)
@@ -434,7 +429,7 @@ def _holdout(
     w: Window,
     cfg: GraphConfig,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """:func:`recsys.graph.build._holdout` on Spark: the holdout days' unique pairs of a
+    """:func:`recsys.graph.holdout.holdout_pairs` on Spark: the holdout days' unique pairs of a
     holdout type whose user has train edges and whose product is mapped, not in train."""
     F = _F()
     hold_types = [TYPE_CODE[t] for t in cfg.holdout_event_types]
@@ -490,7 +485,7 @@ def _served_history(
     w: Window,
     cfg: GraphConfig,
 ) -> ServedHistory:
-    """:func:`recsys.graph.build._served_history` on Spark: every in-window event of a
+    """:func:`recsys.graph.holdout.served_history` on Spark: every in-window event of a
     mapped product, users first seen in the holdout days indexed from ``n_users`` on in id
     order, weighed like the train edges."""
     F = _F()

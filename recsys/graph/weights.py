@@ -140,3 +140,12 @@ def edge_weight(
     vals = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     raw = event_weights(codes, vals, np.array(age_days, dtype=np.float64), cfg).sum()
     return float(saturate(np.array([raw]), cfg)[0])
+
+
+def pair_types(type_code: np.ndarray, order: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Bitmask of each pair's event types (bit k = EVENT_TYPES[k]); serving and export use it."""
+    if len(starts) == 0:
+        return np.zeros(0, np.int16)
+    bits = (np.int16(1) << type_code.astype(np.int16))[order]
+    out: np.ndarray = np.bitwise_or.reduceat(bits, starts).astype(np.int16)
+    return out

@@ -12,8 +12,9 @@ from recsys.artifacts import manifest_sha256, read_manifest
 from recsys.data.lake import read_partition, write_partition
 from recsys.data.schema import EVENTS_SCHEMA
 from recsys.errors import GateFailed
-from recsys.graph.build import assert_point_in_time, build_snapshot, day_start_us
+from recsys.graph.build import build_snapshot
 from recsys.graph.snapshot import load_snapshot, snapshot_uri
+from recsys.graph.window import assert_point_in_time, day_start_us
 
 from .conftest import END, random_events, small_config, ts, write_dims, write_events
 
