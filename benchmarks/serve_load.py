@@ -265,7 +265,7 @@ def _free_port() -> int:
 
 
 def _make_bundle(path: Path, version: str, seed: int, args: argparse.Namespace) -> float:
-    from recsys.export.bundle import BundleMeta, write_bundle
+    from recsys.bundle import BundleMeta, write_bundle
     from recsys.export.synthetic import synthetic_tables
 
     t0 = time.perf_counter()

@@ -8,7 +8,7 @@ inputs give the same manifest.
 
 Each artifact format lives in one module that owns both its writer and its
 reader (the graph snapshot in :mod:`recsys.graph.snapshot`, the model in
-:mod:`recsys.training.artifact`, the bundle in :mod:`recsys.export.bundle`, the
+:mod:`recsys.training.artifact`, the bundle in :mod:`recsys.bundle`, the
 reports in :mod:`recsys.reports`); they all write through :class:`ArtifactDraft`
 and read through the helpers here, so a file is encoded one way wherever it is.
 """

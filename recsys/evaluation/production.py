@@ -26,8 +26,8 @@ import numpy as np
 import onnxruntime as ort
 import scipy.sparse as sp
 
+from recsys.bundle import read_bundle
 from recsys.errors import InputError
-from recsys.export.bundle import read_bundle
 from recsys.graph.idmap import index_of
 
 __all__ = ["ProductionScorer", "production_scorer"]

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from recsys.artifacts import InputRef, manifest_sha256, read_manifest
+from recsys.bundle import BundleMeta, WeightRules, write_bundle
 from recsys.errors import GateFailed
-from recsys.export.bundle import BundleMeta, WeightRules, write_bundle
 from recsys.export.gate import ExportConfig, run_gate
 from recsys.export.tables import compute_tables, with_served_history
 from recsys.graph.config import WeightConfig

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from recsys.export.bundle import FoldInTables
+from recsys.bundle import FoldInTables
 from recsys.logs import get_logger
 from recsys.reports import Check, GateReport
 
@@ -181,7 +181,7 @@ def explanation_diff(
 
 def run_gate(t: FoldInTables, ref_users: np.ndarray, cfg: ExportConfig) -> GateResult:
     """Check the scorer built from ``t`` against the torch reference embeddings."""
-    from recsys.export.scorer import build_scorer
+    from recsys.scorer import build_scorer
 
     failures: list[str] = []
     metrics: dict[str, float] = {}

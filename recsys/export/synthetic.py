@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recsys.export.bundle import TYPE_BITS, FoldInTables
+from recsys.bundle import TYPE_BITS, FoldInTables
 
 
 def synthetic_tables(

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recsys.bundle import UNKNOWN_TYPE_BIT, FoldInTables
 from recsys.errors import InputError
-from recsys.export.bundle import UNKNOWN_TYPE_BIT, FoldInTables
 from recsys.logs import get_logger
 
 log = get_logger(__name__)

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from recsys.bundle import TYPE_BITS
 from recsys.data.schema import EVENT_TYPES
-from recsys.export.bundle import TYPE_BITS
 from recsys.serving.engine import Engine
 from recsys.serving.live import LiveEvent
 

@@ -21,12 +21,12 @@ import onnxruntime as ort
 import pandas as pd
 
 from recsys.artifacts import manifest_sha256
-from recsys.errors import InputError
-from recsys.export.bundle import (
+from recsys.bundle import (
     TYPE_BITS,
     BundleData,
     read_bundle,
 )
+from recsys.errors import InputError
 from recsys.logs import get_logger
 from recsys.serving.batcher import Batcher, Prepared, Scored
 from recsys.serving.explain import (

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys.export.bundle import ALL_TYPES_MASK, TYPE_BITS
+from recsys.bundle import ALL_TYPES_MASK, TYPE_BITS
 from recsys.serving.batcher import Prepared, Scored
 
 PROFILE_REASON = "because it matches your profile"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from recsys.bundle import ALL_TYPES_MASK, TYPE_BITS
 from recsys.data.schema import EVENT_TYPES
 from recsys.errors import InputError
-from recsys.export.bundle import ALL_TYPES_MASK, TYPE_BITS
 
 
 @dataclass

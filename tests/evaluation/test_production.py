@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recsys.bundle import BundleMeta, write_bundle
 from recsys.errors import InputError
 from recsys.evaluation.holdout import Holdout
 from recsys.evaluation.production import production_scorer
 from recsys.evaluation.ranking import interactions_csr
-from recsys.export.bundle import BundleMeta, write_bundle
 from recsys.export.synthetic import synthetic_tables
 
 

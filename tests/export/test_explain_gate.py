@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
-import recsys.export.scorer as scorer_mod
+import recsys.scorer as scorer_mod
 from recsys.export.gate import ExportConfig, foldin_numpy, run_gate
 from recsys.export.synthetic import synthetic_tables
 

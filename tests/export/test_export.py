@@ -237,7 +237,7 @@ def test_cli_export_publish_and_gate_exit_code(tmp_path: Path) -> None:
 
 
 def test_edge_types_are_or_aggregated_for_duplicate_pairs() -> None:
-    from recsys.export.bundle import TYPE_BITS
+    from recsys.bundle import TYPE_BITS
     from recsys.export.tables import aggregate_edges
 
     u, i, w, t = aggregate_edges(

@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from recsys.export.scorer import build_scorer
+from recsys.scorer import build_scorer
 
 
 @pytest.mark.parametrize("n", [5, 300])

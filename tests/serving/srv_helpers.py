@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from recsys.artifacts import InputRef
-from recsys.export.bundle import BundleMeta, write_bundle
+from recsys.bundle import BundleMeta, write_bundle
 from recsys.export.synthetic import synthetic_tables
 from tests.conftest import free_port
 

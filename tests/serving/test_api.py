@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from srv_helpers import API_KEY, Server
 
-from recsys.export.bundle import TYPE_BITS
+from recsys.bundle import TYPE_BITS
 
 H = {"X-API-Key": API_KEY}
 

@@ -13,8 +13,8 @@ import pytest
 from srv_helpers import make_bundle
 
 from recsys.artifacts import write_artifact
-from recsys.export.bundle import TYPE_BITS
-from recsys.export.scorer import build_scorer
+from recsys.bundle import TYPE_BITS
+from recsys.scorer import build_scorer
 from recsys.serving.batcher import Prepared, Scored
 from recsys.serving.engine import Engine, load_engine
 from recsys.serving.query import Query

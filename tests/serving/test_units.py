@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from recsys.bundle import ALL_TYPES_MASK, TYPE_BITS, WeightRules
 from recsys.errors import InputError
-from recsys.export.bundle import ALL_TYPES_MASK, TYPE_BITS, WeightRules
 from recsys.serving.query import seen_mask
 
 

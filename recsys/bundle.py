@@ -196,7 +196,7 @@ def write_bundle(
     lineage: dict[str, Any] | None = None,
 ) -> Manifest:
     """Write the bundle folder atomically; readers see all of it or none."""
-    from recsys.export.scorer import build_feature_projection, build_scorer
+    from recsys.scorer import build_feature_projection, build_scorer
 
     scorer = build_scorer(t.item_S, t.item_final, t.item_inv_sqrt_deg, t.num_layers)
     n_users = len(t.user_ids)
