@@ -50,7 +50,8 @@ from typing import Any
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 
-from recsys.orchestration import tasks
+from recsys.orchestration import model_gate, tasks, train_step
+from recsys.orchestration.cli_runner import gate_is_final
 from recsys.orchestration.links import ModelReportLink, report_page
 from recsys.orchestration.operators import AzureMLCommandJobOperator
 from recsys.orchestration.sensors import LakePartitionSensor
@@ -117,7 +118,7 @@ def _lineage(outlet_events: Any, asset: Asset, info: dict[str, Any]) -> None:
 def recsys_retrain() -> None:
     @task(multiple_outputs=True)
     def plan(params: Any = None, dag_run: Any = None, logical_date: Any = None) -> dict[str, Any]:
-        with tasks.gate_is_final():
+        with gate_is_final():
             out = tasks.plan(logical_date, params.get("as_of"), run_after=dag_run.run_after)
             tasks.check_processable(dt.date.fromisoformat(out["day"]))
         return out
@@ -149,8 +150,8 @@ def recsys_retrain() -> None:
     def train_local(
         paths: dict[str, Any], params: Any = None, outlet_events: Any = None
     ) -> dict[str, Any]:
-        with tasks.gate_is_final():
-            out = tasks.train_local(paths, params.get("epochs"))
+        with gate_is_final():
+            out = train_step.train_local(paths, params.get("epochs"))
         _lineage(outlet_events, MODEL, out)
         return out
 
@@ -167,8 +168,10 @@ def recsys_retrain() -> None:
     @task(trigger_rule="none_failed_min_one_success")
     def evaluate_gate(paths: dict[str, Any], params: Any = None, ti: Any = None) -> dict[str, Any]:
         try:
-            with tasks.gate_is_final():
-                return tasks.evaluate_and_gate(paths, force_deploy=bool(params["force_deploy"]))
+            with gate_is_final():
+                return model_gate.evaluate_and_gate(
+                    paths, force_deploy=bool(params["force_deploy"])
+                )
         finally:
             ti.xcom_push(
                 key=ModelReportLink.key, value=report_page(paths["model_report"], "report.html")
@@ -176,7 +179,7 @@ def recsys_retrain() -> None:
 
     @task(outlets=[BUNDLE], **IO_RETRY)
     def export(paths: dict[str, Any], gate: Any, outlet_events: Any = None) -> dict[str, Any]:
-        with tasks.gate_is_final():
+        with gate_is_final():
             out = tasks.export(paths)
         _lineage(outlet_events, BUNDLE, out)
         return out

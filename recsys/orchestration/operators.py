@@ -84,7 +84,7 @@ class AzureMLCommandJobOperator(BaseOperator):
 
     def train_config(self, epochs: int | None) -> dict[str, Any] | None:
         """The pipeline's training config (a file on this worker) with the epochs override."""
-        from recsys.orchestration.tasks import read_train_config
+        from recsys.orchestration.train_step import read_train_config
 
         data = read_train_config(load_retrain_config().train_config)
         if epochs is not None:

@@ -31,6 +31,7 @@ from airflow.sdk import Context
 
 from recsys.artifacts import manifest_sha256
 from recsys.orchestration import tasks
+from recsys.orchestration.cli_runner import clear_report, gate_is_final
 from recsys.orchestration.config import RetrainConfig, load_retrain_config
 from recsys.orchestration.databricks_job import STEPS, Step, build_submit_run, report_of
 from recsys.orchestration.links import ValidationReportLink, report_page
@@ -62,7 +63,7 @@ class DataStepOperator(DatabricksSubmitRunOperator):
         try:
             if cfg.engine == "spark" and cfg.spark.cluster == "databricks":
                 return self._submit(context, cfg, p)
-            with tasks.gate_is_final():
+            with gate_is_final():
                 body = tasks.validate if self.step == "validate" else tasks.build_graph
                 out = body(dict(self.paths), config=cfg)
             self._lineage(context, out)
@@ -89,7 +90,7 @@ class DataStepOperator(DatabricksSubmitRunOperator):
             dbx.existing_cluster_id or "new job cluster",
         )
         # what is read back when the run fails must be this run's report, not an earlier try's
-        tasks.clear_report(report_of(self.step, p))
+        clear_report(report_of(self.step, p))
         try:
             super().execute(context)  # deferrable: raises TaskDeferred unless already finished
         except Exception:
@@ -130,7 +131,7 @@ class DataStepOperator(DatabricksSubmitRunOperator):
         except InputError:
             return
         if not gate.passed:
-            with tasks.gate_is_final():
+            with gate_is_final():
                 raise gate.error(report)
 
     def _finish(self, context: Context, p: RunPaths) -> dict[str, Any]:

@@ -199,7 +199,7 @@ def test_good_day_goes_through_every_gate_to_a_served_bundle(env: dict[str, Any]
 def test_rerun_of_the_same_day_overwrites_in_place(env: dict[str, Any], dag: Any) -> None:
     """Graph and model are overwritten; a new model's bundle gets a folder of its own."""
     from recsys.artifacts import manifest_sha256, verify_artifact
-    from recsys.orchestration import tasks
+    from recsys.orchestration import tasks, train_step
     from recsys.serving import registry
 
     assert "first" in env, "needs the good-day run"
@@ -232,7 +232,7 @@ def test_rerun_of_the_same_day_overwrites_in_place(env: dict[str, Any], dag: Any
     # a different model (one more epoch, as the trigger form's override would give) gets a
     # bundle folder of its own beside the served one
     paths = _xcom(dag, "plan")
-    tasks.train_local(paths, epochs=6)
+    train_step.train_local(paths, epochs=6)
     second = tasks.export(paths)
     assert second["version"] != first["version"]
     bundles = sorted(p.name for p in (env["lake"] / "bundles").iterdir())

@@ -14,7 +14,8 @@ from recsys.artifacts import InputRef, manifest_sha256, write_artifact
 from recsys.errors import GateFailed, GateUndecided, InputError
 from recsys.evaluation.gate import CANDIDATE, POPULARITY, PRODUCTION
 from recsys.evaluation.holdout import HoldoutScores
-from recsys.orchestration import tasks
+from recsys.orchestration import cli_runner, model_gate, tasks
+from recsys.orchestration.cli_runner import gate_is_final
 from recsys.orchestration.config import RetrainConfig
 from recsys.serving import registry
 
@@ -80,9 +81,9 @@ def test_worse_than_production_is_refused_with_a_report(
     run: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _publish(run)
-    monkeypatch.setattr(tasks, "evaluate", _fake_evaluation(0.3, 0.7, new_users=40))
+    monkeypatch.setattr(model_gate, "evaluate", _fake_evaluation(0.3, 0.7, new_users=40))
     with pytest.raises(GateFailed, match="vs_production") as failed:
-        tasks.evaluate_and_gate(run["paths"], force_deploy=False, config=run["cfg"])
+        model_gate.evaluate_and_gate(run["paths"], force_deploy=False, config=run["cfg"])
     assert not isinstance(failed.value, GateUndecided)
     assert failed.value.report == run["paths"]["model_report"]
     report = _report(run["paths"])
@@ -113,21 +114,21 @@ def test_production_trained_on_holdout_days_is_said(
         draft.extra = {"as_of": "2026-11-26", "holdout_start": "2026-11-26"}
     bundle = _artifact(str(tmp_path / "lake/bundles/b2"), "bundle", graph=graph)
     registry.publish(run["cfg"].resolved_registry(), bundle, "prod-v2")
-    monkeypatch.setattr(tasks, "evaluate", _fake_evaluation(0.5, 0.3))  # holdout from 11-23
-    out = tasks.evaluate_and_gate(run["paths"], config=run["cfg"])
+    monkeypatch.setattr(model_gate, "evaluate", _fake_evaluation(0.5, 0.3))  # holdout from 11-23
+    out = model_gate.evaluate_and_gate(run["paths"], config=run["cfg"])
     assert out["decision"] == "passed"
     check = next(c for c in _report(run["paths"])["checks"] if c["name"] == "vs_production")
     assert (
         "trained on data through 2026-11-25, inside this holdout (from 2026-11-23)"
         in (check["note"])
     )
-    assert tasks.production_train_end(run["bundle"]) is None  # its lineage does not say
+    assert model_gate.production_train_end(run["bundle"]) is None  # its lineage does not say
 
 
 def test_forced_deploy_is_recorded(run: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     _publish(run)
-    monkeypatch.setattr(tasks, "evaluate", _fake_evaluation(0.3, 0.7))
-    out = tasks.evaluate_and_gate(run["paths"], force_deploy=True, config=run["cfg"])
+    monkeypatch.setattr(model_gate, "evaluate", _fake_evaluation(0.3, 0.7))
+    out = model_gate.evaluate_and_gate(run["paths"], force_deploy=True, config=run["cfg"])
     assert out["decision"] == "failed" and out["forced"] is True and out["deploy"] is True
     report = _report(run["paths"])
     assert report["details"]["forced"] is True and report["details"]["force_deploy"] is True
@@ -138,15 +139,15 @@ def test_forced_deploy_is_recorded(run: dict[str, Any], monkeypatch: pytest.Monk
 def test_undecided_keeps_production_and_deploys_the_first_model(
     run: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tasks, "evaluate", _fake_evaluation(0.12, 0.12))
+    monkeypatch.setattr(model_gate, "evaluate", _fake_evaluation(0.12, 0.12))
     # no production yet: the default policy deploys, saying the gate was undecided
-    out = tasks.evaluate_and_gate(run["paths"], config=run["cfg"])
+    out = model_gate.evaluate_and_gate(run["paths"], config=run["cfg"])
     assert out["decision"] == "undecided" and out["deploy"] is True and out["forced"] is False
     assert "no model serves yet" in out["outcome"]
     # production serving: an undecided candidate does not replace it
     _publish(run)
     with pytest.raises(GateUndecided, match="model gate undecided"):
-        tasks.evaluate_and_gate(run["paths"], config=run["cfg"])
+        model_gate.evaluate_and_gate(run["paths"], config=run["cfg"])
     assert _report(run["paths"])["details"]["outcome"].startswith("undecided; production keeps")
     # the policy that never deploys on undecided
     gate_cfg = Path(run["cfg"].resolved_lake()) / "gate.json"
@@ -158,7 +159,7 @@ def test_undecided_keeps_production_and_deploys_the_first_model(
         }
     )
     with pytest.raises(GateUndecided):
-        tasks.evaluate_and_gate(run["paths"], config=strict)
+        model_gate.evaluate_and_gate(run["paths"], config=strict)
 
 
 def test_cli_gate_failure_is_read_from_its_report(tmp_path: Path) -> None:
@@ -173,7 +174,7 @@ def test_cli_gate_failure_is_read_from_its_report(tmp_path: Path) -> None:
     build = ["build-graph", "--lake", str(lake), "--as-of", DAY.isoformat()]
     build += ["--config", str(cfg), "--report", report]
     with pytest.raises(GateFailed) as failed:
-        tasks.run_cli(
+        cli_runner.run_cli(
             build,
             report=report,
         )
@@ -188,7 +189,7 @@ def test_cli_gate_failure_is_read_from_its_report(tmp_path: Path) -> None:
     stale = str(tmp_path / "elsewhere")
     write_gate_report(stale, GateReport.of("graph", []))
     with pytest.raises(GateFailed, match="wrote no gate report"):
-        tasks.run_cli(
+        cli_runner.run_cli(
             build,
             report=stale,
         )
@@ -222,9 +223,12 @@ def test_in_airflow_undecided_skips_and_refused_fails() -> None:
     refused gate or bad input fails it without retries."""
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    with pytest.raises(AirflowSkipException, match="model gate undecided"), tasks.gate_is_final():
+    with (
+        pytest.raises(AirflowSkipException, match="model gate undecided"),
+        gate_is_final(),
+    ):
         raise GateUndecided("model", ["vs_production: ..."], "report")
-    with pytest.raises(AirflowFailException, match="model gate failed"), tasks.gate_is_final():
+    with pytest.raises(AirflowFailException, match="model gate failed"), gate_is_final():
         raise GateFailed("model", ["beats_popularity: ..."], "report")
-    with pytest.raises(AirflowFailException, match="before the lake"), tasks.gate_is_final():
+    with pytest.raises(AirflowFailException, match="before the lake"), gate_is_final():
         raise InputError("2010-06-01: before the lake's first events partition")

@@ -130,7 +130,7 @@ def test_a_feature_width_change_falls_back_cold_with_the_reason(
 
 def test_the_dag_warm_starts_from_the_latest_earlier_day(tmp_path: Path) -> None:
     from recsys.artifacts import write_artifact
-    from recsys.orchestration.tasks import previous_model
+    from recsys.orchestration.train_step import previous_model
 
     lake = str(tmp_path / "lake")
     assert previous_model(lake, DAY2) is None
