@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from recsys.artifacts import InputRef, manifest_sha256
 from recsys.errors import GateFailed, InputError
 from recsys.logs import get_logger
-from recsys.orchestration import aks
+from recsys.orchestration import aks_clients
 from recsys.orchestration.config import DeployConfig
 from recsys.reports import write_report
 
@@ -83,7 +83,7 @@ BackendFactory = Callable[[str, DeployConfig], DeployBackend]
 
 BACKENDS: dict[str, BackendFactory] = {
     "local": lambda registry, cfg: LocalRegistryBackend(registry),
-    "aks": lambda registry, cfg: aks.backend_from_config(cfg),
+    "aks": lambda registry, cfg: aks_clients.backend_from_config(cfg),
 }
 
 

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from recsys.errors import GateFailed, InputError
-from recsys.orchestration import aks
+from recsys.orchestration import aks, aks_clients
 from recsys.orchestration.aks import (
     AksBackend,
     AksTarget,
@@ -302,7 +302,7 @@ def test_rollout_state_follows_kubectl_rollout_status(
     status: dict[str, Any], expected: tuple[bool, str | None]
 ) -> None:
     dep = {"metadata": {"generation": 1}, "spec": {"replicas": 3}, "status": status}
-    assert aks.rollout_state(dep) == expected
+    assert aks_clients.rollout_state(dep) == expected
 
 
 def test_rollout_state_reports_a_progress_deadline() -> None:
@@ -316,7 +316,7 @@ def test_rollout_state_reports_a_progress_deadline() -> None:
             ],
         },
     }
-    done, reason = aks.rollout_state(dep)
+    done, reason = aks_clients.rollout_state(dep)
     assert not done and reason is not None and "stuck" in reason
 
 
@@ -340,7 +340,7 @@ class FakeKubeApiClient:
 def test_kubernetes_client_smoke_goes_through_the_service_proxy() -> None:
     pytest.importorskip("kubernetes")
     api = FakeKubeApiClient()
-    client = aks.KubernetesApiClient(api)
+    client = aks_clients.KubernetesApiClient(api)
     reply = client.get_via_service(
         "recsys", "recsys-serving", "http", "/v1/recommendations/u1?k=5", 3
     )
@@ -414,8 +414,8 @@ def test_clients_are_built_from_the_airflow_kubernetes_connection(tmp_path: Path
     conn = {"conn_type": "kubernetes", "extra": {"kube_config": kubeconfig}}
     script = (
         "import json\n"
-        "from recsys.orchestration import aks\n"
-        "helm, kube = aks.clients_from_airflow_connection('kubernetes_default')\n"
+        "from recsys.orchestration import aks_clients\n"
+        "helm, kube = aks_clients.clients_from_airflow_connection('kubernetes_default')\n"
         "print(json.dumps([type(helm).__name__, type(kube).__name__,\n"
         "    json.loads(helm._kubeconfig)['clusters'][0]['cluster']['server'],\n"
         "    kube._api_client.configuration.host]))\n"
