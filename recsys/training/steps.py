@@ -201,6 +201,17 @@ def sampled_rows(
     return StepRows(u, p, cand, eu, ep, ecand.view(b, n, -1), e0u, e0p, e0cand.view(b, n, -1))
 
 
+def _mean_sq_norm(x: Tensor) -> Tensor:
+    """The mean over the rows of ``x`` ``[..., d]`` of their squared norms, as one dot product.
+
+    Not ``x.square().sum(-1).mean()``: its backward goes through a generic ``pow`` kernel,
+    twice as slow on CPU as the dot product's two multiplications (the L2 term of a
+    Gowalla step: benchmarks/RESULTS.md).
+    """
+    v = x.reshape(-1)
+    return torch.dot(v, v) / max(v.numel() // x.shape[-1], 1)
+
+
 def ranking_loss(
     cfg: TrainConfig,
     eu: Tensor,
@@ -237,11 +248,7 @@ def objective(
         if cfg.logq_correction and cfg.softmax_sampler == "in_batch":
             log_q = log_pop[rows.neg]
     rank = ranking_loss(cfg, rows.eu, rows.ep, rows.en, mask, log_q, temperature)
-    reg = 0.5 * (
-        rows.e0u.square().sum(-1).mean()
-        + rows.e0p.square().sum(-1).mean()
-        + rows.e0n.square().sum(-1).mean()
-    )
+    reg = 0.5 * (_mean_sq_norm(rows.e0u) + _mean_sq_norm(rows.e0p) + _mean_sq_norm(rows.e0n))
     loss = rank + cfg.l2 * reg
     parts: dict[str, float] = {str(cfg.loss): float(rank.detach())}
     if cfg.contrastive_weight > 0:
