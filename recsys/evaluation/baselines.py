@@ -245,9 +245,8 @@ class PolyFilter(GFCF):
         self.degree_exponent = degree_exponent
         self.input_exponent = input_exponent
 
-    def _filter_input(self, users: np.ndarray) -> sp.csr_matrix:
-        assert self._train is not None and self._d_i is not None
-        r = self._train[users]
+    def _filter_input(self, r: sp.csr_matrix) -> sp.csr_matrix:
+        assert self._d_i is not None
         if self.input_exponent != 0:
             scale = np.maximum(self._d_i, 1.0) ** self.input_exponent
             r = sp.csr_matrix(r @ sp.diags(scale.astype(np.float32)))
@@ -274,8 +273,18 @@ class PolyFilter(GFCF):
     def score(self, users: np.ndarray) -> np.ndarray:
         if self._train is None:
             raise RuntimeError("PolyFilter.score called before fit")
-        users = _users(users, self._train.shape[0])
-        r = self._filter_input(users)
+        return self.score_history(self._train[_users(users, self._train.shape[0])])
+
+    def score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        """Scores ``[B, n_items]`` of any histories ``[B, n_items]`` (weights as in training).
+
+        The filter is linear in the history, so row ``i`` of ``score_history`` of the
+        identity is the item-item operator's row ``i``: what a server would need to compute
+        the score exactly from a history it has not seen at fit time.
+        """
+        if self._train is None:
+            raise RuntimeError("PolyFilter.score_history called before fit")
+        r = self._filter_input(sp.csr_matrix(history, dtype=np.float32))
         s = self._poly(r.toarray(), self._linear(r).astype(np.float32), self.coefs)
         if self._left is not None and self._right is not None:
             ideal = np.asarray((r @ self._left) @ self._right, dtype=np.float32)

@@ -140,3 +140,20 @@ def test_ease_refuses_large_catalogues_and_popularity_scores_counts() -> None:
         GFCF().score(np.array([0]))
     with pytest.raises(InputError):
         Popularity().fit(sp.csr_matrix((3, 3)))
+
+
+def test_poly_filter_is_an_item_item_operator_on_any_history() -> None:
+    """score_history of unseen histories is linear: the sum of the operator's rows (the
+    identity's scores) over a history's items, weights included; the train rows give score."""
+    rng = np.random.default_rng(3)
+    r = sp.csr_matrix((rng.random((40, 25)) < 0.25).astype(np.float32))
+    p = PolyFilter(k=6)
+    p.fit(r)
+    operator = p.score_history(sp.identity(25, dtype=np.float32, format="csr"))
+    np.testing.assert_allclose(p.score_history(r), p.score(np.arange(40)), rtol=1e-6)
+    history = np.zeros((3, 25), np.float32)
+    history[0, [1, 4, 7]] = 1.0
+    history[1, [0, 24]] = [2.0, 0.5]  # weighted, and items no train row has together
+    want = history @ operator
+    np.testing.assert_allclose(p.score_history(sp.csr_matrix(history)), want, rtol=1e-4, atol=1e-6)
+    assert not p.score_history(sp.csr_matrix(history))[2].any()  # empty history: no score
