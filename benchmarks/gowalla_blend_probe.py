@@ -61,6 +61,9 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=None, help="TrainConfig file (the recipe)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--users", type=int, default=10_000, help="validation users scored")
+    ap.add_argument(
+        "--save", type=Path, default=None, help="folder for the GNN's user_emb.npy / item_emb.npy"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -96,6 +99,10 @@ def main() -> None:
     with torch.no_grad():
         ue, ie = result.model.eval()(adjacency_for(tr, cfg))
     user_emb, item_emb = ue.numpy(), ie.numpy()
+    if args.save is not None:  # for gowalla_sparse_filter.py --gnn
+        args.save.mkdir(parents=True, exist_ok=True)
+        np.save(args.save / "user_emb.npy", user_emb)
+        np.save(args.save / "item_emb.npy", item_emb)
     t0 = time.perf_counter()
     poly = PolyFilter()
     poly.fit(train_csr)
