@@ -55,6 +55,26 @@ def recall_ndcg(
     return rec, ndcg
 
 
+def validation_carve(
+    data: InteractionData, cfg: TrainConfig, n_users: int
+) -> tuple[InteractionData, sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+    """The carve ``train()`` makes (``val_fraction``, ``seed``): its train pairs, those pairs
+    and the validation pairs as binary ``[U, I]`` matrices, and ``n_users`` validation users
+    (a seeded sample, sorted)."""
+    carve = split_validation(data, cfg.val_fraction, cfg.seed)
+    tr = carve.train
+    shape = (data.n_users, data.n_items)
+    ones = np.ones(len(tr.train_user), np.float32)
+    train_csr = sp.csr_matrix((ones, (tr.train_user, tr.train_item)), shape=shape)
+    train_csr.data[:] = 1.0
+    val_ones = np.ones(len(carve.val_user), np.float32)
+    val_csr = sp.csr_matrix((val_ones, (carve.val_user, carve.val_item)), shape=shape)
+    users = np.flatnonzero(np.diff(val_csr.indptr) > 0)
+    rng = np.random.default_rng(0)
+    users = np.sort(rng.choice(users, size=min(n_users, len(users)), replace=False))
+    return tr, train_csr, val_csr, users
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DIR, help="folder with train/test.txt.gz")
@@ -85,17 +105,7 @@ def main() -> None:
         ),
         flush=True,
     )
-    carve = split_validation(data, cfg.val_fraction, cfg.seed)  # the carve train() used
-    tr = carve.train
-    shape = (data.n_users, data.n_items)
-    ones = np.ones(len(tr.train_user), np.float32)
-    train_csr = sp.csr_matrix((ones, (tr.train_user, tr.train_item)), shape=shape)
-    train_csr.data[:] = 1.0
-    val_ones = np.ones(len(carve.val_user), np.float32)
-    val_csr = sp.csr_matrix((val_ones, (carve.val_user, carve.val_item)), shape=shape)
-    users = np.flatnonzero(np.diff(val_csr.indptr) > 0)
-    rng = np.random.default_rng(0)
-    users = np.sort(rng.choice(users, size=min(args.users, len(users)), replace=False))
+    tr, train_csr, val_csr, users = validation_carve(data, cfg, args.users)
     with torch.no_grad():
         ue, ie = result.model.eval()(adjacency_for(tr, cfg))
     user_emb, item_emb = ue.numpy(), ie.numpy()

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from gowalla_blend_probe import recall_ndcg
+from gowalla_blend_probe import recall_ndcg, validation_carve
 
 from recsys.config import load_config
 from recsys.data.lightgcn import load_lightgcn
 from recsys.evaluation.baselines import PolyFilter
 from recsys.training.config import TrainConfig
-from recsys.training.data import InteractionData, split_validation
+from recsys.training.data import InteractionData
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gowalla"
 ROWS_PER_BLOCK = 1024
@@ -62,19 +62,8 @@ def main() -> None:
         load_lightgcn(args.data / "train.txt.gz", args.data / "test.txt.gz")
     )
     cfg = load_config(args.config, TrainConfig) if args.config else TrainConfig()
-    carve = split_validation(data, cfg.val_fraction, cfg.seed)
-    tr = carve.train
-    n_items, shape = data.n_items, (data.n_users, data.n_items)
-    train_csr = sp.csr_matrix(
-        (np.ones(len(tr.train_user), np.float32), (tr.train_user, tr.train_item)), shape=shape
-    )
-    train_csr.data[:] = 1.0
-    val_ones = np.ones(len(carve.val_user), np.float32)
-    val_csr = sp.csr_matrix((val_ones, (carve.val_user, carve.val_item)), shape=shape)
-    users = np.flatnonzero(np.diff(val_csr.indptr) > 0)
-    users = np.sort(
-        np.random.default_rng(0).choice(users, size=min(args.users, len(users)), replace=False)
-    )
+    n_items = data.n_items
+    _, train_csr, val_csr, users = validation_carve(data, cfg, args.users)
     poly = PolyFilter()
     t0 = time.perf_counter()
     poly.fit(train_csr)
