@@ -15,9 +15,7 @@ from recsys.errors import InputError
 from recsys.logs import get_logger
 from recsys.orchestration.cli_runner import run_cli
 from recsys.orchestration.config import RetrainConfig, load_retrain_config
-from recsys.orchestration.paths import (
-    from_dict,
-)
+from recsys.orchestration.paths import from_dict
 
 log = get_logger(__name__)
 

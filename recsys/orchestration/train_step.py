@@ -17,10 +17,7 @@ from recsys.errors import InputError
 from recsys.logs import get_logger
 from recsys.orchestration.cli_runner import config_arg, run_cli
 from recsys.orchestration.config import RetrainConfig, load_retrain_config
-from recsys.orchestration.paths import (
-    MODELS_DIR,
-    from_dict,
-)
+from recsys.orchestration.paths import MODELS_DIR, from_dict
 
 log = get_logger(__name__)
 
