@@ -30,6 +30,7 @@ import torch
 
 from recsys.config import load_config
 from recsys.data.lightgcn import LightGCNSplit, load_lightgcn
+from recsys.errors import InputError
 from recsys.models.lightgcn import FeatureLightGCN
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
@@ -39,6 +40,16 @@ from recsys.training.tracking import Tracker
 from recsys.training.training_graph import adjacency_for
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gowalla"
+
+
+def load_gowalla(folder: Path) -> tuple[LightGCNSplit, InteractionData]:
+    """The split in ``folder`` (``train.txt.gz``, ``test.txt.gz``) and its interactions; a
+    missing or malformed file exits with the reader's one-line message."""
+    try:
+        split = load_lightgcn(folder / "train.txt.gz", folder / "test.txt.gz")
+    except InputError as exc:
+        raise SystemExit(f"--data: {exc}") from None
+    return split, InteractionData.from_lightgcn(split)
 
 
 class EpochPrinter(Tracker):
@@ -116,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     t_start = time.perf_counter()
-    split = load_lightgcn(args.data / "train.txt.gz", args.data / "test.txt.gz")
-    data = InteractionData.from_lightgcn(split)
+    split, data = load_gowalla(args.data)
     cfg = load_config(args.config, TrainConfig)
     updates: dict[str, Any] = {"tracking": {"enabled": False}, **overrides(args.set)}
     if args.epochs is not None:

@@ -22,16 +22,15 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
+from gowalla import DEFAULT_DIR, load_gowalla
 
 from recsys.config import load_config
-from recsys.data.lightgcn import load_lightgcn
 from recsys.evaluation.baselines import PolyFilter
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData, split_validation
 from recsys.training.loop import train
 from recsys.training.training_graph import adjacency_for
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gowalla"
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 K = 20
 
@@ -87,9 +86,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = InteractionData.from_lightgcn(
-        load_lightgcn(args.data / "train.txt.gz", args.data / "test.txt.gz")
-    )
+    if args.users < 1:
+        raise SystemExit("--users: at least 1")
+    _, data = load_gowalla(args.data)
     cfg = load_config(args.config, TrainConfig) if args.config else TrainConfig()
     cfg = cfg.model_copy(update={"fold_validation_epochs": 0, "progress": False})
     t0 = time.perf_counter()

@@ -26,16 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from gowalla import overrides, test_evaluator
+from gowalla import DEFAULT_DIR, load_gowalla, overrides, test_evaluator
 
 from recsys.config import load_config
-from recsys.data.lightgcn import load_lightgcn
 from recsys.training.config import TrainConfig
-from recsys.training.data import InteractionData
 from recsys.training.loop import train
 from recsys.training.training_graph import adjacency_for
-
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gowalla"
 
 SOFTMAX: dict[str, Any] = {
     "loss": "softmax",
@@ -94,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in args.variants.split(",") if n not in variants]
     if unknown:
         ap.error(f"unknown variants {unknown}; known: {', '.join(variants)}")
-    split = load_lightgcn(args.data / "train.txt.gz", args.data / "test.txt.gz")
-    data = InteractionData.from_lightgcn(split)
+    split, data = load_gowalla(args.data)
     base = load_config(args.config, TrainConfig).model_dump()
     common: dict[str, Any] = {
         "tracking": {"enabled": False},

@@ -19,18 +19,17 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from gowalla import DEFAULT_DIR, load_gowalla
 from gowalla_blend_probe import recall_ndcg, validation_carve
 
 from recsys.config import load_config
-from recsys.data.lightgcn import load_lightgcn
 from recsys.evaluation.baselines import PolyFilter
 from recsys.training.config import TrainConfig
-from recsys.training.data import InteractionData
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gowalla"
 ROWS_PER_BLOCK = 1024
 
 
@@ -40,6 +39,32 @@ def top_per_row(block: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
     # a copy, not a view: a view would keep the whole [B, I] argpartition result alive
     cols = np.argpartition(-block, keep - 1, axis=1)[:, :keep].copy()
     return cols, np.take_along_axis(block, cols, 1)
+
+
+def numbers(text: str, option: str, kind: type[float] | type[int]) -> list[Any]:
+    """A comma-separated list of numbers; a malformed one exits naming the option."""
+    try:
+        return [kind(x) for x in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"{option} {text!r}: expected numbers separated by commas") from None
+
+
+def gnn_embeddings(folder: Path, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """The GNN's ``user_emb.npy`` / ``item_emb.npy`` in ``folder``, checked against the data's
+    shape before the four minutes of the operator are spent."""
+    try:
+        users = np.load(folder / "user_emb.npy", allow_pickle=False)
+        items = np.load(folder / "item_emb.npy", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--gnn {folder}: {exc}") from None
+    if users.ndim != 2 or items.ndim != 2 or users.shape[1] != items.shape[1]:
+        raise SystemExit(f"--gnn {folder}: user_emb {users.shape} and item_emb {items.shape}")
+    if (len(users), len(items)) != (n_users, n_items):
+        raise SystemExit(
+            f"--gnn {folder}: embeddings of {len(users)} users x {len(items)} items, the data "
+            f"has {n_users} x {n_items}"
+        )
+    return users, items
 
 
 def main() -> None:
@@ -57,11 +82,15 @@ def main() -> None:
     )
     ap.add_argument("--weights", default="1.0,1.5,2.0", help="blend weights w (with --gnn)")
     args = ap.parse_args()
-    keeps = [int(k) for k in args.keep.split(",")]
-    data = InteractionData.from_lightgcn(
-        load_lightgcn(args.data / "train.txt.gz", args.data / "test.txt.gz")
-    )
+    keeps = numbers(args.keep, "--keep", int)
+    weights = numbers(args.weights, "--weights", float) if args.gnn else []
+    if min(keeps) < 1 or args.users < 1:
+        raise SystemExit("--keep and --users: at least 1")
+    _, data = load_gowalla(args.data)
     cfg = load_config(args.config, TrainConfig) if args.config else TrainConfig()
+    gnn_users = gnn_items = None
+    if args.gnn:
+        gnn_users, gnn_items = gnn_embeddings(args.gnn, data.n_users, data.n_items)
     n_items = data.n_items
     _, train_csr, val_csr, users = validation_carve(data, cfg, args.users)
     poly = PolyFilter()
@@ -81,9 +110,6 @@ def main() -> None:
         rows = np.repeat(np.arange(n_items), c.shape[1])
         operators[k] = sp.csr_matrix((v.ravel(), (rows, c.ravel())), shape=(n_items, n_items))
     print(json.dumps({"event": "operator", "seconds": round(time.perf_counter() - t0)}), flush=True)
-    weights = [float(w) for w in args.weights.split(",")] if args.gnn else []
-    gnn_users = np.load(args.gnn / "user_emb.npy") if args.gnn else None
-    gnn_items = np.load(args.gnn / "item_emb.npy") if args.gnn else None
     names = ["full", *(f"top{k}" for k in keeps)]
     names += [f"gnn+{w}*top{k}" for k in keeps for w in weights]
     parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {n: [] for n in names}

@@ -29,17 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from gowalla import overrides
+from gowalla import DEFAULT_DIR, load_gowalla, overrides
 
 from recsys.config import load_config
-from recsys.data.lightgcn import load_lightgcn
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
 from recsys.training.state import build_model
 from recsys.training.steps import NegativePlan, full_graph_rows, objective
 from recsys.training.training_graph import TrainingGraph
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gowalla"
 PHASES = ("rows", "loss", "backward", "adam")
 
 
@@ -78,15 +76,22 @@ class Arm:
             for phase, t0, t1 in zip(PHASES, marks, marks[1:], strict=False):
                 self.times[phase].append(t1 - t0)
 
+    def medians(self) -> dict[str, float]:
+        """Each phase's median over the timed steps."""
+        return {p: statistics.median(v) for p, v in self.times.items()}
+
+    def epoch_seconds(self) -> float:
+        """Steps per epoch times the step (the sum of its phases' medians)."""
+        return sum(self.medians().values()) * self.steps_per_epoch
+
     def summary(self) -> dict[str, Any]:
-        med = {p: statistics.median(v) for p, v in self.times.items()}
-        step = sum(med.values())
+        med = self.medians()
         return {
             "arm": self.name,
             "phases_s": {p: round(v, 4) for p, v in med.items()},
-            "step_s": round(step, 4),
+            "step_s": round(sum(med.values()), 4),
             "steps_per_epoch": self.steps_per_epoch,
-            "epoch_s": round(step * self.steps_per_epoch, 1),
+            "epoch_s": round(self.epoch_seconds(), 1),
         }
 
 
@@ -100,6 +105,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per arm first")
     args = ap.parse_args()
+    if args.steps < 1 or args.rounds < 1 or args.warmup < 0:
+        raise SystemExit("--steps and --rounds: at least 1; --warmup: at least 0")
     if args.threads:
         torch.set_num_threads(args.threads)
     base = load_config(args.config, TrainConfig) if args.config else TrainConfig()
@@ -113,8 +120,7 @@ def main() -> None:
             )
         except ValueError as exc:
             raise SystemExit(f"--variant {name}: {exc}") from None
-    split = load_lightgcn(args.data / "train.txt.gz", args.data / "test.txt.gz")
-    data = InteractionData.from_lightgcn(split)
+    _, data = load_gowalla(args.data)
     arms = [Arm(name, data, cfg) for name, cfg in arms_cfg.items()]
     for arm in arms:
         for _ in range(args.warmup):
@@ -124,10 +130,10 @@ def main() -> None:
         for arm in arms:
             for _ in range(args.steps):
                 arm.step(record=True)
-    first = arms[0].summary()
+    first = arms[0].epoch_seconds()
     for arm in arms:
         row = arm.summary()
-        row["epoch_vs_first"] = round(row["epoch_s"] / first["epoch_s"], 3)
+        row["epoch_vs_first"] = round(arm.epoch_seconds() / first, 3)
         row["load_average"] = [round(x, 2) for x in (*load_before, *os.getloadavg())]
         print(json.dumps({"event": "step_time", "threads": torch.get_num_threads(), **row}))
     sys.stdout.flush()

@@ -21,13 +21,10 @@ import time
 from pathlib import Path
 
 import torch
+from gowalla import DEFAULT_DIR, load_gowalla
 
-from recsys.data.lightgcn import load_lightgcn
 from recsys.models.adjacency import normalized_adjacency
 from recsys.models.propagation import mean_of_powers
-from recsys.training.data import InteractionData
-
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gowalla"
 
 
 def timed(a: torch.Tensor, x: torch.Tensor, layers: int) -> float:
@@ -47,9 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = InteractionData.from_lightgcn(
-        load_lightgcn(args.data / "train.txt.gz", args.data / "test.txt.gz")
-    )
+    _, data = load_gowalla(args.data)
     adj = normalized_adjacency(
         data.train_user, data.train_item, data.train_weight, data.n_users, data.n_items
     )
