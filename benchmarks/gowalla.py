@@ -14,6 +14,8 @@ validation pairs folded back in, as serving does) and masks them all.
 Prints one JSON line per evaluation and a final JSON summary.
 
     python benchmarks/gowalla.py --threads 2 --config benchmarks/configs/gowalla.toml
+    python benchmarks/gowalla.py --threads 2 --config benchmarks/configs/gowalla.toml \
+        --set item_item_keep=300      # + the item-item term, its weight chosen on validation
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ import torch
 from recsys.config import load_config
 from recsys.data.lightgcn import LightGCNSplit, load_lightgcn
 from recsys.errors import InputError
+from recsys.item_item import ItemItemTerm
 from recsys.models.lightgcn import FeatureLightGCN
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
 from recsys.training.evaluator import RankingEvaluator
+from recsys.training.item_item import histories
 from recsys.training.loop import train
 from recsys.training.tracking import Tracker
 from recsys.training.training_graph import adjacency_for
@@ -138,10 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     full_adj = adjacency_for(data, cfg).to(args.device)
     test_eval = test_evaluator(data, split, args.test_max_users)
 
-    def evaluate_test(model: FeatureLightGCN) -> dict[str, float]:
+    def evaluate_test(model: FeatureLightGCN, term: ItemItemTerm | None = None) -> dict[str, float]:
         with torch.no_grad():
             ue, ie = model(full_adj)
-        m = test_eval.evaluate(ue, ie)
+        m = test_eval.evaluate(ue, ie, term.scorer(histories(data)) if term is not None else None)
         return {"recall@20": m["recall@20"], "ndcg@20": m["ndcg@20"]}
 
     monitor_cpu = [0.0]
@@ -166,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
     monitor = None if args.no_test_monitor else on_eval
     result = train(data, cfg, device=args.device, on_eval=monitor, tracker=EpochPrinter())
-    final = evaluate_test(result.model)
+    final = evaluate_test(result.model, result.item_item)
     if args.save_model is not None:
         torch.save(result.model.state_dict(), args.save_model)
     for row in result.history:
@@ -185,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         "best_epoch_on_validation": result.best_epoch,
         "validation_at_best": result.best_val,
         "test_at_val_best": final,
+        # with item_item_keep: the model's own scores, without the term chosen on validation
+        "test_at_val_best_embeddings_only": None
+        if result.item_item is None
+        else evaluate_test(result.model),
         "test_best_seen_selected_on_test": None
         if best_seen is None
         else {

@@ -47,6 +47,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "fold": {"fold_validation_epochs": 6},
     "blend": {"blend_rank": 64},
+    "item-item": {"item_item_keep": 100},
+    "item-item-30": {"item_item_keep": 30},
+    "item-item-300": {"item_item_keep": 300},
 }
 
 
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             result = train(data, cfg)
             seconds = time.perf_counter() - t
-            m = model_metrics(result.model, data, cfg, evaluator)
+            m = model_metrics(result.model, data, cfg, evaluator, result.item_item)
             print(
                 json.dumps(
                     {
@@ -116,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
                         "best_epoch": result.best_epoch,
                         "train_seconds": round(seconds, 1),
                         **_round(m),
-                        **{k: v for k, v in result.extra.items() if k == "blend_weight"},
+                        **{
+                            k: v
+                            for k, v in result.extra.items()
+                            if k in ("blend_weight", "item_item_weight")
+                        },
                     }
                 ),
                 flush=True,

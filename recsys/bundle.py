@@ -12,6 +12,7 @@ A bundle is one artifact folder (``write_artifact``, kind ``bundle``)::
     histories.parquet      user_idx, item_idx, weight, types (bitmask over EVENT_TYPES)
     popularity.parquet     segment ('' = global), rank, item_idx, score
     user_e0.npy  item_S.npy  item_final.npy  item_inv_sqrt_deg.npy
+    item_item_index.npy  item_item_value.npy   the item-item term (absent without one)
 
 The ``.npy`` tables duplicate the scorer's initialisers so the server can
 explain a recommendation and find similar items without the ``onnx`` package;
@@ -41,6 +42,7 @@ from recsys.data.schema import EVENT_TYPES, RATING_MAX, RATING_MIN
 from recsys.errors import InputError
 from recsys.graph.config import WeightConfig
 from recsys.graph.weights import saturate
+from recsys.item_item import INDEX_FILE, VALUE_FILE, ItemItemTerm
 from recsys.logs import get_logger
 from recsys.storage import join, read_bytes
 
@@ -128,6 +130,8 @@ class BundleMeta(BaseModel):
     data_cutoff: str | None = None
     """End of the snapshot's as-of day (ISO, exclusive): the bundle's histories hold every
     event before it, so the server folds in only the live events at or after it."""
+    item_item_width: int = 0
+    """Entries per item of the scorer's item-item term (:mod:`recsys.item_item`); 0: none."""
 
 
 @dataclass
@@ -152,6 +156,8 @@ class FoldInTables:
     proj_weight: np.ndarray | None = None
     proj_bias: np.ndarray | None = None
     feature_spec_json: str | None = None
+    item_item: ItemItemTerm | None = None
+    """The scorer's item-item term (None: embeddings alone)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -198,7 +204,7 @@ def write_bundle(
     """Write the bundle folder atomically; readers see all of it or none."""
     from recsys.scorer import build_feature_projection, build_scorer
 
-    scorer = build_scorer(t.item_S, t.item_final, t.item_inv_sqrt_deg, t.num_layers)
+    scorer = build_scorer(t.item_S, t.item_final, t.item_inv_sqrt_deg, t.num_layers, t.item_item)
     n_users = len(t.user_ids)
     segments = t.user_segments if t.user_segments is not None else np.full(n_users, "", object)
     with write_artifact(out_uri, BUNDLE_KIND) as draft:
@@ -229,6 +235,10 @@ def write_bundle(
         draft.write_npy(ITEM_S, t.item_S.astype(np.float32))
         draft.write_npy(ITEM_FINAL, t.item_final.astype(np.float32))
         draft.write_npy(ITEM_INV_SQRT_DEG, t.item_inv_sqrt_deg)
+        if t.item_item is not None:
+            draft.write_npy(INDEX_FILE, t.item_item.index.astype(np.int32))
+            draft.write_npy(VALUE_FILE, t.item_item.value.astype(np.float32))
+            meta = meta.model_copy(update={"item_item_width": t.item_item.width})
         if t.proj_weight is not None:
             bias = t.proj_bias if t.proj_bias is not None else np.zeros(t.proj_weight.shape[1])
             proj = build_feature_projection(t.proj_weight, bias)
@@ -274,6 +284,7 @@ class BundleData:
     item_S: np.ndarray
     item_final: np.ndarray
     item_inv_sqrt_deg: np.ndarray
+    item_item: ItemItemTerm | None = None
 
 
 def read_bundle(uri: str, verify: bool = True) -> BundleData:
@@ -303,8 +314,18 @@ def read_bundle(uri: str, verify: bool = True) -> BundleData:
         item_S=read_npy(join(uri, ITEM_S)),
         item_final=read_npy(join(uri, ITEM_FINAL)),
         item_inv_sqrt_deg=read_npy(join(uri, ITEM_INV_SQRT_DEG)),
+        item_item=_read_item_item(uri, has),
     )
     n_u, n_i, d = meta.num_users, meta.num_items, meta.embedding_dim
+    if data.item_item is not None:
+        got_ii = (data.item_item.n_items, data.item_item.width)
+        if got_ii != (n_i, meta.item_item_width):
+            raise InputError(
+                f"{uri}: {INDEX_FILE} has shape {got_ii}, bundle.json says "
+                f"{(n_i, meta.item_item_width)}"
+            )
+    elif meta.item_item_width:
+        raise InputError(f"{uri}: bundle.json names an item-item term, {INDEX_FILE} is missing")
     checks = {
         USER_E0: (data.user_e0.shape, (n_u, d)),
         ITEM_S: (data.item_S.shape, (n_i, d)),
@@ -319,12 +340,10 @@ def read_bundle(uri: str, verify: bool = True) -> BundleData:
     return data
 
 
-def bundle_summary(data: BundleData) -> dict[str, Any]:
-    return {
-        "uri": data.uri,
-        "version": data.meta.version,
-        "users": data.meta.num_users,
-        "items": data.meta.num_items,
-        "embedding_dim": data.meta.embedding_dim,
-        "files": sorted(data.manifest.files),
-    }
+def _read_item_item(uri: str, files: set[str]) -> ItemItemTerm | None:
+    if INDEX_FILE not in files or VALUE_FILE not in files:
+        return None
+    try:
+        return ItemItemTerm(read_npy(join(uri, INDEX_FILE)), read_npy(join(uri, VALUE_FILE)))
+    except InputError as exc:
+        raise InputError(f"{uri}: {exc}") from None

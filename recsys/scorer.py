@@ -28,6 +28,11 @@ The fold-in (sym normalisation)::
 
     e_u = (e0_u + sum_i w_ui / sqrt(d_u d_i) * S_i) / (K + 1),  d_u = sum_i w_ui
 
+With an item-item term (:mod:`recsys.item_item`, ``[I, M]`` entries per item), the score adds
+``sum_l w_l * value[i_l, m]`` at item ``index[i_l, m]`` for every history slot ``l``: the
+entries are gathered per slot and added into the scores (``ScatterElements``, reduction add)
+before the mask and the top-K. The explanations stay those of the embedding part.
+
 The feature projection for new users is a second, tiny model ``x [B, F] -> e0 [B, d]``.
 """
 
@@ -36,6 +41,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from recsys.item_item import ItemItemTerm
 
 OPSET = 18
 IR_VERSION = 9
@@ -51,14 +58,17 @@ def build_scorer(
     item_final: np.ndarray,
     item_inv_sqrt_deg: np.ndarray,
     num_layers: int,
+    item_item: ItemItemTerm | None = None,
 ) -> onnx.ModelProto:
-    """The scorer model with the item tables as initialisers."""
+    """The scorer model with the item tables (and the item-item term) as initialisers."""
     n_items, dim = item_final.shape
     if item_S.shape != (n_items, dim) or item_inv_sqrt_deg.shape != (n_items,):
         raise ValueError(
             f"table shapes disagree: S {item_S.shape}, final {item_final.shape}, "
             f"deg {item_inv_sqrt_deg.shape}"
         )
+    if item_item is not None and item_item.n_items != n_items:
+        raise ValueError(f"item-item term for {item_item.n_items} items, the tables {n_items}")
     # one zero column after the real items absorbs the exclusion padding
     final_t = np.zeros((dim, n_items + 1), dtype=np.float32)
     final_t[:, :n_items] = item_final.T
@@ -90,7 +100,7 @@ def build_scorer(
         helper.make_node("Squeeze", ["agg3", "ax1"], ["agg"]),
         helper.make_node("Add", ["e0", "agg"], ["e_sum"]),
         helper.make_node("Mul", ["e_sum", "inv_k1"], ["user_emb"]),
-        helper.make_node("MatMul", ["user_emb", "item_final_t"], ["scores_all"]),
+        *_item_item_nodes(item_item, inits, "scores_all"),
         # the dummy column is always masked (one extra exclusion slot per row), so TopK can
         # run on the masked scores in place instead of on a sliced copy: with k <= I and
         # ties broken towards the lower index, the -inf dummy column is never returned
@@ -169,6 +179,37 @@ def build_scorer(
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     return model
+
+
+def _item_item_nodes(
+    term: ItemItemTerm | None, inits: list[onnx.TensorProto], scores_out: str
+) -> list[onnx.NodeProto]:
+    """``scores_out``: the embedding scores, plus the term of each history slot when there is
+    one (its tables are appended to ``inits``)."""
+    if term is None:
+        return [helper.make_node("MatMul", ["user_emb", "item_final_t"], [scores_out])]
+    scores_in = "scores_emb"
+    inits += [
+        _const("item_item_index", np.ascontiguousarray(term.index, dtype=np.int32)),
+        _const("item_item_value", np.ascontiguousarray(term.value, dtype=np.float32)),
+        _const("rows_flat", np.array([0, -1], dtype=np.int64)),
+    ]
+    return [
+        helper.make_node("MatMul", ["user_emb", "item_final_t"], [scores_in]),
+        helper.make_node("Gather", ["item_item_index", "hist_idx"], ["ii_idx3"], axis=0),
+        helper.make_node("Gather", ["item_item_value", "hist_idx"], ["ii_val3"], axis=0),
+        helper.make_node("Unsqueeze", ["hist_w", "ax2"], ["hist_w3"]),
+        helper.make_node("Mul", ["ii_val3", "hist_w3"], ["ii_upd3"]),
+        helper.make_node("Reshape", ["ii_idx3", "rows_flat"], ["ii_idx"]),
+        helper.make_node("Reshape", ["ii_upd3", "rows_flat"], ["ii_upd"]),
+        helper.make_node(
+            "ScatterElements",
+            [scores_in, "ii_idx", "ii_upd"],
+            [scores_out],
+            axis=1,
+            reduction="add",
+        ),
+    ]
 
 
 def build_feature_projection(weight: np.ndarray, bias: np.ndarray) -> onnx.ModelProto:

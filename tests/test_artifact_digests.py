@@ -39,7 +39,7 @@ BUNDLE = f"{ROOT}/bundles/model"
 DIGESTS = {
     "graph": "bdeebf05b9ebdc27a6cb19dbb59d3ab6d06d1d001b8ca6bfb6cb371db29c5632",
     "model": "ba964096cd8f74552db42373176b01d4ccb9fe31c8a1f0febf61f0ed58bb53a9",
-    "bundle": "337b963b15e09ee6c556f18d1a07046049836965d61458d2900ac3c48dfffd40",
+    "bundle": "13aeae9bdad711b697d0fd4f0a4e6edf62d0af4b8873a8d3bf49b1eb454e5cbc",
 }
 
 

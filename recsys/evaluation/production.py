@@ -29,6 +29,7 @@ import scipy.sparse as sp
 from recsys.bundle import read_bundle
 from recsys.errors import InputError
 from recsys.graph.idmap import index_of
+from recsys.item_item import ItemItemTerm
 
 __all__ = ["ProductionScorer", "production_scorer"]
 
@@ -58,6 +59,8 @@ class ProductionScorer:
     item_final: np.ndarray
     session: Any
     n_items: int
+    item_item: ItemItemTerm | None = None
+    """The bundle's item-item term (its scorer adds it to the embedding scores)."""
 
     def known(self, users: np.ndarray) -> np.ndarray:
         return np.asarray(self.user_pos[np.asarray(users, dtype=np.int64)] >= 0)
@@ -94,7 +97,10 @@ class ProductionScorer:
         emb = self.user_embeddings(users)
         out = np.full((emb.shape[0], self.n_items), -np.inf, dtype=np.float32)
         known = self.item_to_bundle >= 0
-        out[:, known] = emb @ self.item_final[self.item_to_bundle[known]].T
+        bundle_scores = emb @ self.item_final.T
+        if self.item_item is not None:
+            bundle_scores += self.item_item.scores(self.history[np.asarray(users, np.int64)])
+        out[:, known] = bundle_scores[:, self.item_to_bundle[known]]
         return out
 
 
@@ -132,4 +138,5 @@ def production_scorer(
         item_final=np.asarray(data.item_final, dtype=np.float32),
         session=_session(data.scorer_onnx),
         n_items=len(item_ids),
+        item_item=data.item_item,
     )

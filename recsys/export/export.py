@@ -18,6 +18,7 @@ from recsys.export.gate import ExportConfig, run_gate
 from recsys.export.tables import compute_tables, with_served_history
 from recsys.graph.config import WeightConfig
 from recsys.graph.snapshot import load_snapshot
+from recsys.item_item import ItemItemTerm
 from recsys.logs import get_logger
 from recsys.reports import write_gate_report
 from recsys.training.artifact import load_model
@@ -45,10 +46,11 @@ def export_from_model(
     inputs: dict[str, InputRef] | None = None,
     edge_types: np.ndarray | None = None,
     report: str | None = None,
+    item_item: ItemItemTerm | None = None,
 ) -> ExportResult:
     """Tables -> gate -> bundle. Raises GateFailed (and writes no bundle) when a check fails;
     the gate's ``report.json`` goes to ``report`` (if given) either way."""
-    tables, ref = compute_tables(model, snapshot, edge_types, cfg.segment_feature)
+    tables, ref = compute_tables(model, snapshot, edge_types, cfg.segment_feature, item_item)
     result = run_gate(tables, ref.users, cfg)
     if report is not None:
         gate = result.report(cfg).model_copy(
@@ -134,5 +136,13 @@ def export_model(
         "graph": InputRef(uri=graph_uri, sha256=graph_sha),
     }
     return export_from_model(
-        loaded.model, snapshot, out_uri, cfg, version, inputs, snapshot.train_types, report
+        loaded.model,
+        snapshot,
+        out_uri,
+        cfg,
+        version,
+        inputs,
+        snapshot.train_types,
+        report,
+        loaded.item_item,
     )

@@ -3,8 +3,9 @@
 
 Checks (each failure names itself; any failure -> GateFailed, exit 1, no bundle):
 - ``parity``: onnxruntime's top-K equals torch's (full propagation, seen items
-  masked) for ``parity_users`` sampled users, apart from exact ties, and the
-  top-K scores differ by at most ``score_tol``;
+  masked; plus the item-item term from scipy when the model has one) for
+  ``parity_users`` sampled users, apart from exact ties, and the top-K scores
+  differ by at most ``score_tol``;
 - ``foldin``: the fold-in reproduces every training user's trained embedding
   (numpy over all users, and the scorer's own ``user_emb`` for the sample)
   within ``foldin_tol``;
@@ -26,6 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from recsys.bundle import FoldInTables
+from recsys.item_item import history_csr
 from recsys.logs import get_logger
 from recsys.reports import Check, GateReport
 
@@ -187,14 +189,14 @@ def run_gate(t: FoldInTables, ref_users: np.ndarray, cfg: ExportConfig) -> GateR
     metrics: dict[str, float] = {}
     n_users, n_items = len(t.user_ids), len(t.item_ids)
     k = min(cfg.k, n_items)
-    sess = _session(
-        build_scorer(t.item_S, t.item_final, t.item_inv_sqrt_deg, t.num_layers).SerializeToString()
-    )
+    scorer = build_scorer(t.item_S, t.item_final, t.item_inv_sqrt_deg, t.num_layers, t.item_item)
+    sess = _session(scorer.SerializeToString())
     order = np.argsort(t.hist_user, kind="stable")
     t.hist_user, t.hist_item = t.hist_user[order], t.hist_item[order]
     t.hist_weight, t.hist_types = t.hist_weight[order], t.hist_types[order]
     counts = np.bincount(t.hist_user, minlength=n_users)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    history = history_csr(t.hist_user, t.hist_item, t.hist_weight, n_users, n_items)
 
     # fold-in reproduces every user's trained embedding
     fold = foldin_numpy(t)
@@ -247,6 +249,8 @@ def run_gate(t: FoldInTables, ref_users: np.ndarray, cfg: ExportConfig) -> GateR
                 expl_bad.append(f"user {t.user_ids[users[r]]!r}: {why}")
         max_emb_diff = max(max_emb_diff, float(np.abs(emb - ref_users[users]).max()))
         ref_scores = ref_users[users].astype(np.float64) @ item_final64.T
+        if t.item_item is not None:
+            ref_scores += t.item_item.scores(history[users])
         for r, u in enumerate(users.tolist()):
             seen = t.hist_item[indptr[u] : indptr[u + 1]]
             ref_scores[r, seen] = -np.inf
@@ -272,6 +276,7 @@ def run_gate(t: FoldInTables, ref_users: np.ndarray, cfg: ExportConfig) -> GateR
         {
             "parity_users": float(len(sample)),
             "parity_k": float(k),
+            "item_item_width": float(t.item_item.width if t.item_item is not None else 0),
             "parity_max_score_diff": max_score_diff,
             "parity_topk_mismatches": float(len(mismatched)),
             "onnx_foldin_max_abs_diff": max_emb_diff,

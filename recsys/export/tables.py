@@ -24,6 +24,7 @@ import torch
 
 from recsys.bundle import UNKNOWN_TYPE_BIT, FoldInTables
 from recsys.errors import InputError
+from recsys.item_item import ItemItemTerm
 from recsys.logs import get_logger
 
 log = get_logger(__name__)
@@ -119,8 +120,10 @@ def compute_tables(
     snapshot: Any,
     edge_types: np.ndarray | None = None,
     segment_feature: str | None = "country",
+    item_item: ItemItemTerm | None = None,
 ) -> tuple[FoldInTables, Reference]:
-    """The fold-in tables and the torch reference embeddings for ``model`` on ``snapshot``."""
+    """The fold-in tables and the torch reference embeddings for ``model`` on ``snapshot``
+    (with the model's item-item term, when it has one, for the scorer)."""
     from recsys.models.adjacency import normalized_adjacency
 
     n_users, n_items = len(snapshot.user_ids), len(snapshot.item_ids)
@@ -128,6 +131,11 @@ def compute_tables(
         raise InputError(
             f"model is for {model.num_users} users x {model.num_items} items, the graph "
             f"{snapshot.uri} has {n_users} x {n_items}"
+        )
+    if item_item is not None and item_item.n_items != n_items:
+        raise InputError(
+            f"the model's item-item term is for {item_item.n_items} items, the graph "
+            f"{snapshot.uri} has {n_items}"
         )
     hu, hi, hw, ht = aggregate_edges(
         snapshot.train_user, snapshot.train_item, snapshot.train_weight, edge_types
@@ -171,6 +179,7 @@ def compute_tables(
         proj_weight=proj_w,
         proj_bias=proj_b,
         feature_spec_json=spec_json,
+        item_item=item_item,
     )
     log.info(
         "fold-in tables: %d users, %d items, %d edges, K=%d, d=%d, features=%s",

@@ -7,6 +7,7 @@ Layout::
     history.json    one entry per epoch: loss, validation recall/ndcg when evaluated
     metrics.json    validation at the chosen epoch, holdout metrics, popularity for reference
     report.html     metrics table and training curves
+    item_item_index.npy, item_item_value.npy   the item-item term (recsys.item_item), if any
     manifest.json   inputs (graph snapshot + its manifest sha256), counts, config, file hashes
 """
 
@@ -16,15 +17,19 @@ import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from recsys.artifacts import (
     InputRef,
     manifest_sha256,
     read_json,
     read_manifest,
+    read_npy,
     verify_artifact,
     write_artifact,
 )
 from recsys.errors import InputError
+from recsys.item_item import INDEX_FILE, VALUE_FILE, ItemItemTerm
 from recsys.storage import join, read_bytes
 from recsys.training.config import TrainConfig
 
@@ -51,6 +56,7 @@ class LoadedModel:
     graph_uri: str
     info: dict[str, Any]
     metrics: dict[str, Any]
+    item_item: ItemItemTerm | None = None
 
 
 def architecture(model: FeatureLightGCN, norm: str) -> dict[str, Any]:
@@ -77,8 +83,10 @@ def write_model_artifact(
     metrics: dict[str, Any],
     report_html: str,
     info: dict[str, Any] | None = None,
+    item_item: ItemItemTerm | None = None,
 ) -> str:
-    """Publish the artifact at ``out_uri``; returns its manifest sha256."""
+    """Publish the artifact at ``out_uri`` (with the model's item-item term, if it has one);
+    returns its manifest sha256."""
     import torch
 
     graph_sha = manifest_sha256(graph_uri)
@@ -98,6 +106,10 @@ def write_model_artifact(
         draft.write_json(HISTORY_JSON, history)
         draft.write_json(METRICS_JSON, metrics)
         draft.write_text(REPORT_HTML, report_html)
+        if item_item is not None:
+            draft.write_npy(INDEX_FILE, item_item.index.astype(np.int32))
+            draft.write_npy(VALUE_FILE, item_item.value.astype(np.float32))
+            draft.counts["item_item_width"] = item_item.width
         draft.inputs["graph"] = InputRef(uri=graph_uri, sha256=graph_sha)
         draft.counts.update(
             {
@@ -145,6 +157,20 @@ def load_model(uri: str, device: str = "cpu") -> LoadedModel:
     model.load_state_dict(state)
     model.to(device).eval()
     metrics = read_metrics(uri)
+    files = set(read_manifest(uri).files)
+    item_item = None
+    if INDEX_FILE in files and VALUE_FILE in files:
+        try:
+            item_item = ItemItemTerm(
+                read_npy(join(uri, INDEX_FILE)), read_npy(join(uri, VALUE_FILE))
+            )
+        except InputError as exc:
+            raise InputError(f"{uri}: {exc}") from None
+        if item_item.n_items != model.num_items:
+            raise InputError(
+                f"{uri}: its item-item term is for {item_item.n_items} items, the model "
+                f"{model.num_items}"
+            )
     return LoadedModel(
         uri=uri,
         model=model,
@@ -152,6 +178,7 @@ def load_model(uri: str, device: str = "cpu") -> LoadedModel:
         graph_uri=str(info["graph_uri"]),
         info=info,
         metrics=metrics,
+        item_item=item_item,
     )
 
 

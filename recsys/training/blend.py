@@ -49,6 +49,8 @@ class BlendChoice:
 
     weight: float
     scores: dict[float, float] = field(default_factory=dict)
+    reason: str = ""
+    """Why no weight was tried, when none was (the candidates' scores are then empty)."""
 
 
 def spectral_columns(data: InteractionData, rank: int, power: float, seed: int) -> Tensor:
@@ -103,7 +105,7 @@ def choose_blend(
     log.info(
         "blend weights on validation (%s): %s -> %s",
         cfg.select_metric,
-        {w: round(v, 5) for w, v in scores.items()},
+        ", ".join(f"{w:g}: {v:.5f}" for w, v in scores.items()),
         best,
     )
     return BlendChoice(best, scores)

@@ -24,10 +24,12 @@ from recsys.evaluation.gate import BASELINES, CANDIDATE, POPULARITY, PRODUCTION
 from recsys.evaluation.holdout import Holdout, HoldoutScores
 from recsys.evaluation.ranking import ScoreBatch, interactions_csr
 from recsys.graph.snapshot import load_snapshot
+from recsys.item_item import ItemItemTerm
 from recsys.logs import get_logger
 from recsys.training.artifact import load_model
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
+from recsys.training.item_item import histories
 from recsys.training.loop import train
 from recsys.training.training_graph import adjacency_for
 
@@ -47,17 +49,23 @@ def holdout_info(graph_uri: str) -> dict[str, Any]:
     return info
 
 
-def embedding_scorer(model: Any, data: InteractionData, cfg: TrainConfig) -> ScoreBatch:
-    """``score(users)`` of a trained model: its propagated embeddings over the train edges."""
+def embedding_scorer(
+    model: Any, data: InteractionData, cfg: TrainConfig, item_item: ItemItemTerm | None = None
+) -> ScoreBatch:
+    """``score(users)`` of a trained model: its propagated embeddings over the train edges,
+    plus its item-item term of the users' train edges when it has one."""
     adj = adjacency_for(data, cfg).to(next(model.parameters()).device)
     with torch.no_grad():
         ue, ie = model(adj)
     item_t = ie.T.contiguous()
+    extra = item_item.scorer(histories(data)) if item_item is not None else None
 
     def score(users: np.ndarray) -> np.ndarray:
         idx = torch.from_numpy(np.asarray(users, dtype=np.int64)).to(ue.device)
         with torch.no_grad():
             out: np.ndarray = (ue[idx] @ item_t).float().cpu().numpy()
+        if extra is not None:
+            out += extra(np.asarray(users, dtype=np.int64))
         return out
 
     return score
@@ -117,11 +125,15 @@ def evaluate_on_snapshot(
     info["holdout_users"] = int(holdout.users.size)
     info["holdout_pairs"] = int(holdout.test_csr.nnz)
     scores = HoldoutScores(holdout.users, snapshot.user_ids[holdout.users])
-    scores.add(CANDIDATE, holdout.score(embedding_scorer(loaded.model, data, loaded.config)))
+    candidate = embedding_scorer(loaded.model, data, loaded.config, loaded.item_item)
+    scores.add(CANDIDATE, holdout.score(candidate))
     if "mf-bpr" in baselines:
         mf_cfg = loaded.config.model_copy(
             update={
                 "num_layers": 0,
+                # the baseline is MF-BPR itself: no graph filter beside it
+                "item_item_keep": 0,
+                "blend_rank": 0,
                 "progress": False,
                 "tracking": loaded.config.tracking.model_copy(update={"enabled": False}),
             }

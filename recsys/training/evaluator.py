@@ -6,7 +6,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recsys.evaluation.ranking import evaluate_topk, interactions_csr, topk_full_ranking
+from recsys.evaluation.ranking import (
+    ScoreBatch,
+    evaluate_topk,
+    interactions_csr,
+    topk_full_ranking,
+)
 
 
 class RankingEvaluator:
@@ -46,8 +51,11 @@ class RankingEvaluator:
         return self.users.size == 0
 
     @torch.no_grad()
-    def evaluate(self, user_emb: Tensor, item_emb: Tensor) -> dict[str, float]:
-        """Metrics keyed like ``recall@20``, ``ndcg@20`` (see :func:`evaluate_topk`)."""
+    def evaluate(
+        self, user_emb: Tensor, item_emb: Tensor, extra: ScoreBatch | None = None
+    ) -> dict[str, float]:
+        """Metrics keyed like ``recall@20``, ``ndcg@20`` (see :func:`evaluate_topk`) of the dot
+        products, plus ``extra(users)`` (an item-item term) when given."""
         if self.empty:
             return {}
         item_t = item_emb.T.contiguous()
@@ -55,6 +63,8 @@ class RankingEvaluator:
         def score(users: np.ndarray) -> np.ndarray:
             idx = torch.from_numpy(users).to(user_emb.device)
             out: np.ndarray = (user_emb[idx] @ item_t).float().cpu().numpy()
+            if extra is not None:
+                out += extra(users)
             return out
 
         topk = topk_full_ranking(score, self.users, self.train_csr, max(self.ks), self.batch_size)

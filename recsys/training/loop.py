@@ -31,8 +31,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -42,11 +41,11 @@ from recsys.logs import get_logger
 from recsys.models.adjacency import NormalizedAdjacency
 from recsys.models.lightgcn import FeatureLightGCN
 from recsys.training import losses
-from recsys.training.blend import blended, choose_blend
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData, split_validation
 from recsys.training.ddp import Distributed
 from recsys.training.evaluator import RankingEvaluator
+from recsys.training.result import TrainResult, apply_filter, choose_filter, result_of
 from recsys.training.state import TrainState, init_state, restore_state, save_state
 from recsys.training.steps import NegativePlan, full_graph_rows, objective, sampled_rows
 from recsys.training.tracking import Tracker
@@ -58,22 +57,6 @@ log = get_logger(__name__)
 OnEval = Callable[[int, FeatureLightGCN], dict[str, float]]
 """Called at each validation with ``(epoch, model)``; its metrics join the history
 (benchmarks use it to watch the test set; it never influences training)."""
-
-
-@dataclass
-class TrainResult:
-    """The best model (by validation, in eval mode) and how training went."""
-
-    model: FeatureLightGCN
-    history: list[dict[str, float]]
-    best_epoch: int
-    best_val: dict[str, float]
-    epochs_run: int
-    train_seconds: float
-    mode: str
-    stopped_early: bool
-    val_pairs: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def lr_factor(cfg: TrainConfig, epoch: int, elapsed: float = 0.0) -> float:
@@ -362,9 +345,11 @@ def train(
             # fold only while still improving: the last validated checkpoint is the best one
             fold = evaluator.empty or state.best_epoch == epoch + 1
             fold = ctx.broadcast_flag(fold, dev)
-            if fold and can_validate and cfg.blend_rank:
-                # the last moment validation is clean: choose the blend weight now
-                state.blend = choose_blend(state.model, split.train, graph.adj, evaluator, cfg)
+            if fold and can_validate:
+                # the last moment validation is clean: choose the filter's weight now
+                state.filter_choice = choose_filter(
+                    state.model, split.train, graph.adj, evaluator, cfg
+                )
             if fold:
                 log.info(
                     "epoch %d: the validation pairs join training for the last %d epochs",
@@ -400,53 +385,17 @@ def train(
             )
             break
     bar.close()
-    result = _result(state, cfg, mode, stopped_early, int(split.val_user.size))
-    if cfg.blend_rank and can_validate:
-        blend_choice = state.blend
-        if blend_choice is None and not state.folded:
-            blend_choice = choose_blend(result.model, split.train, graph.adj, evaluator, cfg)
-        if blend_choice is not None:
-            result.extra["blend_weight"] = blend_choice.weight
-            result.extra["blend_validation"] = {str(w): v for w, v in blend_choice.scores.items()}
-            if blend_choice.weight > 0:
-                # the filter of the graph the model serves: every training pair (after a
-                # fold, the graph it trained on last is that one already)
-                served = graph.adj if state.folded else adjacency_for(data, cfg).to(dev)
-                result.model = blended(result.model, data, served, cfg, blend_choice.weight)
+    result = result_of(state, cfg, mode, stopped_early, int(split.val_user.size))
+    if can_validate:
+        choice = state.filter_choice
+        if choice is None and not state.folded:
+            choice = choose_filter(result.model, split.train, graph.adj, evaluator, cfg)
+        if choice is not None:
+            # after a fold, the graph it trained on last is the served one already
+            folded_adj = graph.adj
+
+            def served() -> NormalizedAdjacency:
+                return folded_adj if state.folded else adjacency_for(data, cfg).to(dev)
+
+            apply_filter(result, choice, data, served, cfg)
     return result
-
-
-def _result(
-    state: TrainState, cfg: TrainConfig, mode: str, stopped_early: bool, val_pairs: int
-) -> TrainResult:
-    history = state.history
-    epochs_run = int(history[-1]["epoch"]) if history else state.epoch
-    model = state.model
-    best_epoch = state.best_epoch
-    val_epoch = best_epoch
-    if state.folded:
-        best_epoch = epochs_run  # the folded epochs' end: chosen when validation said go on
-    elif state.best_state is None:
-        best_epoch = val_epoch = epochs_run
-    else:
-        model.load_state_dict(state.best_state)
-    model.eval()
-    best_val = {
-        k[4:]: v
-        for r in history
-        if r["epoch"] == val_epoch
-        for k, v in r.items()
-        if k.startswith("val_")
-    }
-    return TrainResult(
-        model=model,
-        history=history,
-        best_epoch=best_epoch,
-        best_val=best_val,
-        epochs_run=epochs_run,
-        train_seconds=float(history[-1]["elapsed_s"]) if history else 0.0,
-        mode=mode,
-        stopped_early=stopped_early,
-        val_pairs=val_pairs,
-        extra={"folded_validation": state.folded},
-    )

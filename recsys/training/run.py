@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from recsys.item_item import ItemItemTerm
 from recsys.logs import get_logger
 from recsys.models.lightgcn import FeatureLightGCN
 from recsys.storage import exists, get_fs
@@ -21,6 +22,7 @@ from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
 from recsys.training.ddp import Distributed, init_distributed, shutdown
 from recsys.training.evaluator import RankingEvaluator
+from recsys.training.item_item import histories
 from recsys.training.loop import train
 from recsys.training.tracking import start_tracking
 from recsys.training.training_graph import adjacency_for
@@ -45,15 +47,21 @@ def holdout_evaluator(snapshot: Any, ks: tuple[int, ...] = KS) -> RankingEvaluat
 
 
 def model_metrics(
-    model: FeatureLightGCN, data: InteractionData, cfg: TrainConfig, evaluator: RankingEvaluator
+    model: FeatureLightGCN,
+    data: InteractionData,
+    cfg: TrainConfig,
+    evaluator: RankingEvaluator,
+    item_item: ItemItemTerm | None = None,
 ) -> dict[str, float]:
-    """Metrics of ``model`` propagating over all of ``data`` (validation pairs folded in)."""
+    """Metrics of ``model`` (and its item-item term) propagating over all of ``data``
+    (validation pairs folded in)."""
     if evaluator.empty:
         return {}
     adj = adjacency_for(data, cfg).to(next(model.parameters()).device)
     with torch.no_grad():
         ue, ie = model(adj)
-    return evaluator.evaluate(ue, ie)
+    extra = item_item.scorer(histories(data)) if item_item is not None else None
+    return evaluator.evaluate(ue, ie, extra)
 
 
 def baseline_metrics(
@@ -161,7 +169,7 @@ def _train_and_publish(
             data, cfg, device=device, checkpoint_dir=ckpt, tracker=tracker, dist=ctx, warm=warm
         )
         evaluator = holdout_evaluator(snapshot)
-        holdout = model_metrics(result.model, data, cfg, evaluator)
+        holdout = model_metrics(result.model, data, cfg, evaluator, result.item_item)
         baselines = baseline_metrics(snapshot, evaluator, ("popularity",))
         # wall-clock time and the MLflow run id go to MLflow and the log, never into the
         # artifact: its manifest must be a function of (graph, config, seed) alone, so a
@@ -184,6 +192,12 @@ def _train_and_publish(
             "baselines": baselines,
             "start": warm.record(),
         }
+        if "item_item_weight" in result.extra:
+            metrics["item_item"] = {
+                "weight": result.extra["item_item_weight"],
+                "validation": result.extra["item_item_validation"],
+                "width": result.item_item.width if result.item_item is not None else 0,
+            }
         tracker.log_metrics({f"holdout_{k}": v for k, v in holdout.items()}, step=result.epochs_run)
         report = render_model_report(
             f"Model {out_uri}",
@@ -199,6 +213,12 @@ def _train_and_publish(
                 "time budget": (
                     f"{cfg.max_train_seconds:g} s (the best validation checkpoint within it)"
                     if cfg.max_train_seconds is not None
+                    else "none"
+                ),
+                "item-item term": (
+                    f"{result.item_item.width} entries per product, weight "
+                    f"{result.extra['item_item_weight']:g} (chosen on validation)"
+                    if result.item_item is not None
                     else "none"
                 ),
                 "start": (
@@ -218,6 +238,7 @@ def _train_and_publish(
             metrics,
             report,
             info={"best_epoch": result.best_epoch, "mode": result.mode, "start": warm.record()},
+            item_item=result.item_item,
         )
         if cfg.tracking.enabled:
             with tempfile.TemporaryDirectory() as tmp:

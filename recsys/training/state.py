@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,8 +84,9 @@ class TrainState:
     """The validation pairs have joined training (``fold_validation_epochs``)."""
     user_temperature: Tensor | None = None
     """Adaptive temperatures ``[U]`` for the next epoch (``None``: the fixed one)."""
-    blend: BlendChoice | None = None
-    """The blend weight chosen on validation at the fold (``blend_rank`` with a fold)."""
+    filter_choice: BlendChoice | None = None
+    """The graph filter's weight chosen on validation at the fold (``blend_rank`` or
+    ``item_item_keep``, with a fold)."""
 
     def snapshot_best(self, score: float, epoch: int) -> None:
         self.best_score, self.best_epoch, self.bad_evals = score, epoch, 0
@@ -126,11 +128,8 @@ def restore_state(state: TrainState, folder: str, cfg_json: str, device: torch.d
     state.folded = bool(ck.get("folded", False))
     temp = ck.get("user_temperature")
     state.user_temperature = None if temp is None or temp.numel() == 0 else temp.to(device)
-    blend = ck.get("blend") or {}
-    if blend:
-        state.blend = BlendChoice(
-            float(blend["weight"]), {float(w): float(v) for w, v in blend["scores"].items()}
-        )
+    # "blend": what checkpoints called the choice when the blend was the only filter
+    state.filter_choice = _choice(ck.get("filter_choice") or ck.get("blend"))
     log.info("resumed from %s at epoch %d", folder, state.epoch)
     return True
 
@@ -154,11 +153,20 @@ def save_state(state: TrainState, folder: str, cfg_json: str, elapsed: float) ->
             "user_temperature": torch.zeros(0)
             if state.user_temperature is None
             else state.user_temperature,
-            "blend": {}
-            if state.blend is None
-            else {
-                "weight": state.blend.weight,
-                "scores": {str(w): v for w, v in state.blend.scores.items()},
-            },
+            "filter_choice": _choice_record(state.filter_choice),
         },
     )
+
+
+def _choice(record: dict[str, Any] | None) -> BlendChoice | None:
+    if not record:
+        return None
+    return BlendChoice(
+        float(record["weight"]), {float(w): float(v) for w, v in record["scores"].items()}
+    )
+
+
+def _choice_record(choice: BlendChoice | None) -> dict[str, Any]:
+    if choice is None:
+        return {}
+    return {"weight": choice.weight, "scores": {str(w): v for w, v in choice.scores.items()}}
