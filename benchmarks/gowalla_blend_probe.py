@@ -90,7 +90,10 @@ def main() -> None:
         raise SystemExit("--users: at least 1")
     _, data = load_gowalla(args.data)
     cfg = load_config(args.config, TrainConfig) if args.config else TrainConfig()
-    cfg = cfg.model_copy(update={"fold_validation_epochs": 0, "progress": False})
+    # the probe blends the GNN alone with the filter itself: no item-item term inside training
+    cfg = cfg.model_copy(
+        update={"fold_validation_epochs": 0, "progress": False, "item_item_keep": 0}
+    )
     t0 = time.perf_counter()
     result = train(data, cfg)
     print(
