@@ -81,6 +81,12 @@ def main() -> None:
         "also score gnn + w * ratio * sparse filter",
     )
     ap.add_argument("--weights", default="1.0,1.5,2.0", help="blend weights w (with --gnn)")
+    ap.add_argument(
+        "--alpha",
+        type=float,
+        default=PolyFilter().alpha,
+        help="PolyFilter's ideal low-pass weight (0: no SVD, the linear polynomial alone)",
+    )
     args = ap.parse_args()
     keeps = numbers(args.keep, "--keep", int)
     weights = numbers(args.weights, "--weights", float) if args.gnn else []
@@ -93,7 +99,7 @@ def main() -> None:
         gnn_users, gnn_items = gnn_embeddings(args.gnn, data.n_users, data.n_items)
     n_items = data.n_items
     _, train_csr, val_csr, users = validation_carve(data, cfg, args.users)
-    poly = PolyFilter()
+    poly = PolyFilter(alpha=args.alpha)
     t0 = time.perf_counter()
     poly.fit(train_csr)
     kept: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {k: ([], []) for k in keeps}

@@ -51,12 +51,15 @@ def histories(data: InteractionData) -> sp.csr_matrix:
     )
 
 
-def filter_operator(data: InteractionData, keep: int, progress: bool = False) -> ItemItemTerm:
-    """PolyFilter (its defaults) fitted on ``data``, its operator cut to ``keep`` entries per
-    item (the diagonal left out), unweighted."""
+def filter_operator(
+    data: InteractionData, keep: int, low_pass: float = 0.1, progress: bool = False
+) -> ItemItemTerm:
+    """PolyFilter (its defaults, ``low_pass`` its ideal low-pass weight ``alpha``) fitted on
+    ``data``, its operator cut to ``keep`` entries per item (the diagonal left out),
+    unweighted."""
     n = data.n_items
     block = max(16, min(BLOCK_ITEMS, BLOCK_CELLS // max(data.n_users, n, 1)))
-    filt = PolyFilter()
+    filt = PolyFilter(alpha=low_pass)
     filt.fit(histories(data))
     index, value = [], []
     for start in tqdm(range(0, n, block), desc="item-item", unit="block", disable=not progress):
@@ -104,7 +107,7 @@ def choose_item_item(
         reason = f"{n} items, outside 2..item_item_max_items={cfg.item_item_max_items}"
         log.warning("no item-item term: %s", reason)
         return BlendChoice(0.0, {}, reason)
-    term = filter_operator(train_data, cfg.item_item_keep, cfg.progress)
+    term = filter_operator(train_data, cfg.item_item_keep, cfg.item_item_low_pass, cfg.progress)
     history = histories(train_data)
     ue, ie = _embeddings(model, adj)
     ratio = _spread_ratio(ue, ie, term, history, cfg.seed)
@@ -133,6 +136,6 @@ def item_item_term(
 ) -> ItemItemTerm:
     """The served term: the filter of ``data`` (the served graph, adjacency ``adj``) at
     ``weight``, its spread measured against ``model``'s on that graph."""
-    term = filter_operator(data, cfg.item_item_keep, cfg.progress)
+    term = filter_operator(data, cfg.item_item_keep, cfg.item_item_low_pass, cfg.progress)
     ue, ie = _embeddings(model, adj)
     return term.scaled(weight * _spread_ratio(ue, ie, term, histories(data), cfg.seed))

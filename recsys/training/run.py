@@ -197,6 +197,11 @@ def _train_and_publish(
                 "weight": result.extra["item_item_weight"],
                 "validation": result.extra["item_item_validation"],
                 "width": result.item_item.width if result.item_item is not None else 0,
+                **(
+                    {"skipped": result.extra["item_item_skipped"]}
+                    if "item_item_skipped" in result.extra
+                    else {}
+                ),
             }
         tracker.log_metrics({f"holdout_{k}": v for k, v in holdout.items()}, step=result.epochs_run)
         report = render_model_report(
@@ -219,6 +224,8 @@ def _train_and_publish(
                     f"{result.item_item.width} entries per product, weight "
                     f"{result.extra['item_item_weight']:g} (chosen on validation)"
                     if result.item_item is not None
+                    else f"none ({result.extra.get('item_item_skipped', 'weight 0 on validation')})"
+                    if "item_item_weight" in result.extra
                     else "none"
                 ),
                 "start": (
