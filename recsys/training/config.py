@@ -164,9 +164,11 @@ class TrainConfig(BaseModel):
     """The filter's ideal low-pass weight (PolyFilter's ``alpha``, its default). 0 skips its SVD:
     a 3x cheaper operator (91 s vs 267 s per build on Gowalla) that validation could not tell
     apart (0.2326 vs 0.2328), but Gowalla's test could: 0.1939 / 0.1591 vs 0.1978 / 0.1642."""
-    item_item_max_items: int = Field(100_000, ge=2)
-    """Catalogues above this get no item-item term (its operator costs a filter pass per item:
-    about 4 minutes per build for Gowalla's 41k on 2 cores, and it grows with the square)."""
+    item_item_max_work: float = Field(5e10, gt=0)
+    """Graphs whose training edges x items exceed this get no item-item term: its operator is
+    a filter pass per item, each a few sparse products over every edge (Gowalla, 810k edges x
+    41k items = 3.3e10: ~4.5 min per build on 2 cores, two builds per training). Raise it
+    where the minutes are worth it."""
     max_train_seconds: float | None = Field(None, gt=0)
     """Training time budget (validation included): training stops, validating there, after
     the last epoch that another one (at the run's mean epoch time) would not fit after; the

@@ -100,11 +100,18 @@ def choose_item_item(
     """The term's weight with the best validation ``cfg.select_metric`` (0 among the candidates).
 
     ``train_data`` / ``adj``: the graph the model trained on (validation pairs held out). A
-    catalogue above ``cfg.item_item_max_items`` (or under 2 items) gets weight 0 and the reason.
+    graph above ``cfg.item_item_max_work`` (edges x items; or under 2 items) gets weight 0 and
+    the reason.
     """
     n = train_data.n_items
-    if not 2 <= n <= cfg.item_item_max_items:
-        reason = f"{n} items, outside 2..item_item_max_items={cfg.item_item_max_items}"
+    work = float(train_data.n_interactions) * n
+    if n < 2 or work > cfg.item_item_max_work:
+        reason = (
+            f"{train_data.n_interactions} edges x {n} items = {work:.3g}, above "
+            f"item_item_max_work={cfg.item_item_max_work:.3g}"
+            if n >= 2
+            else f"{n} item(s): no item-item pairs"
+        )
         log.warning("no item-item term: %s", reason)
         return BlendChoice(0.0, {}, reason)
     term = filter_operator(train_data, cfg.item_item_keep, cfg.item_item_low_pass, cfg.progress)
