@@ -23,6 +23,7 @@ wins. The filter of the final model comes from the graph the model serves
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,15 +97,30 @@ def choose_blend(
     """
     columns = spectral_columns(train_data, cfg.blend_rank, cfg.blend_power, cfg.seed)
     ratio, ue, ie, fu, fi = _scale(model, columns, adj, cfg.seed)
-    scores: dict[float, float] = {}
-    for w in [0.0, *cfg.blend_weights]:
+
+    def metrics(w: float) -> dict[str, float]:
         c = math.sqrt(w * ratio)
-        metrics = evaluator.evaluate(torch.cat([ue, c * fu], 1), torch.cat([ie, c * fi], 1))
-        scores[w] = metrics.get(cfg.select_metric, -math.inf)
-    best = max(scores, key=lambda w: (scores[w], -w))  # ties go to the lighter blend
+        return evaluator.evaluate(torch.cat([ue, c * fu], 1), torch.cat([ie, c * fi], 1))
+
+    return best_weight(cfg.blend_weights, metrics, cfg.select_metric, "blend")
+
+
+def best_weight(
+    weights: list[float],
+    metrics: Callable[[float], dict[str, float]],
+    select_metric: str,
+    what: str,
+) -> BlendChoice:
+    """The weight among ``weights`` and 0 whose validation ``metrics(w)`` score best on
+    ``select_metric`` (ties go to the lighter weight), with every candidate's score."""
+    scores: dict[float, float] = {}
+    for w in [0.0, *weights]:
+        scores[w] = metrics(w).get(select_metric, -math.inf)
+    best = max(scores, key=lambda w: (scores[w], -w))
     log.info(
-        "blend weights on validation (%s): %s -> %s",
-        cfg.select_metric,
+        "%s weights on validation (%s): %s -> %s",
+        what,
+        select_metric,
         ", ".join(f"{w:g}: {v:.5f}" for w, v in scores.items()),
         best,
     )

@@ -19,8 +19,6 @@ training pair) at that weight.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -31,7 +29,7 @@ from recsys.item_item import ItemItemTerm, history_csr, top_entries
 from recsys.logs import get_logger
 from recsys.models.adjacency import NormalizedAdjacency
 from recsys.models.lightgcn import FeatureLightGCN
-from recsys.training.blend import SCALE_USERS, BlendChoice
+from recsys.training.blend import SCALE_USERS, BlendChoice, best_weight
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
 from recsys.training.evaluator import RankingEvaluator
@@ -118,20 +116,12 @@ def choose_item_item(
     history = histories(train_data)
     ue, ie = _embeddings(model, adj)
     ratio = _spread_ratio(ue, ie, term, history, cfg.seed)
-    scores: dict[float, float] = {}
-    for w in [0.0, *cfg.item_item_weights]:
-        extra = term.scaled(w * ratio).scorer(history) if w > 0 else None
-        metrics = evaluator.evaluate(ue, ie, extra)
-        scores[w] = metrics.get(cfg.select_metric, -math.inf)
-    best = max(scores, key=lambda w: (scores[w], -w))  # ties go to the lighter term
-    log.info(
-        "item-item weights on validation (%s, %d entries per item): %s -> %s",
-        cfg.select_metric,
-        term.width,
-        ", ".join(f"{w:g}: {v:.5f}" for w, v in scores.items()),
-        best,
-    )
-    return BlendChoice(best, scores)
+
+    def metrics(w: float) -> dict[str, float]:
+        return evaluator.evaluate(ue, ie, term.scaled(w * ratio).scorer(history) if w else None)
+
+    what = f"item-item ({term.width} entries per item)"
+    return best_weight(cfg.item_item_weights, metrics, cfg.select_metric, what)
 
 
 def item_item_term(

@@ -12,29 +12,18 @@ from recsys.errors import InputError
 from recsys.evaluation.baselines import PolyFilter
 from recsys.item_item import ItemItemTerm, top_entries
 from recsys.training.config import TrainConfig
-from recsys.training.evaluator import RankingEvaluator
 from recsys.training.item_item import filter_operator, histories
 from recsys.training.loop import train
 from recsys.training.training_graph import adjacency_for
 
 from .planted import Planted, planted
-from .test_loop import cfg
+from .test_loop import cfg, test_recall
 
 
 def recall_with_term(
     p: Planted, ue: torch.Tensor, ie: torch.Tensor, term: ItemItemTerm | None
 ) -> float:
-    ev = RankingEvaluator(
-        p.data.train_user,
-        p.data.train_item,
-        p.test_user,
-        p.test_item,
-        p.data.n_users,
-        p.data.n_items,
-        ks=(10,),
-    )
-    extra = term.scorer(histories(p.data)) if term is not None else None
-    return ev.evaluate(ue, ie, extra)["recall@10"]
+    return test_recall(p, ue, ie, term.scorer(histories(p.data)) if term is not None else None)
 
 
 def test_full_operator_scores_every_history_like_the_filter() -> None:

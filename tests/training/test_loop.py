@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from recsys.evaluation.baselines import Popularity
-from recsys.evaluation.ranking import evaluate_topk, interactions_csr, topk_full_ranking
+from recsys.evaluation.ranking import ScoreBatch, evaluate_topk, interactions_csr, topk_full_ranking
 from recsys.training.config import TrackingConfig, TrainConfig
 from recsys.training.data import split_validation
 from recsys.training.evaluator import RankingEvaluator
@@ -41,7 +41,9 @@ def cfg(**kw: object) -> TrainConfig:
     return TrainConfig.model_validate(base)
 
 
-def test_recall(p: Planted, ue: torch.Tensor, ie: torch.Tensor) -> float:
+def test_recall(
+    p: Planted, ue: torch.Tensor, ie: torch.Tensor, extra: ScoreBatch | None = None
+) -> float:
     ev = RankingEvaluator(
         p.data.train_user,
         p.data.train_item,
@@ -51,7 +53,7 @@ def test_recall(p: Planted, ue: torch.Tensor, ie: torch.Tensor) -> float:
         p.data.n_items,
         ks=(10,),
     )
-    return ev.evaluate(ue, ie)["recall@10"]
+    return ev.evaluate(ue, ie, extra)["recall@10"]
 
 
 test_recall.__test__ = False  # type: ignore[attr-defined]
