@@ -31,7 +31,9 @@ The fold-in (sym normalisation)::
 With an item-item term (:mod:`recsys.item_item`, ``[I, M]`` entries per item), the score adds
 ``sum_l w_l * value[i_l, m]`` at item ``index[i_l, m]`` for every history slot ``l``: the
 entries are gathered per slot and added into the scores (``ScatterElements``, reduction add)
-before the mask and the top-K. The explanations stay those of the embedding part.
+before the mask and the top-K. The slot contributions stay those of the embedding part (the
+term is not attributed per slot); ``history_pos`` adds the term's positive total per item, as
+it too is what the history adds, so a share of it is a lower bound for the named item.
 
 The feature projection for new users is a second, tiny model ``x [B, F] -> e0 [B, d]``.
 """
@@ -148,7 +150,7 @@ def build_scorer(
         helper.make_node("Where", ["real_slot3", "contrib", "zero_f"], ["contrib_or0"]),
         helper.make_node("Relu", ["contrib_or0"], ["contrib_pos"]),
         helper.make_node("ReduceSum", ["contrib_pos", "ax1"], ["pos_sum"], keepdims=0),
-        helper.make_node("Mul", ["pos_sum", "inv_k1"], ["history_pos"]),
+        *_history_pos_nodes(item_item is not None, "history_pos"),
     ]
     graph = helper.make_graph(
         nodes,
@@ -179,6 +181,21 @@ def build_scorer(
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     return model
+
+
+def _history_pos_nodes(with_term: bool, out: str) -> list[onnx.NodeProto]:
+    """``out``: the positive embedding contributions per recommended item, plus the item-item
+    term's positive value at that item when there is a term (``scores`` minus its embedding
+    score: the top items are never masked, so the difference is the term)."""
+    if not with_term:
+        return [helper.make_node("Mul", ["pos_sum", "inv_k1"], [out])]
+    return [
+        helper.make_node("Mul", ["pos_sum", "inv_k1"], ["history_pos_emb"]),
+        helper.make_node("GatherElements", ["scores_emb", "indices"], ["emb_top"], axis=1),
+        helper.make_node("Sub", ["scores", "emb_top"], ["term_top"]),
+        helper.make_node("Relu", ["term_top"], ["term_pos"]),
+        helper.make_node("Add", ["history_pos_emb", "term_pos"], [out]),
+    ]
 
 
 def _item_item_nodes(

@@ -12,7 +12,8 @@ Checks (each failure names itself; any failure -> GateFailed, exit 1, no bundle)
 - ``explain``: for ``explain_users`` of the sampled users, the scorer's explanation outputs
   (the two largest history contributions to each recommended item's score, their history
   slots, and what the history adds in all) agree with numpy's float64 contributions
-  ``w_ui / sqrt(d_u d_i) * <S_i, final_j> / (K + 1)`` within ``score_tol``;
+  ``w_ui / sqrt(d_u d_i) * <S_i, final_j> / (K + 1)`` (what the history adds also counts the
+  item-item term's positive value) within ``score_tol``;
 - ``latency``: p99 of a single-user query through onnxruntime within
   ``latency_p99_ms``.
 """
@@ -147,6 +148,7 @@ def explanation_diff(
     contrib: np.ndarray,
     hpos: np.ndarray,
     tol: float,
+    term: np.ndarray | None = None,
 ) -> tuple[float, str]:
     """One user's explanation outputs against numpy: (largest |difference|, what is wrong or
     ''). ``top``/``contrib`` are ``[T, k]``; a slot may differ from numpy's only for a tie
@@ -160,6 +162,8 @@ def explanation_diff(
     c = t.item_S[h_idx].astype(np.float64) @ t.item_final[idx[rec]].astype(np.float64).T
     c *= coef[:, None] / (t.num_layers + 1)
     want_pos = np.where(real[:, None], np.maximum(c, 0.0), 0.0).sum(axis=0)
+    if term is not None:  # the item-item term adds to what the history adds, not per slot
+        want_pos += np.maximum(term[idx[rec]].astype(np.float64), 0.0)
     c[~real] = -np.inf
     n_top = top.shape[0]
     want = -np.sort(-c, axis=0)[:n_top]
@@ -237,20 +241,30 @@ def run_gate(t: FoldInTables, ref_users: np.ndarray, cfg: ExportConfig) -> GateR
                 "k": k_arr,
             },
         )
+        term = t.item_item.scores(history[users]) if t.item_item is not None else None
         for r in range(len(users)):
             if explained >= cfg.explain_users:
                 break
             explained += 1
             diff, why = explanation_diff(
-                t, h_idx[r], h_w[r], idx[r], scores[r], top[r], contrib[r], hpos[r], cfg.score_tol
+                t,
+                h_idx[r],
+                h_w[r],
+                idx[r],
+                scores[r],
+                top[r],
+                contrib[r],
+                hpos[r],
+                cfg.score_tol,
+                term[r] if term is not None else None,
             )
             max_expl_diff = max(max_expl_diff, diff)
             if why:
                 expl_bad.append(f"user {t.user_ids[users[r]]!r}: {why}")
         max_emb_diff = max(max_emb_diff, float(np.abs(emb - ref_users[users]).max()))
         ref_scores = ref_users[users].astype(np.float64) @ item_final64.T
-        if t.item_item is not None:
-            ref_scores += t.item_item.scores(history[users])
+        if term is not None:
+            ref_scores += term
         for r, u in enumerate(users.tolist()):
             seen = t.hist_item[indptr[u] : indptr[u + 1]]
             ref_scores[r, seen] = -np.inf

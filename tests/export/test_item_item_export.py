@@ -167,3 +167,24 @@ def test_the_gate_fails_a_scorer_that_drops_the_term(monkeypatch: pytest.MonkeyP
     tables, ref = compute_tables(model, snap, item_item=term)
     res = run_gate(tables, ref.users, ExportConfig(k=20, latency_p99_ms=100))
     assert any(f.startswith("parity") for f in res.failures)
+
+
+def test_what_the_history_adds_counts_the_term_and_the_gate_checks_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """history_pos adds the term's positive value: a scorer that leaves it out keeps its top-K
+    (parity passes) but fails the explanation check."""
+    import recsys.scorer as scorer_mod
+
+    snap = make_snapshot(200, 60, 1500, seed=6)
+    model = make_model(snap, dim=8, layers=2)
+    term = _term(snap, model)
+    cfg = ExportConfig(k=20, latency_p99_ms=100)
+    tables, ref = compute_tables(model, snap, item_item=term)
+    res = run_gate(tables, ref.users, cfg)
+    assert not res.failures and res.metrics["explain_users"] == 200
+    without = scorer_mod._history_pos_nodes
+    monkeypatch.setattr(scorer_mod, "_history_pos_nodes", lambda _, out: without(False, out))
+    tables, ref = compute_tables(model, snap, item_item=term)
+    res = run_gate(tables, ref.users, cfg)
+    assert [f.split(":")[0] for f in res.failures] == ["explain"]
