@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/serve_load.py     # Gowalla-sized: 29,858 users, 40,981 items, d=64
     .venv/bin/python benchmarks/serve_load.py --users 2000 --items 3000 --duration 2   # quick
+    .venv/bin/python benchmarks/serve_load.py --item-item 300   # bundles with an item-item term
 
 What it does: builds two random bundles of the given size (latency depends on
 the table sizes only), publishes the first to a local registry, starts
@@ -280,6 +281,18 @@ def _make_bundle(path: Path, version: str, seed: int, args: argparse.Namespace) 
         seed=seed,
         scale=0.3,
     )
+    if args.item_item:
+        from dataclasses import replace
+
+        from recsys.item_item import ItemItemTerm
+
+        rng = np.random.default_rng(seed)
+        width = min(args.item_item, args.items - 1)
+        term = ItemItemTerm(
+            rng.integers(0, args.items, (args.items, width)).astype(np.int32),
+            rng.exponential(0.05, (args.items, width)).astype(np.float32),
+        )
+        t = replace(t, item_item=term)
     meta = BundleMeta(
         version=version,
         num_layers=3,
@@ -318,6 +331,13 @@ def main() -> None:
         help="load generator: wrk if installed (auto), else aiohttp in a process",
     )
     ap.add_argument(
+        "--item-item",
+        type=int,
+        default=0,
+        help="entries per item of a random item-item term in the bundles (0: none; 300: the "
+        "training default)",
+    )
+    ap.add_argument(
         "--live-store",
         choices=["memory", "redis"],
         default="memory",
@@ -330,6 +350,8 @@ def main() -> None:
         help="the Redis AOF fsync policy (everysec: Azure Managed Redis' AOF)",
     )
     args = ap.parse_args()
+    if args.item_item < 0:
+        ap.error("--item-item: entries per item, 0 or more")
     if args.cmd == "client":
         client_main(args)
         return
