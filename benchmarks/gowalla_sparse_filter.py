@@ -28,17 +28,10 @@ from gowalla_blend_probe import recall_ndcg, validation_carve
 
 from recsys.config import load_config
 from recsys.evaluation.baselines import PolyFilter
+from recsys.item_item import ItemItemTerm, top_entries
 from recsys.training.config import TrainConfig
 
 ROWS_PER_BLOCK = 1024
-
-
-def top_per_row(block: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``keep`` largest entries of each row: column indices and values ``[B, keep]``."""
-    keep = min(keep, block.shape[1])
-    # a copy, not a view: a view would keep the whole [B, I] argpartition result alive
-    cols = np.argpartition(-block, keep - 1, axis=1)[:, :keep].copy()
-    return cols, np.take_along_axis(block, cols, 1)
 
 
 def numbers(text: str, option: str, kind: type[float] | type[int]) -> list[Any]:
@@ -107,14 +100,12 @@ def main() -> None:
     for s in range(0, n_items, ROWS_PER_BLOCK):
         block = poly.score_history(eye[s : s + ROWS_PER_BLOCK])
         for k in keeps:
-            cols, vals = top_per_row(block, k)
+            cols, vals = top_entries(block, s, k)
             kept[k][0].append(cols)
             kept[k][1].append(vals)
     operators: dict[int, sp.csr_matrix] = {}
     for k, (cols, vals) in kept.items():
-        c, v = np.concatenate(cols), np.concatenate(vals)
-        rows = np.repeat(np.arange(n_items), c.shape[1])
-        operators[k] = sp.csr_matrix((v.ravel(), (rows, c.ravel())), shape=(n_items, n_items))
+        operators[k] = ItemItemTerm(np.concatenate(cols), np.concatenate(vals)).matrix
     print(json.dumps({"event": "operator", "seconds": round(time.perf_counter() - t0)}), flush=True)
     names = ["full", *(f"top{k}" for k in keeps)]
     names += [f"gnn+{w}*top{k}" for k in keeps for w in weights]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -63,8 +64,9 @@ class ItemItemTerm:
     def width(self) -> int:
         return int(self.index.shape[1])
 
+    @cached_property
     def matrix(self) -> sp.csr_matrix:
-        """The operator as a CSR ``[I, I]`` (float32; entries of one row summed)."""
+        """The operator as a CSR ``[I, I]`` (float32; entries of one row summed), built once."""
         n, m = self.index.shape
         # copies: sum_duplicates sorts the entries in place, and a view would reorder ``value``
         out = sp.csr_matrix(
@@ -85,13 +87,13 @@ class ItemItemTerm:
                 f"item-item term: histories have {history.shape[1]} items, the term {self.n_items}"
             )
         out: np.ndarray = np.asarray(
-            (sp.csr_matrix(history, dtype=np.float32) @ self.matrix()).toarray(), dtype=np.float32
+            (sp.csr_matrix(history, dtype=np.float32) @ self.matrix).toarray(), dtype=np.float32
         )
         return out
 
     def scorer(self, history: sp.csr_matrix) -> Callable[[np.ndarray], np.ndarray]:
         """``users -> scores(history[users])``: the term of the users of ``history``."""
-        matrix = self.matrix()
+        matrix = self.matrix
 
         def score(users: np.ndarray) -> np.ndarray:
             out: np.ndarray = np.asarray((history[users] @ matrix).toarray(), dtype=np.float32)

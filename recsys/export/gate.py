@@ -200,7 +200,11 @@ def run_gate(t: FoldInTables, ref_users: np.ndarray, cfg: ExportConfig) -> GateR
     t.hist_weight, t.hist_types = t.hist_weight[order], t.hist_types[order]
     counts = np.bincount(t.hist_user, minlength=n_users)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    history = history_csr(t.hist_user, t.hist_item, t.hist_weight, n_users, n_items)
+    term_of = (
+        t.item_item.scorer(history_csr(t.hist_user, t.hist_item, t.hist_weight, n_users, n_items))
+        if t.item_item is not None
+        else None
+    )
 
     # fold-in reproduces every user's trained embedding
     fold = foldin_numpy(t)
@@ -241,7 +245,7 @@ def run_gate(t: FoldInTables, ref_users: np.ndarray, cfg: ExportConfig) -> GateR
                 "k": k_arr,
             },
         )
-        term = t.item_item.scores(history[users]) if t.item_item is not None else None
+        term = term_of(users) if term_of is not None else None
         for r in range(len(users)):
             if explained >= cfg.explain_users:
                 break

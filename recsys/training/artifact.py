@@ -21,6 +21,7 @@ import numpy as np
 
 from recsys.artifacts import (
     InputRef,
+    Manifest,
     manifest_sha256,
     read_json,
     read_manifest,
@@ -124,12 +125,14 @@ def write_model_artifact(
     return manifest_sha256(out_uri)
 
 
-def require_model(uri: str, verify: bool = False) -> None:
-    """An InputError naming ``uri`` unless it is a published model artifact: its manifest only,
-    no torch; with ``verify`` also every file against its checksum (a damaged model)."""
-    kind = (verify_artifact(uri) if verify else read_manifest(uri)).kind
-    if kind != KIND:
-        raise InputError(f"{uri}: a {kind!r} artifact, not a model")
+def require_model(uri: str, verify: bool = False) -> Manifest:
+    """The manifest of the published model artifact at ``uri``, or an InputError naming it:
+    its manifest only, no torch; with ``verify`` also every file against its checksum (a
+    damaged model)."""
+    manifest = verify_artifact(uri) if verify else read_manifest(uri)
+    if manifest.kind != KIND:
+        raise InputError(f"{uri}: a {manifest.kind!r} artifact, not a model")
+    return manifest
 
 
 def load_model(uri: str, device: str = "cpu") -> LoadedModel:
@@ -138,7 +141,7 @@ def load_model(uri: str, device: str = "cpu") -> LoadedModel:
 
     from recsys.models.lightgcn import FeatureLightGCN
 
-    require_model(uri)
+    files = set(require_model(uri).files)
     info = read_json(join(uri, MODEL_JSON))
     arch = info["architecture"]
     config = TrainConfig.model_validate(info["train_config"])
@@ -157,7 +160,6 @@ def load_model(uri: str, device: str = "cpu") -> LoadedModel:
     model.load_state_dict(state)
     model.to(device).eval()
     metrics = read_metrics(uri)
-    files = set(read_manifest(uri).files)
     item_item = None
     if INDEX_FILE in files and VALUE_FILE in files:
         try:

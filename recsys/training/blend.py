@@ -63,8 +63,15 @@ def spectral_columns(data: InteractionData, rank: int, power: float, seed: int) 
     return torch.from_numpy(np.ascontiguousarray(cols, dtype=np.float32))
 
 
-def _spread(users: Tensor, items: Tensor, sample: Tensor) -> float:
-    return float((users[sample] @ items.T).std())
+def scale_sample(num_users: int, seed: int) -> Tensor:
+    """The fixed, seeded sample of users whose score spread sets a filter's scale."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(num_users, generator=gen)[:SCALE_USERS]
+
+
+def score_spread(users: Tensor, items: Tensor, sample: Tensor) -> float:
+    """std of the dot-product scores of the ``sample`` users over every item."""
+    return float((users[sample.to(users.device)] @ items.T).float().std())
 
 
 def _scale(
@@ -78,9 +85,8 @@ def _scale(
         x0 = torch.cat([columns.new_zeros(adj.num_users, columns.shape[1]), columns])
         x = model.smooth(x0.to(adj.device), adj)
         fu, fi = x[: adj.num_users], x[adj.num_users :]
-    gen = torch.Generator().manual_seed(seed)
-    sample = torch.randperm(adj.num_users, generator=gen)[:SCALE_USERS].to(ue.device)
-    ratio = _spread(ue, ie, sample) / max(_spread(fu, fi, sample), 1e-30)
+    sample = scale_sample(adj.num_users, seed)
+    ratio = score_spread(ue, ie, sample) / max(score_spread(fu, fi, sample), 1e-30)
     return ratio, ue, ie, fu, fi
 
 

@@ -29,7 +29,7 @@ from recsys.item_item import ItemItemTerm, history_csr, top_entries
 from recsys.logs import get_logger
 from recsys.models.adjacency import NormalizedAdjacency
 from recsys.models.lightgcn import FeatureLightGCN
-from recsys.training.blend import SCALE_USERS, BlendChoice, best_weight
+from recsys.training.blend import BlendChoice, best_weight, scale_sample, score_spread
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
 from recsys.training.evaluator import RankingEvaluator
@@ -50,15 +50,15 @@ def histories(data: InteractionData) -> sp.csr_matrix:
 
 
 def filter_operator(
-    data: InteractionData, keep: int, low_pass: float = 0.1, progress: bool = False
+    history: sp.csr_matrix, keep: int, low_pass: float = 0.1, progress: bool = False
 ) -> ItemItemTerm:
     """PolyFilter (its defaults, ``low_pass`` its ideal low-pass weight ``alpha``) fitted on
-    ``data``, its operator cut to ``keep`` entries per item (the diagonal left out),
-    unweighted."""
-    n = data.n_items
-    block = max(16, min(BLOCK_ITEMS, BLOCK_CELLS // max(data.n_users, n, 1)))
+    ``history`` (users x items, :func:`histories`), its operator cut to ``keep`` entries per
+    item (the diagonal left out), unweighted."""
+    n_users, n = history.shape
+    block = max(16, min(BLOCK_ITEMS, BLOCK_CELLS // max(n_users, n, 1)))
     filt = PolyFilter(alpha=low_pass)
-    filt.fit(histories(data))
+    filt.fit(history)
     index, value = [], []
     for start in tqdm(range(0, n, block), desc="item-item", unit="block", disable=not progress):
         rows = np.arange(start, min(start + block, n))
@@ -75,9 +75,8 @@ def _spread_ratio(
     ue: torch.Tensor, ie: torch.Tensor, term: ItemItemTerm, history: sp.csr_matrix, seed: int
 ) -> float:
     """std of the GNN's scores / std of the term's, over a fixed sample of users."""
-    gen = torch.Generator().manual_seed(seed)
-    sample = torch.randperm(ue.shape[0], generator=gen)[:SCALE_USERS]
-    gnn = float((ue[sample.to(ue.device)] @ ie.T).float().std())
+    sample = scale_sample(ue.shape[0], seed)
+    gnn = score_spread(ue, ie, sample)
     filt = float(term.scores(history[sample.numpy()]).std())
     return gnn / max(filt, 1e-30)
 
@@ -112,8 +111,8 @@ def choose_item_item(
         )
         log.warning("no item-item term: %s", reason)
         return BlendChoice(0.0, {}, reason)
-    term = filter_operator(train_data, cfg.item_item_keep, cfg.item_item_low_pass, cfg.progress)
     history = histories(train_data)
+    term = filter_operator(history, cfg.item_item_keep, cfg.item_item_low_pass, cfg.progress)
     ue, ie = _embeddings(model, adj)
     ratio = _spread_ratio(ue, ie, term, history, cfg.seed)
 
@@ -133,6 +132,7 @@ def item_item_term(
 ) -> ItemItemTerm:
     """The served term: the filter of ``data`` (the served graph, adjacency ``adj``) at
     ``weight``, its spread measured against ``model``'s on that graph."""
-    term = filter_operator(data, cfg.item_item_keep, cfg.item_item_low_pass, cfg.progress)
+    history = histories(data)
+    term = filter_operator(history, cfg.item_item_keep, cfg.item_item_low_pass, cfg.progress)
     ue, ie = _embeddings(model, adj)
-    return term.scaled(weight * _spread_ratio(ue, ie, term, histories(data), cfg.seed))
+    return term.scaled(weight * _spread_ratio(ue, ie, term, history, cfg.seed))

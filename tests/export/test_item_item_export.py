@@ -26,12 +26,12 @@ from recsys.models.lightgcn import FeatureLightGCN
 from recsys.training.artifact import load_model, write_model_artifact
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
-from recsys.training.item_item import filter_operator
+from recsys.training.item_item import filter_operator, histories
 
 
 def _term(snap: GraphSnapshot, model: FeatureLightGCN) -> ItemItemTerm:
     """The filter's operator at a weight that moves the ranking (its spread ~ the GNN's)."""
-    term = filter_operator(InteractionData.from_snapshot(snap), keep=25)
+    term = filter_operator(histories(InteractionData.from_snapshot(snap)), keep=25)
     hist = history_csr(snap.train_user, snap.train_item, snap.train_weight, *_shape(snap))
     users, items = _embeddings(snap, model)
     ratio = float((users @ items.T).std()) / float(term.scores(hist).std())
@@ -107,7 +107,7 @@ def test_served_scores_are_the_embeddings_plus_the_term_and_move_with_a_live_eve
         coef = weights / np.sqrt(weights.sum()) * t.item_inv_sqrt_deg[items]
         emb = (t.user_e0[u] + coef @ t.item_S[items]) / (t.meta.num_layers + 1)
         scores = t.item_final.astype(np.float64) @ emb
-        scores += weights @ term.matrix()[items].toarray()
+        scores += weights @ term.matrix[items].toarray()
         scores[items] = -np.inf
         return scores
 

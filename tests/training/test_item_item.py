@@ -30,7 +30,7 @@ def test_full_operator_scores_every_history_like_the_filter() -> None:
     """Kept whole (every entry but the diagonal), the term is PolyFilter's score of any weighted
     history, on every item the history does not hold."""
     p = planted(n_users=200, n_items=60, seed=3)
-    term = filter_operator(p.data, keep=p.data.n_items - 1)
+    term = filter_operator(histories(p.data), keep=p.data.n_items - 1)
     assert term.width == 59 and (term.index != np.arange(60)[:, None]).all()
     filt = PolyFilter()
     filt.fit(histories(p.data))
