@@ -280,19 +280,8 @@ def _make_bundle(path: Path, version: str, seed: int, args: argparse.Namespace) 
         segments=("DE", "FR", "IT", "ES", "PL"),
         seed=seed,
         scale=0.3,
+        item_item_width=args.item_item,
     )
-    if args.item_item:
-        from dataclasses import replace
-
-        from recsys.item_item import ItemItemTerm
-
-        rng = np.random.default_rng(seed)
-        width = min(args.item_item, args.items - 1)
-        term = ItemItemTerm(
-            rng.integers(0, args.items, (args.items, width)).astype(np.int32),
-            rng.exponential(0.05, (args.items, width)).astype(np.float32),
-        )
-        t = replace(t, item_item=term)
     meta = BundleMeta(
         version=version,
         num_layers=3,

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.bundle import TYPE_BITS, FoldInTables
+from recsys.item_item import ItemItemTerm
 
 
 def synthetic_tables(
@@ -25,7 +26,10 @@ def synthetic_tables(
     with_features: bool = True,
     seed: int = 0,
     scale: float = 1.0,
+    item_item_width: int = 0,
 ) -> FoldInTables:
+    """Random tables; ``item_item_width`` > 0 adds a random item-item term of that many entries
+    per item (drawn after the rest, so the other tables do not depend on it)."""
     rng = np.random.default_rng(seed)
     feature_width = 2 + len(segments) + 2 if with_features else 0
     # items skewed towards low indices so popularity is not flat; duplicate pairs dropped
@@ -68,6 +72,17 @@ def synthetic_tables(
         else None,
         proj_bias=np.zeros(dim, dtype=np.float32) if feature_width else None,
         feature_spec_json=_feature_spec(segments) if feature_width else None,
+        item_item=_item_item(n_items, item_item_width, seed) if item_item_width else None,
+    )
+
+
+def _item_item(n_items: int, width: int, seed: int) -> ItemItemTerm:
+    """Random entries of a magnitude that moves rankings without swamping the embeddings."""
+    rng = np.random.default_rng([seed, 1])
+    width = min(width, n_items - 1)
+    return ItemItemTerm(
+        rng.integers(0, n_items, (n_items, width)).astype(np.int32),
+        rng.exponential(0.05, (n_items, width)).astype(np.float32),
     )
 
 

@@ -56,7 +56,8 @@ class Lake:
         from tests.serving.srv_helpers import make_bundle
 
         path = self.root / version
-        make_bundle(str(path), version, seed)
+        # with an item-item term, as training exports them by default
+        make_bundle(str(path), version, seed, item_item_width=8)
         if broken:  # a bundle whose checksum check fails: the server refuses to serve it
             (path / "item_final.npy").write_bytes(b"not the exported table")
         return str(path)
