@@ -312,7 +312,9 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--concurrency", default="1,4,32")
     ap.add_argument("--events", type=int, default=200)
-    ap.add_argument("--work-dir", default=None)
+    ap.add_argument(
+        "--work-dir", default=None, help="kept after the run (default: a temporary folder, removed)"
+    )
     ap.add_argument(
         "--client",
         choices=["auto", "wrk", "aiohttp"],
@@ -345,9 +347,18 @@ def main() -> None:
         client_main(args)
         return
 
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="serve-load-"))
+    try:
+        _run(args, work)
+    finally:
+        if args.work_dir is None:  # two Gowalla-sized bundles: ~0.5 GB a run
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, work: Path) -> None:
+    """Build the two bundles in ``work``, run every store's load, print the ratios."""
     from recsys.serving import registry
 
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix="serve-load-"))
     b1, b2, reg = work / "b1", work / "b2", str(work / "registry")
     build_s = [_make_bundle(b1, "v1", 1, args), _make_bundle(b2, "v2", 2, args)]
     registry.publish(reg, str(b1))

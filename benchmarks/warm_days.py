@@ -19,6 +19,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,15 +41,27 @@ def main() -> None:
     ap.add_argument("--warm-lr-scale", type=float, default=None)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--work", default=None)
+    ap.add_argument(
+        "--work", default=None, help="kept after the run (default: a temporary folder, removed)"
+    )
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "warm_days.png"))
     args = ap.parse_args()
 
+    work = Path(args.work or tempfile.mkdtemp(prefix="warm-days-"))
+    try:
+        rows = _days(args, work)
+    finally:
+        if args.work is None:  # a lake and two models a day
+            shutil.rmtree(work, ignore_errors=True)
+    plot(rows, args.out)
+
+
+def _days(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+    """The shop's lake in ``work``, then a cold and a warm model for each of the last days."""
     from recsys.graph.build import build_snapshot
     from recsys.training.config import TrainConfig
     from recsys.training.run import train_on_snapshot
 
-    work = Path(args.work or tempfile.mkdtemp(prefix="warm-days-"))
     lake = str(work / "lake")
     end = dt.date.fromisoformat(args.end_date)
     total_days = args.days + args.history_days
@@ -84,7 +97,7 @@ def main() -> None:
     if args.warm_lr_scale is not None:
         overrides["warm_lr_scale"] = args.warm_lr_scale
     cfg = TrainConfig.model_validate(overrides)
-    rows = []
+    rows: list[dict[str, Any]] = []
     warm_model: str | None = None
     for k in range(args.days):
         day = end - dt.timedelta(days=args.days - 1 - k)
@@ -111,7 +124,7 @@ def main() -> None:
         res["loadavg"] = round(os.getloadavg()[0], 2)
         rows.append(res)
         print(json.dumps(res), flush=True)
-    plot(rows, args.out)
+    return rows
 
 
 def plot(rows: list[dict[str, Any]], out: str) -> None:
