@@ -87,7 +87,8 @@ def planted(seeds: int, root: Path) -> None:
 
 def shop(root: Path) -> None:
     from recsys.config import load_config
-    from recsys.data.importers import EventColumns, FeatureColumns, import_events
+    from recsys.data.importers import import_events
+    from recsys.data.readers import EventColumns, FeatureColumns
     from recsys.graph.build import build_snapshot
     from recsys.graph.config import GraphConfig
     from recsys.training.evaluate import evaluate_on_snapshot

@@ -117,7 +117,8 @@ def import_events_cmd(
     ] = None,
 ) -> None:
     """Import any CSV/Parquet event log (and optional feature tables) into day partitions."""
-    from recsys.data.importers import EventColumns, FeatureColumns, import_events
+    from recsys.data.importers import import_events
+    from recsys.data.readers import EventColumns, FeatureColumns
 
     summary = import_events(
         file,

@@ -9,14 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recsys.data.importers import (
-    EventColumns,
-    FeatureColumns,
-    import_events,
-    import_lightgcn,
-    parse_timestamps,
-)
+from recsys.data.importers import import_events, import_lightgcn
 from recsys.data.lake import list_partitions, read_partition
+from recsys.data.readers import EventColumns, FeatureColumns, parse_timestamps
 from recsys.data.schema import EVENTS, EVENTS_SCHEMA, ITEMS, USERS, USERS_SCHEMA
 from recsys.errors import InputError
 
