@@ -17,16 +17,10 @@ import sys
 import time
 
 import numpy as np
-import onnxruntime as ort
 
 from recsys.item_item import ItemItemTerm
 from recsys.scorer import build_scorer
-
-
-def _session(model: bytes) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+from recsys.sessions import scorer_session
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     plain = build_scorer(item_s, item_final, deg, 3).SerializeToString()
     with_term = build_scorer(item_s, item_final, deg, 3, term).SerializeToString()
-    sessions = {"embeddings": _session(plain), "with_term": _session(with_term)}
+    sessions = {"embeddings": scorer_session(plain), "with_term": scorer_session(with_term)}
     for length in lengths:
         times: dict[str, list[float]] = {k: [] for k in sessions}
         for q in range(args.queries + 20):

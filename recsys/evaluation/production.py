@@ -23,23 +23,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import scipy.sparse as sp
 
 from recsys.bundle import read_bundle
 from recsys.errors import InputError
 from recsys.graph.idmap import index_of
 from recsys.item_item import ItemItemTerm
+from recsys.sessions import scorer_session
 
 __all__ = ["ProductionScorer", "production_scorer"]
-
-
-def _session(model: bytes) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    # one thread: the same bytes in, the same scores out, wherever the gate runs
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 @dataclass
@@ -136,7 +128,7 @@ def production_scorer(
         history=history,
         user_e0=np.asarray(data.user_e0, dtype=np.float32),
         item_final=np.asarray(data.item_final, dtype=np.float32),
-        session=_session(data.scorer_onnx),
+        session=scorer_session(data.scorer_onnx),
         n_items=len(item_ids),
         item_item=data.item_item,
     )

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +30,7 @@ from recsys.bundle import FoldInTables
 from recsys.item_item import history_csr
 from recsys.logs import get_logger
 from recsys.reports import Check, GateReport
+from recsys.sessions import scorer_session
 
 log = get_logger(__name__)
 
@@ -99,14 +99,6 @@ CHECKS = {
     "latency": ("single-user p99 <= {c.latency_p99_ms:g} ms", ("latency_p99_ms",)),
 }
 """The export gate's checks: rule (formatted with the config) and the figures they report."""
-
-
-def _session(model_bytes: bytes) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def _pad_batch(
@@ -194,7 +186,7 @@ def run_gate(t: FoldInTables, ref_users: np.ndarray, cfg: ExportConfig) -> GateR
     n_users, n_items = len(t.user_ids), len(t.item_ids)
     k = min(cfg.k, n_items)
     scorer = build_scorer(t.item_S, t.item_final, t.item_inv_sqrt_deg, t.num_layers, t.item_item)
-    sess = _session(scorer.SerializeToString())
+    sess = scorer_session(scorer.SerializeToString())
     order = np.argsort(t.hist_user, kind="stable")
     t.hist_user, t.hist_item = t.hist_user[order], t.hist_item[order]
     t.hist_weight, t.hist_types = t.hist_weight[order], t.hist_types[order]

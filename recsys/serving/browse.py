@@ -127,5 +127,5 @@ def catalog(e: Engine) -> dict[str, Any]:
         "categories": cats,
         "user_features": features,
         "segment_feature": e.meta.segment_feature,
-        "segments": sorted(e.pop_segment),
+        "segments": e.popularity.segments,
     }

@@ -1,4 +1,7 @@
-"""One loaded bundle: onnxruntime sessions, id maps, histories, fallbacks. No torch.
+"""One loaded bundle: id maps, histories and the live fold-in, the answers. No torch.
+
+Its scorer runs in :mod:`recsys.serving.scoring`; users with neither history nor
+features get :mod:`recsys.serving.popularity`'s ranking.
 
 An engine holds no live state: each request brings the user's live events
 (read from the live store, :mod:`recsys.serving.live`), and the engine folds in
@@ -17,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import pandas as pd
 
 from recsys.artifacts import manifest_sha256
@@ -35,7 +37,10 @@ from recsys.serving.explain import (
     explain,
 )
 from recsys.serving.live import LiveEvent, to_us
+from recsys.serving.popularity import Popularity
 from recsys.serving.query import Query
+from recsys.serving.scoring import OnnxScorer
+from recsys.sessions import scorer_session
 
 History = tuple[np.ndarray, np.ndarray, np.ndarray]
 """A user's history: item indices, edge weights, event-type bits."""
@@ -43,24 +48,7 @@ History = tuple[np.ndarray, np.ndarray, np.ndarray]
 log = get_logger(__name__)
 
 
-LONG_HISTORY = 512
-"""History length above which a request is scored alone instead of padded into a batch."""
-LONG_EXCLUSION = 4096
-
-EXPLAIN_OUTPUTS = ("because_top", "because_contrib", "history_pos")
-"""Scorer outputs of the explanations (bundles exported before them have ``because_slot`` only)."""
 _NO_TYPES = np.zeros(0, np.int64)
-NEG_INF = float("-inf")
-
-
-def _session(model: bytes, threads: int) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    # one request = one small matmul: extra threads only add contention on a shared CPU
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 class Engine:
@@ -72,19 +60,8 @@ class Engine:
         self.version = data.meta.version
         self.manifest = data.manifest
         self.manifest_sha = manifest_sha256(data.uri)
-        self.sess = _session(data.scorer_onnx, ort_threads)
-        self.explains = set(EXPLAIN_OUTPUTS) <= {o.name for o in self.sess.get_outputs()}
-        """The scorer gives the two largest contributions per item (bundles exported before
-        them explain by the largest alone, without saying what it adds)."""
-        if not self.explains:
-            log.warning(
-                "bundle %s predates the two-contribution explanations: each item names "
-                "its largest history contribution only; re-export it (recsys export) "
-                "for the full explanations",
-                data.uri,
-            )
         self.proj_sess = (
-            _session(data.projection_onnx, ort_threads) if data.projection_onnx else None
+            scorer_session(data.projection_onnx, ort_threads) if data.projection_onnx else None
         )
         self.feature_spec = None
         if data.feature_spec_json is not None:
@@ -127,19 +104,7 @@ class Engine:
         self.item_inv_sqrt_deg = data.item_inv_sqrt_deg
         norms = np.linalg.norm(self.item_final, axis=1, keepdims=True)
         self.item_unit = (self.item_final / np.maximum(norms, 1e-12)).astype(np.float32)
-        pop = data.popularity
-        glob = pop[pop["segment"] == ""].sort_values("rank")
-        self.pop_global = glob["item_idx"].to_numpy(dtype=np.int64)
-        self.pop_global_score = np.zeros(self.n_items, dtype=np.float64)
-        self.pop_global_score[self.pop_global] = glob["score"].to_numpy(dtype=np.float64)
-        self.pop_segment_score: dict[str, dict[int, float]] = {
-            str(sg): dict(zip(g["item_idx"].tolist(), g["score"].tolist(), strict=True))
-            for sg, g in pop[pop["segment"] != ""].groupby("segment")
-        }
-        self.pop_segment = {
-            str(s): g.sort_values("rank")["item_idx"].to_numpy(dtype=np.int64)
-            for s, g in pop[pop["segment"] != ""].groupby("segment")
-        }
+        self.popularity = Popularity(data.popularity, self.n_items)
         self.cutoff_us = _cutoff_us(self.meta.data_cutoff)
         """Live events before this instant are in the bundle's histories already."""
         self.served = np.zeros(self.n_items, dtype=bool)
@@ -151,7 +116,9 @@ class Engine:
         self.dim = self.meta.embedding_dim
         self._zero_e0 = np.zeros((1, self.dim), dtype=np.float32)
         self._pad = np.array([self.n_items], dtype=np.int64)
-        self.batcher = Batcher(self, inline=not score_in_thread)
+        self.scorer = OnnxScorer(data.scorer_onnx, ort_threads, self.n_items, self.dim, data.uri)
+        self.explains = self.scorer.explains
+        self.batcher = Batcher(self.scorer, inline=not score_in_thread)
 
     # ---------- histories and events ----------
 
@@ -248,67 +215,6 @@ class Engine:
             h_idx, h_w, h_types = hist
         return Prepared(user_id, source, live_state, e0, h_idx, h_w, h_types, excl, k)
 
-    def run_many(self, batch: list[Prepared]) -> list[Scored]:
-        """Score a batch, keeping padding bounded: a request with a long history or a long
-        exclusion list is scored on its own, so one heavy user cannot make every other
-        request in the batch pay (and allocate) for its length."""
-        light = [
-            j
-            for j, p in enumerate(batch)
-            if len(p.h_idx) <= LONG_HISTORY and len(p.excl) <= LONG_EXCLUSION
-        ]
-        out: list[Scored | None] = [None] * len(batch)
-        if light:
-            for j, res in zip(light, self.run_batch([batch[j] for j in light]), strict=True):
-                out[j] = res
-        for j, p in enumerate(batch):
-            if out[j] is None:
-                out[j] = self.run_batch([p])[0]
-        return [r for r in out if r is not None]
-
-    def run_batch(self, batch: list[Prepared]) -> list[Scored]:
-        """One onnxruntime call for several requests (safe off the loop: reads no live state)."""
-        n = len(batch)
-        width = max(max(len(p.h_idx) for p in batch), 1)
-        e_width = max(len(p.excl) for p in batch)
-        e0 = np.empty((n, self.dim), dtype=np.float32)
-        h_idx = np.zeros((n, width), dtype=np.int64)
-        h_w = np.zeros((n, width), dtype=np.float32)
-        excl = np.full((n, e_width), self.n_items, dtype=np.int64)
-        for r, p in enumerate(batch):
-            e0[r] = p.e0
-            h_idx[r, : len(p.h_idx)] = p.h_idx
-            h_w[r, : len(p.h_w)] = p.h_w
-            excl[r, : len(p.excl)] = p.excl
-        k = max(p.k for p in batch)
-        feeds = {
-            "e0": e0,
-            "hist_idx": h_idx,
-            "hist_w": h_w,
-            "excl_idx": excl,
-            "k": np.array([k], dtype=np.int64),
-        }
-        out: list[Scored] = []
-        if self.explains:
-            scores, idx, top, contrib, hpos = self.sess.run(
-                ["scores", "indices", *EXPLAIN_OUTPUTS], feeds
-            )
-            for r, p in enumerate(batch):
-                # masked items score -inf and come last (top-k is sorted): keep the prefix
-                m = int(np.count_nonzero(scores[r, : p.k] > NEG_INF))
-                out.append(
-                    Scored(scores[r, :m], idx[r, :m], top[r, :, :m], contrib[r, :, :m], hpos[r, :m])
-                )
-            return out
-        scores, idx, slot = self.sess.run(["scores", "indices", "because_slot"], feeds)
-        for r, p in enumerate(batch):
-            sr = scores[r, : p.k]
-            keep = np.isfinite(sr)
-            out.append(
-                Scored(sr[keep], idx[r, : p.k][keep], slot[r, : p.k][keep][None, :], None, None)
-            )
-        return out
-
     # ---------- explanations ----------
 
     def finish(self, p: Prepared, result: Scored) -> dict[str, Any]:
@@ -363,7 +269,7 @@ class Engine:
         p = self.prepare(user_id, q, live)
         if isinstance(p, dict):
             return p
-        return self.finish(p, self.run_batch([p])[0])
+        return self.finish(p, self.scorer.run_batch([p])[0])
 
     async def recommend_async(
         self, user_id: str, q: Query, live: Sequence[LiveEvent] = ()
@@ -378,40 +284,19 @@ class Engine:
         if segment is None and q.features and self.meta.segment_feature:
             v = q.features.get(self.meta.segment_feature)
             segment = str(v) if v is not None else None
-        order, source, reason = self.pop_global, "global_popularity", "popular right now"
-        if segment is not None and segment in self.pop_segment:
-            order, source = self.pop_segment[segment], "segment_popularity"
-            reason = f"popular in segment {segment}"
-        ex_idx = self._excluded(q, None)
-        if len(ex_idx) == 1:  # only the padding: no filter
-            picked = order[:k]
-            excl = np.zeros(0, dtype=bool)
-        else:
-            excl = np.zeros(self.n_items + 1, dtype=bool)
-            excl[ex_idx] = True
-            picked = order[~excl[order]][:k]
-        if len(picked) < k and order is not self.pop_global:
-            # a small segment list runs out: top up from the global ranking
-            rest = self.pop_global[~excl[self.pop_global]] if len(excl) else self.pop_global
-            rest = rest[~np.isin(rest, picked)]
-            picked = np.concatenate([picked, rest[: k - len(picked)]])
-        seg_scores = (
-            self.pop_segment_score.get(segment or "", {}) if order is not self.pop_global else {}
-        )
-        # the popularity score (summed edge weight, in the segment when it came from there)
-        scores = [seg_scores.get(j, float(self.pop_global_score[j])) for j in picked.tolist()]
+        picked = self.popularity.pick(segment, k, self._excluded(q, None))
         items = [
-            {"item_id": self.item_ids[j], "score": sc, "because": {"reason": reason}}
-            for j, sc in zip(picked.tolist(), scores, strict=True)
+            {"item_id": self.item_ids[j], "score": sc, "because": {"reason": picked.reason}}
+            for j, sc in zip(picked.items.tolist(), picked.scores, strict=True)
         ]
         return {
             "user_id": user_id,
             "model_version": self.version,
-            "source": source,
+            "source": picked.source,
             "live_state": live_state,
             "explanation": None,
             "items": items,
-            "_idx": picked,
+            "_idx": picked.items,
         }
 
     def similar(self, item_id: str, k: int) -> dict[str, Any]:

@@ -90,9 +90,10 @@ def test_batched_scoring_equals_one_by_one(tmp_path: object, in_thread: bool) ->
 
     from srv_helpers import make_bundle
 
-    from recsys.serving.engine import LONG_HISTORY, load_engine
+    from recsys.serving.engine import load_engine
     from recsys.serving.live import LiveEvent
     from recsys.serving.query import Query
+    from recsys.serving.scoring import LONG_HISTORY
 
     uri = make_bundle(str(Path(str(tmp_path)) / "b"), "v1", seed=3, n_items=600)
     engine = load_engine(uri, score_in_thread=in_thread)
@@ -133,3 +134,32 @@ def test_batched_scoring_equals_one_by_one(tmp_path: object, in_thread: bool) ->
         )
         # a batched matmul may round differently from a single-row one
         assert [x["score"] for x in gi] == pytest.approx([x["score"] for x in wi], abs=1e-5)
+
+
+def test_popularity_tops_a_short_segment_up_from_the_global_ranking() -> None:
+    """A segment's own list comes first with its own scores; when filters leave fewer than
+    ``k`` of it, the global ranking fills the rest (never an excluded item, never twice)."""
+    import numpy as np
+    import pandas as pd
+
+    from recsys.serving.popularity import Popularity
+
+    table = pd.DataFrame(
+        {
+            "segment": ["", "", "", "", "FR", "FR"],
+            "item_idx": [0, 1, 2, 3, 3, 1],
+            "rank": [1, 2, 3, 4, 1, 2],
+            "score": [9.0, 8.0, 7.0, 6.0, 5.0, 4.0],
+        }
+    )
+    pop = Popularity(table, n_items=4)
+    pad = np.array([4])
+    assert pop.segments == ["FR"]
+    fr = pop.pick("FR", 3, pad)
+    assert fr.items.tolist() == [3, 1, 0] and fr.source == "segment_popularity"
+    assert fr.scores == [5.0, 4.0, 9.0]  # the segment's own scores, then the global ones
+    fr = pop.pick("FR", 4, np.array([4, 1, 0]))
+    assert fr.items.tolist() == [3, 2]
+    glob = pop.pick("DE", 2, pad)  # no list of its own
+    assert glob.items.tolist() == [0, 1] and glob.source == "global_popularity"
+    assert glob.reason == "popular right now"
