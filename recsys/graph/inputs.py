@@ -58,16 +58,25 @@ class Events:
         )
 
 
+def partition_sha256(file_digests: list[tuple[str, str]]) -> str:
+    """A partition's content hash (its :class:`~recsys.artifacts.InputRef`'s ``sha256``) from
+    its files' ``(uri, sha256)`` in listing order; both build engines hash this way, so a
+    snapshot's lineage does not depend on which one read the lake."""
+    h = hashlib.sha256()
+    for uri, digest in file_digests:
+        h.update(f"{uri.rstrip('/').rsplit('/', 1)[-1]}\0{digest}\n".encode())
+    return h.hexdigest()
+
+
 def _read_partition(
     lake: str, table: str, day: dt.date, columns: list[str] | None
 ) -> tuple[pa.Table, InputRef]:
     uri = partition_uri(lake, table, day)
-    h = hashlib.sha256()
+    digests = []
     parts = []
     for file_uri in partition_files(lake, table, day):
         data = read_bytes(file_uri)
-        name = file_uri.rstrip("/").rsplit("/", 1)[-1]
-        h.update(f"{name}\0{hashlib.sha256(data).hexdigest()}\n".encode())
+        digests.append((file_uri, hashlib.sha256(data).hexdigest()))
         try:
             dict_cols = [
                 c for c in ("user_id", "item_id", "event_type") if columns and c in columns
@@ -84,7 +93,7 @@ def _read_partition(
         )
     except pa.ArrowInvalid as exc:
         raise InputError(f"{uri}: files disagree on schema ({exc})") from None
-    return table_, InputRef(uri=uri, sha256=h.hexdigest())
+    return table_, InputRef(uri=uri, sha256=partition_sha256(digests))
 
 
 def _as_dictionary(col: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -34,7 +34,7 @@ from recsys.errors import InputError
 from recsys.graph.config import GraphConfig
 from recsys.graph.holdout import HoldoutSize, choose_holdout_span, holdout_span_range
 from recsys.graph.idmap import check_prefix, extend_ids
-from recsys.graph.inputs import EVENT_COLUMNS, Events
+from recsys.graph.inputs import EVENT_COLUMNS, Events, partition_sha256
 from recsys.graph.nodes import NodeCounts, encode_features
 from recsys.graph.publish import Built, StageTimer, gate_and_publish
 from recsys.graph.snapshot import ServedHistory, snapshot_uri
@@ -78,7 +78,7 @@ def read_events_spark(
     for day, uris in files.items():
         ref = InputRef(
             uri=partition_uri(lake, EVENTS, day),
-            sha256=_partition_hash([(u.rstrip("/").rsplit("/", 1)[-1], digests[u]) for u in uris]),
+            sha256=partition_sha256([(u, digests[u]) for u in uris]),
         )
         refs[f"{EVENTS}/dt={day.isoformat()}"] = ref
         df = read_parquet(spark, uris, parquet_schema(uris)[0])
@@ -135,16 +135,6 @@ def read_events_spark(
         F.unix_micros("ts").alias("ts_us"),
     )
     return events, refs, sum(int(r["rows"]) for r in per_day)
-
-
-def _partition_hash(names_and_digests: list[tuple[str, str]]) -> str:
-    """A partition's content hash as :func:`recsys.graph.inputs._read_partition` computes it."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, digest in names_and_digests:
-        h.update(f"{name}\0{digest}\n".encode())
-    return h.hexdigest()
 
 
 def _strings(df: DataFrame, col: str) -> np.ndarray:
