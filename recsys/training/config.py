@@ -100,6 +100,9 @@ class TrainConfig(BaseModel):
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     """``cosine`` decays the rate to ``lr_min_ratio * lr`` at ``epochs``."""
     lr_min_ratio: float = Field(0.05, ge=0, le=1)
+    lr_per_step: bool = False
+    """Move the schedule at every step (``epoch + share of the epoch done``) instead of once per
+    epoch: a schedule of a few epochs then anneals inside them, not in steps of an epoch."""
     warmup_epochs: int = Field(0, ge=0)
     """Linear warm-up epochs."""
     l2: float = Field(1e-4, ge=0)

@@ -59,8 +59,9 @@ OnEval = Callable[[int, FeatureLightGCN], dict[str, float]]
 (benchmarks use it to watch the test set; it never influences training)."""
 
 
-def lr_factor(cfg: TrainConfig, epoch: int, elapsed: float = 0.0) -> float:
-    """Learning-rate multiplier for 0-based ``epoch`` starting ``elapsed`` seconds into training.
+def lr_factor(cfg: TrainConfig, epoch: float, elapsed: float = 0.0) -> float:
+    """Learning-rate multiplier for 0-based ``epoch`` (a fraction of the way into it with
+    ``lr_per_step``) starting ``elapsed`` seconds into training.
 
     With a time budget (``max_train_seconds``) the cosine runs over whichever of the epochs
     and the budget is further along, so a time-matched run ends its schedule in time.
@@ -103,9 +104,14 @@ def train_epoch(state: TrainState, graph: TrainingGraph, plan: EpochPlan) -> dic
     cfg, ctx, model, optimizer = plan.cfg, plan.ctx, state.model, state.optimizer
     epoch = state.epoch
     model.train()
-    for g in optimizer.param_groups:
+
+    def set_lr(at: float) -> None:
         # (under DDP the ranks' clocks differ: the schedule follows the epochs alone there)
-        g["lr"] = cfg.lr * lr_factor(cfg, epoch, 0.0 if ctx.enabled else plan.elapsed())
+        factor = lr_factor(cfg, at, 0.0 if ctx.enabled else plan.elapsed())
+        for g in optimizer.param_groups:
+            g["lr"] = cfg.lr * factor
+
+    set_lr(epoch)
     batches = graph.batches
     order = batches.pos.epoch(state.gen)
     neg_gen = plan.neg_gen
@@ -125,6 +131,8 @@ def train_epoch(state: TrainState, graph: TrainingGraph, plan: EpochPlan) -> dic
     parts_sum: dict[str, float] = {}
     bs = plan.batch_size
     for s in range(0, order.numel(), bs):
+        if cfg.lr_per_step and s:
+            set_lr(epoch + s / order.numel())
         idx = order[s : s + bs]
         share = 1.0
         if ctx.enabled:

@@ -366,3 +366,17 @@ def test_resume_equals_uninterrupted_run_with_adaptive_temperatures_and_a_fold(
     assert strip == [{k: v for k, v in r.items() if k != "elapsed_s"} for r in resumed.history]
     for k, v in whole.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+def test_lr_per_step_anneals_inside_the_epochs() -> None:
+    """Per epoch the rate moves at epoch starts (epoch 1 of 2 runs at the peak throughout); per
+    step it decays through each epoch and ends the schedule near its floor."""
+    p = planted(n_users=200, n_items=120, seed=3)
+    per_epoch = train(p.data, cfg(epochs=2, eval_every=1, batch_size=64))
+    per_step = train(p.data, cfg(epochs=2, eval_every=1, batch_size=64, lr_per_step=True))
+    lr0 = 0.01
+    assert per_epoch.history[0]["lr"] == lr0
+    assert per_epoch.history[1]["lr"] == pytest.approx(lr0 * (0.05 + 0.95 * 0.5))
+    assert 0.5 * lr0 < per_step.history[0]["lr"] < 0.6 * lr0  # near the midpoint, t -> 1/2
+    assert per_step.history[1]["lr"] < 0.1 * lr0  # near the floor, t -> 1
+    assert per_step.best_val["recall@20"] > 0  # it trains
