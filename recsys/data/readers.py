@@ -1,9 +1,10 @@
 """Read a user's own files into the lake's contract: an event log, a feature table.
 
-CSV, Parquet or JSON lines, local or on any URI :mod:`recsys.storage` knows; columns are
-renamed and cast to the schemas of :mod:`recsys.data.schema`. Every rule an input can break
-raises :class:`~recsys.errors.InputError` naming the file, the column, the rule and an
-example of the offending value, so the CLI prints one line the user can act on.
+CSV (plain or compressed), TSV or Parquet, local or on any URI :mod:`recsys.storage`
+knows; columns are renamed and cast to the schemas of :mod:`recsys.data.schema`. Every
+rule an input can break raises :class:`~recsys.errors.InputError` naming the file, the
+column, the rule and an example of the offending value, so the CLI prints one line the
+user can act on.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ class Scored(NamedTuple):
 
 
 class Scorer(Protocol):
-    """What a batch is scored by (the engine of one bundle)."""
+    """What a batch is scored by (one bundle's :class:`~recsys.serving.scoring.OnnxScorer`)."""
 
     def run_many(self, batch: list[Prepared]) -> list[Scored]: ...
 

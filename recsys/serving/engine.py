@@ -117,8 +117,12 @@ class Engine:
         self._zero_e0 = np.zeros((1, self.dim), dtype=np.float32)
         self._pad = np.array([self.n_items], dtype=np.int64)
         self.scorer = OnnxScorer(data.scorer_onnx, ort_threads, self.n_items, self.dim, data.uri)
-        self.explains = self.scorer.explains
         self.batcher = Batcher(self.scorer, inline=not score_in_thread)
+
+    @property
+    def explains(self) -> bool:
+        """Whether the bundle's scorer gives the two largest contributions per item."""
+        return self.scorer.explains
 
     # ---------- histories and events ----------
 
