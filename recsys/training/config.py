@@ -84,6 +84,13 @@ class TrainConfig(BaseModel):
     contrastive_weight: float = Field(0.0, ge=0)
     """Weight of an InfoNCE regulariser between the batch nodes' layer-0 and final embeddings
     (:func:`recsys.training.losses.info_nce`); 0 disables it."""
+    distill_weight: float = Field(0.0, ge=0)
+    """Weight of a BPR term whose positives are a graph filter's top unseen items per user
+    (:mod:`recsys.training.distill`); 0 disables it. Full-graph mode only."""
+    distill_top: int = Field(20, ge=1)
+    """The teacher's items per user that a soft positive is drawn from."""
+    distill_low_pass: float = Field(0.1, ge=0)
+    """The teacher filter's ideal low-pass weight (PolyFilter's ``alpha``; 0 skips its SVD)."""
     contrastive_temperature: float = Field(0.2, gt=0)
     contrastive_rows: int = Field(1024, ge=1)
     """The regulariser contrasts the first this many users and positives of each batch."""

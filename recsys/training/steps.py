@@ -17,6 +17,7 @@ from torch import Tensor
 from recsys.models.lightgcn import FeatureLightGCN
 from recsys.training import losses
 from recsys.training.config import TrainConfig
+from recsys.training.distill import draw_soft_positives
 from recsys.training.training_graph import TrainingEdges, TrainingGraph
 
 
@@ -108,6 +109,10 @@ class StepRows:
     e0u: Tensor
     e0p: Tensor
     e0n: Tensor
+    et: Tensor | None = None
+    """Distillation: the final embeddings ``[B, d]`` of each row's soft positive."""
+    t_valid: Tensor | None = None
+    """Distillation: ``[B]``, False where the row's user has no teacher item."""
 
 
 def _draw_negatives(
@@ -164,7 +169,11 @@ def full_graph_rows(
     eu, ep, en = torch.split(_rows(nodes, rows), [b, b, flat.numel()])
     e0u, e0p, e0n = torch.split(_rows(x0, rows), [b, b, flat.numel()])
     shape = (*neg.shape, -1)
-    return StepRows(u, p, neg, eu, ep, en.view(shape), e0u, e0p, e0n.view(shape))
+    out = StepRows(u, p, neg, eu, ep, en.view(shape), e0u, e0p, e0n.view(shape))
+    if graph.teacher is not None:
+        t, out.t_valid = draw_soft_positives(*graph.teacher, u, gen)
+        out.et = _rows(nodes, t + nu)
+    return out
 
 
 def sampled_rows(
@@ -251,6 +260,13 @@ def objective(
     reg = 0.5 * (_mean_sq_norm(rows.e0u) + _mean_sq_norm(rows.e0p) + _mean_sq_norm(rows.e0n))
     loss = rank + cfg.l2 * reg
     parts: dict[str, float] = {str(cfg.loss): float(rank.detach())}
+    if rows.et is not None and rows.t_valid is not None and cfg.distill_weight > 0:
+        pos_t, neg_t = losses.scores(rows.eu, rows.et, rows.en)
+        per = torch.nn.functional.softplus(neg_t - pos_t.unsqueeze(-1)).mean(-1)
+        keep = rows.t_valid.to(per.dtype)
+        dl = (per * keep).sum() / keep.sum().clamp(min=1)
+        loss = loss + cfg.distill_weight * dl
+        parts["distill"] = float(dl.detach())
     if cfg.contrastive_weight > 0:
         c = cfg.contrastive_rows
         cl = losses.info_nce(rows.eu[:c], rows.e0u[:c], cfg.contrastive_temperature)

@@ -10,10 +10,14 @@ from dataclasses import dataclass
 
 import torch
 
+from recsys.logs import get_logger
 from recsys.models.adjacency import NormalizedAdjacency, normalized_adjacency
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
+from recsys.training.distill import teacher_top
 from recsys.training.sampling import NegativeSampler, NeighborSampler, PositiveSampler
+
+log = get_logger(__name__)
 
 
 def adjacency_for(data: InteractionData, cfg: TrainConfig) -> NormalizedAdjacency:
@@ -56,6 +60,8 @@ class TrainingGraph:
     adj: NormalizedAdjacency
     batches: TrainingEdges
     nsampler: NeighborSampler | None
+    teacher: tuple[torch.Tensor, torch.Tensor] | None = None
+    """Distillation: the filter's top unseen items per user and their validity ``[U, T]``."""
 
     @classmethod
     def build(
@@ -63,4 +69,10 @@ class TrainingGraph:
     ) -> TrainingGraph:
         adj = adjacency_for(data, cfg).to(device)
         nsampler = NeighborSampler.from_csr(adj.matrix) if mode == "sampled" else None
-        return cls(data, adj, TrainingEdges(data, device), nsampler)
+        teacher = None
+        if cfg.distill_weight > 0 and mode != "full":
+            log.warning("distill_weight is ignored in %s mode (full-graph mode only)", mode)
+        elif cfg.distill_weight > 0:
+            top, valid = teacher_top(data, cfg.distill_top, cfg.distill_low_pass, cfg.progress)
+            teacher = (top.to(device), valid.to(device))
+        return cls(data, adj, TrainingEdges(data, device), nsampler, teacher)
