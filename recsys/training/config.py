@@ -86,7 +86,7 @@ class TrainConfig(BaseModel):
     (:func:`recsys.training.losses.info_nce`); 0 disables it."""
     distill_weight: float = Field(0.0, ge=0)
     """Weight of a BPR term whose positives are a graph filter's top unseen items per user
-    (:mod:`recsys.training.distill`); 0 disables it. Full-graph mode only."""
+    (:mod:`recsys.training.distill`); 0 disables it. Full-graph mode, BPR loss only."""
     distill_top: int = Field(20, ge=1)
     """The teacher's items per user that a soft positive is drawn from."""
     distill_low_pass: float = Field(0.1, ge=0)

@@ -1,7 +1,8 @@
 """Distillation from a graph filter: its top unseen items per user as extra BPR positives.
 
 A linear graph filter (:class:`recsys.evaluation.baselines.PolyFilter`) ranks a user's
-unseen items better than the GNN does early in training (benchmarks/RESULTS.md). Its
+unseen items better than the GNN alone does (Gowalla validation Recall@20 0.2239 vs 0.2155,
+benchmarks/RESULTS.md). Its
 ``T`` best unseen items per user, ``top[u]`` (``[U, T]``), become soft positives: each
 step pairs every positive row ``(u, p)`` with one ``t`` drawn uniformly from ``top[u]`` and
 adds, against the row's own negatives ``n_j``::

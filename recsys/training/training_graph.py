@@ -70,8 +70,12 @@ class TrainingGraph:
         adj = adjacency_for(data, cfg).to(device)
         nsampler = NeighborSampler.from_csr(adj.matrix) if mode == "sampled" else None
         teacher = None
-        if cfg.distill_weight > 0 and mode != "full":
-            log.warning("distill_weight is ignored in %s mode (full-graph mode only)", mode)
+        if cfg.distill_weight > 0 and (mode != "full" or cfg.loss != "bpr"):
+            log.warning(
+                "distill_weight is ignored with %s mode and loss %s (full-graph BPR only)",
+                mode,
+                cfg.loss,
+            )
         elif cfg.distill_weight > 0:
             top, valid = teacher_top(data, cfg.distill_top, cfg.distill_low_pass, cfg.progress)
             teacher = (top.to(device), valid.to(device))
