@@ -89,6 +89,9 @@ class TrainConfig(BaseModel):
     (:mod:`recsys.training.distill`); 0 disables it. Full-graph mode, BPR loss only."""
     distill_top: int = Field(20, ge=1)
     """The teacher's items per user that a soft positive is drawn from."""
+    distill_rank_decay: float = Field(1.0, gt=0, le=1)
+    """Slot ``r`` of the teacher's list (0: its best) is drawn with weight ``decay**r``; 1 draws
+    uniformly."""
     distill_low_pass: float = Field(0.1, ge=0)
     """The teacher filter's ideal low-pass weight (PolyFilter's ``alpha``; 0 skips its SVD)."""
     contrastive_temperature: float = Field(0.2, gt=0)

@@ -16,6 +16,8 @@ GNN's dot products: nothing of the teacher is served.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -70,10 +72,27 @@ def teacher_top(
     return torch.from_numpy(items), torch.from_numpy(valid)
 
 
-def draw_soft_positives(
-    top: Tensor, valid: Tensor, u: Tensor, gen: torch.Generator
-) -> tuple[Tensor, Tensor]:
-    """One teacher item per row user ``u`` ``[B]``, uniform among its top ``T``:
-    ``(items [B], valid [B])``."""
-    slot = torch.randint(top.shape[1], u.shape, generator=gen, device=u.device)
-    return top[u, slot], valid[u, slot]
+@dataclass
+class Teacher:
+    """A teacher's lists and how a soft positive is drawn from them.
+
+    ``items`` / ``valid`` ``[U, T]`` as :func:`teacher_top` returns them; slot ``r`` (0 =
+    the teacher's best) is drawn with probability ``rank_decay**r / sum_s rank_decay**s``
+    (1: uniform over the ``T`` slots)."""
+
+    items: Tensor
+    valid: Tensor
+    rank_decay: float = 1.0
+
+    def to(self, device: torch.device | str) -> Teacher:
+        return Teacher(self.items.to(device), self.valid.to(device), self.rank_decay)
+
+    def draw(self, u: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """One teacher item per row user ``u`` ``[B]``: ``(items [B], valid [B])``."""
+        t = self.items.shape[1]
+        if self.rank_decay == 1.0:
+            slot = torch.randint(t, u.shape, generator=gen, device=u.device)
+        else:
+            p = self.rank_decay ** torch.arange(t, dtype=torch.float64, device=u.device)
+            slot = torch.multinomial(p, u.numel(), replacement=True, generator=gen)
+        return self.items[u, slot], self.valid[u, slot]

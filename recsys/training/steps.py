@@ -17,7 +17,6 @@ from torch import Tensor
 from recsys.models.lightgcn import FeatureLightGCN
 from recsys.training import losses
 from recsys.training.config import TrainConfig
-from recsys.training.distill import draw_soft_positives
 from recsys.training.training_graph import TrainingEdges, TrainingGraph
 
 
@@ -171,7 +170,7 @@ def full_graph_rows(
     shape = (*neg.shape, -1)
     out = StepRows(u, p, neg, eu, ep, en.view(shape), e0u, e0p, e0n.view(shape))
     if graph.teacher is not None:
-        t, out.t_valid = draw_soft_positives(*graph.teacher, u, gen)
+        t, out.t_valid = graph.teacher.draw(u, gen)
         out.et = _rows(nodes, t + nu)
     return out
 

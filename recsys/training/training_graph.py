@@ -14,7 +14,7 @@ from recsys.logs import get_logger
 from recsys.models.adjacency import NormalizedAdjacency, normalized_adjacency
 from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
-from recsys.training.distill import teacher_top
+from recsys.training.distill import Teacher, teacher_top
 from recsys.training.sampling import NegativeSampler, NeighborSampler, PositiveSampler
 
 log = get_logger(__name__)
@@ -60,8 +60,8 @@ class TrainingGraph:
     adj: NormalizedAdjacency
     batches: TrainingEdges
     nsampler: NeighborSampler | None
-    teacher: tuple[torch.Tensor, torch.Tensor] | None = None
-    """Distillation: the filter's top unseen items per user and their validity ``[U, T]``."""
+    teacher: Teacher | None = None
+    """Distillation: the filter's top unseen items per user, and how one is drawn."""
 
     @classmethod
     def build(
@@ -78,5 +78,5 @@ class TrainingGraph:
             )
         elif cfg.distill_weight > 0:
             top, valid = teacher_top(data, cfg.distill_top, cfg.distill_low_pass, cfg.progress)
-            teacher = (top.to(device), valid.to(device))
+            teacher = Teacher(top, valid, cfg.distill_rank_decay).to(device)
         return cls(data, adj, TrainingEdges(data, device), nsampler, teacher)

@@ -6,7 +6,7 @@ import torch
 from recsys.evaluation.baselines import PolyFilter
 from recsys.item_item import history_csr
 from recsys.training.data import InteractionData
-from recsys.training.distill import draw_soft_positives, teacher_top
+from recsys.training.distill import Teacher, teacher_top
 from recsys.training.loop import train
 from recsys.training.training_graph import adjacency_for
 
@@ -45,9 +45,21 @@ def test_soft_positives_are_drawn_from_each_users_own_list() -> None:
     top = torch.tensor([[5, 6, 7], [1, 2, 3]])
     valid = torch.tensor([[True, True, True], [False, False, False]])
     u = torch.tensor([0, 1, 0, 1] * 50)
-    t, ok = draw_soft_positives(top, valid, u, torch.Generator().manual_seed(0))
+    t, ok = Teacher(top, valid).draw(u, torch.Generator().manual_seed(0))
     assert set(t[u == 0].tolist()) == {5, 6, 7} and set(t[u == 1].tolist()) <= {1, 2, 3}
     assert ok[u == 0].all() and not ok[u == 1].any()
+
+
+def test_rank_decay_favours_the_teachers_best_items() -> None:
+    top = torch.tensor([[5, 6, 7]])
+    u = torch.zeros(30_000, dtype=torch.long)
+    teacher = Teacher(top, torch.ones_like(top, dtype=torch.bool), rank_decay=0.5)
+    t, ok = teacher.draw(u, torch.Generator().manual_seed(0))
+    share = torch.bincount(t, minlength=8)[5:].double() / u.numel()
+    # weights 1, 0.5, 0.25 over their sum 1.75
+    expected = torch.tensor([4 / 7, 2 / 7, 1 / 7], dtype=torch.float64)
+    assert torch.allclose(share, expected, atol=0.01)
+    assert ok.all()
 
 
 def test_distillation_trains_and_still_learns_the_clusters() -> None:
