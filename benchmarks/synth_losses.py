@@ -50,6 +50,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "item-item": {"item_item_keep": 100},
     "item-item-30": {"item_item_keep": 30},
     "item-item-300": {"item_item_keep": 300},
+    "gnn-alone": {"item_item_keep": 0},
+    "distill": {"distill_weight": 0.3, "distill_top": 5},
+    "distill-alone": {"distill_weight": 0.3, "distill_top": 5, "item_item_keep": 0},
+    "distill-alone-decay": {
+        "distill_weight": 0.3,
+        "distill_top": 5,
+        "distill_rank_decay": 0.6,
+        "item_item_keep": 0,
+    },
 }
 
 
