@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from recsys.errors import InputError
 from recsys.evaluation.ranking import (
     ScoreBatch,
     evaluate_topk,
@@ -58,6 +60,12 @@ class RankingEvaluator:
         products, plus ``extra(users)`` (an item-item term) when given."""
         if self.empty:
             return {}
+        k = max(self.ks)
+        if extra is None and user_emb.device.type != "cpu":
+            topk = topk_on_device(
+                user_emb, item_emb, self.users, self.train_csr, k, self.batch_size
+            )
+            return evaluate_topk(topk, self.users, self.test_csr, self.ks, n_items=self.n_items)
         item_t = item_emb.T.contiguous()
 
         def score(users: np.ndarray) -> np.ndarray:
@@ -67,5 +75,42 @@ class RankingEvaluator:
                 out += extra(users)
             return out
 
-        topk = topk_full_ranking(score, self.users, self.train_csr, max(self.ks), self.batch_size)
+        topk = topk_full_ranking(score, self.users, self.train_csr, k, self.batch_size)
         return evaluate_topk(topk, self.users, self.test_csr, self.ks, n_items=self.n_items)
+
+
+@torch.no_grad()
+def topk_on_device(
+    user_emb: Tensor,
+    item_emb: Tensor,
+    users: np.ndarray,
+    train_csr: sp.csr_matrix,
+    k: int,
+    batch_size: int = 2048,
+) -> np.ndarray:
+    """:func:`topk_full_ranking` of the dot products, computed where the embeddings are.
+
+    On a GPU the ``[B, I]`` score blocks then never cross to the host: the train items are
+    masked and the top ``k`` selected on the device, and only ``[B, k]`` ids come back
+    (int64 ``[len(users), k]``, best first, ``-1`` where fewer than ``k`` items are
+    unmasked). Exact ties may be ordered differently from the CPU path (float scores
+    rarely tie).
+    """
+    dev = user_emb.device
+    n_items = item_emb.shape[0]
+    kk = min(k, n_items)
+    item_t = item_emb.T.contiguous()
+    out = np.full((users.size, k), -1, dtype=np.int64)
+    for start in range(0, users.size, batch_size):
+        batch = users[start : start + batch_size]
+        scores = user_emb[torch.from_numpy(batch).to(dev)].float() @ item_t.float()
+        sub = train_csr[batch]
+        if torch.isnan(scores).any():
+            raise InputError("the embeddings give NaN scores")
+        rows = torch.from_numpy(np.repeat(np.arange(batch.size), np.diff(sub.indptr))).to(dev)
+        cols = torch.from_numpy(sub.indices.astype(np.int64)).to(dev)
+        scores[rows, cols] = -torch.inf
+        val, idx = torch.topk(scores, kk, dim=1)
+        idx[torch.isinf(val)] = -1
+        out[start : start + batch.size, :kk] = idx.cpu().numpy()
+    return out

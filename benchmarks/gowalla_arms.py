@@ -1,0 +1,131 @@
+"""Several arms of ``gowalla.py`` in one process, sharing the work that does not depend on the arm.
+
+Each ``--arm NAME=ARGS`` is a list of extra ``gowalla.py`` arguments (split like a shell
+line) added to the common ones (everything after ``--``). The arms run one after the other;
+an arm only starts while the ``--deadline`` (seconds since the start) is not past, so a
+run on a lent GPU ends on time. What arms have in common is computed once: the spectral
+start of the embeddings (``svds``, ~1 min at d=512 on 16 cores, CPU-bound also on a GPU
+run) and the distillation teacher's lists (~3.5 min on 2 cores), each keyed by every input
+it reads; ``--teacher-cache DIR`` keeps the teacher's lists on disk between runs too. The
+training times the arms report exclude both, as ``gowalla.py``'s always do (they are built
+before training starts); the first arm's wall time includes them.
+
+    python benchmarks/gowalla_arms.py --deadline 400 --teacher-cache .cache/teachers \\
+        --arm 'base=' --arm 'w05=--set distill_weight=0.5' \\
+        -- --device cuda --config benchmarks/configs/gowalla-distill.toml --set item_item_keep=0
+
+Prints ``gowalla.py``'s JSON lines, each arm's preceded by ``{"event": "arm", ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gowalla import main as gowalla_main
+
+from recsys.training import state, training_graph
+from recsys.training.data import InteractionData
+from recsys.training.distill import teacher_top
+from recsys.training.init import spectral_embeddings
+
+
+def _key(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.tobytes() if isinstance(p, np.ndarray) else repr(p).encode())
+        h.update(b"|")
+    return h.hexdigest()[:16]
+
+
+def share_teachers(folder: Path | None) -> None:
+    """Memoise the teacher's lists (in memory, and in ``folder`` when given)."""
+    memo: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def shared(
+        data: InteractionData, top: int, low_pass: float, progress: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        key = _key(
+            data.n_users, data.n_items, top, low_pass,
+            data.train_user, data.train_item, data.train_weight,
+        )  # fmt: skip
+        if key in memo:
+            return memo[key]
+        path = None if folder is None else folder / f"teacher-{key}.pt"
+        if path is not None and path.exists():
+            memo[key] = torch.load(path)
+            return memo[key]
+        memo[key] = teacher_top(data, top, low_pass, progress)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            torch.save(memo[key], tmp)
+            tmp.replace(path)
+        return memo[key]
+
+    training_graph.teacher_top = shared  # type: ignore[attr-defined]
+
+
+def share_spectral_start() -> None:
+    """Memoise the spectral start in memory (at d=512 it is 145 MB: not worth a file)."""
+    memo: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    inner: Callable[..., tuple[np.ndarray, np.ndarray]] = spectral_embeddings
+
+    def shared(*args: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        key = _key(*args, *sorted(kwargs.items()))
+        if key not in memo:
+            memo[key] = inner(*args, **kwargs)
+        eu, ei = memo[key]
+        return eu.copy(), ei.copy()
+
+    state.spectral_embeddings = shared  # type: ignore[attr-defined]
+
+
+def parse_arm(text: str) -> tuple[str, list[str]]:
+    name, eq, args = text.partition("=")
+    if not (name and eq):
+        raise SystemExit(f"--arm {text!r}: expected NAME=ARGS")
+    return name, shlex.split(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    common: list[str] = []
+    if "--" in argv:
+        common = argv[argv.index("--") + 1 :]
+        argv = argv[: argv.index("--")]
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--arm", action="append", default=[], metavar="NAME=ARGS")
+    ap.add_argument("--deadline", type=float, default=None, help="start no arm after this (s)")
+    ap.add_argument("--teacher-cache", type=Path, default=None)
+    args = ap.parse_args(argv)
+    arms = [parse_arm(a) for a in args.arm] or [("default", [])]
+    share_teachers(args.teacher_cache)
+    share_spectral_start()
+    t0 = time.perf_counter()
+    for name, extra in arms:
+        elapsed = time.perf_counter() - t0
+        if args.deadline is not None and elapsed > args.deadline:
+            print(json.dumps({"event": "arm_skipped", "arm": name, "at_s": round(elapsed, 1)}))
+            continue
+        print(json.dumps({"event": "arm", "arm": name, "args": extra, "at_s": round(elapsed, 1)}))
+        sys.stdout.flush()
+        try:
+            gowalla_main([*common, *extra])
+        except (Exception, SystemExit) as exc:  # one bad arm does not end the others
+            print(json.dumps({"event": "arm_failed", "arm": name, "error": repr(exc)}))
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
