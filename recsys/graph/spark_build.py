@@ -25,25 +25,33 @@ from functools import reduce
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 
 from recsys.artifacts import InputRef
 from recsys.data.lake import partition_files, partition_uri
 from recsys.data.schema import EVENT_TYPES, EVENTS
 from recsys.errors import InputError
 from recsys.graph.config import GraphConfig
-from recsys.graph.holdout import HoldoutSize, choose_holdout_span, holdout_span_range
 from recsys.graph.idmap import check_prefix, extend_ids
 from recsys.graph.inputs import EVENT_COLUMNS, Events, partition_sha256
 from recsys.graph.nodes import NodeCounts, encode_features
 from recsys.graph.publish import Built, StageTimer, gate_and_publish
-from recsys.graph.snapshot import ServedHistory, snapshot_uri
-from recsys.graph.weights import PURCHASE_CODE, TYPE_CODE, US_PER_DAY, event_weights, saturate
+from recsys.graph.snapshot import snapshot_uri
+from recsys.graph.spark_frames import (
+    collect_strings,
+    id_frame,
+    scatter,
+    sorted_arrow,
+    spark_functions,
+    weighed,
+)
+from recsys.graph.spark_holdout import (
+    holdout_pairs_spark,
+    served_history_spark,
+    size_holdout_spark,
+)
+from recsys.graph.weights import PURCHASE_CODE, US_PER_DAY
 from recsys.graph.window import (
-    EPOCH,
-    Inputs,
     Window,
-    known_items,
     point_in_time_failed,
     read_context,
     window_partitions,
@@ -54,14 +62,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 ENGINE = "spark"
-_NEVER = np.iinfo(np.int64).max
-_ALWAYS = np.iinfo(np.int64).min
-
-
-def _F() -> Any:
-    from pyspark.sql import functions as F
-
-    return F
 
 
 def read_events_spark(
@@ -70,7 +70,7 @@ def read_events_spark(
     """The window's events as a DataFrame ``user_id, item_id, type_code, value, ts_us``, the
     partitions' refs (hashed where the files are) and the number of events; the reader's
     rules of :func:`recsys.graph.inputs.read_events` with its messages."""
-    F = _F()
+    F = spark_functions()
     files = {d: partition_files(lake, EVENTS, d) for d in days}
     digests = file_hashes(spark, [f for fs in files.values() for f in fs])
     refs: dict[str, InputRef] = {}
@@ -137,113 +137,6 @@ def read_events_spark(
     return events, refs, sum(int(r["rows"]) for r in per_day)
 
 
-def _strings(df: DataFrame, col: str) -> np.ndarray:
-    """One string column of a (small: node-scale) DataFrame, collected as Arrow."""
-    return np.asarray(
-        df.select(col).toArrow().column(col).to_numpy(zero_copy_only=False), dtype=object
-    )
-
-
-def _id_frame(spark: SparkSession, ids: np.ndarray, kind: str, first: int = 0) -> DataFrame:
-    return spark.createDataFrame(
-        pa.table(
-            {
-                f"{kind}_id": pa.array(np.asarray(ids, dtype=object).astype(str), pa.string()),
-                f"{kind}_idx": np.arange(first, first + len(ids), dtype=np.int64),
-            }
-        )
-    )
-
-
-def _size_holdout(
-    spark: SparkSession, iw: DataFrame, inp: Inputs, w: Window, cfg: GraphConfig
-) -> tuple[Window, HoldoutSize]:
-    """:func:`recsys.graph.holdout.size_holdout` with Spark aggregates: per day the events
-    (for the share); per (user, product) pair of a holdout type, the start days of a holdout
-    that would hold it (kept), counted for each span the sizing rule asks about."""
-    from pyspark import StorageLevel
-
-    F = _F()
-    if cfg.holdout_days == 0:
-        return Window.of(w.as_of, cfg, 0), HoldoutSize(0, 0, 0, True, "holdout disabled")
-    as_of_day = (w.as_of - EPOCH).days
-    spans = holdout_span_range(cfg)
-    first_lo, first_hi = as_of_day - spans[-1] + 1, as_of_day - spans[0] + 1
-    per_day = sorted(
-        (int(r["day"]), int(r["n"]))
-        for r in iw.groupBy("day").agg(F.count("*").alias("n")).collect()
-    )
-    n_window = sum(n for _, n in per_day)
-
-    u_first = iw.groupBy("user_id").agg(F.min("day").alias("uf"))
-    i_first = iw.groupBy("item_id").agg(F.min("day").alias("if_"))
-    known = known_items(inp, cfg)
-    if known is not None:
-        mapped = _id_frame(spark, np.unique(known.astype(str)), "item").select(
-            "item_id", F.lit(True).alias("mapped")
-        )
-        i_first = i_first.join(mapped, "item_id", "left").select(
-            "item_id", F.when(F.col("mapped"), F.lit(_ALWAYS)).otherwise(F.col("if_")).alias("if_")
-        )
-    hold = F.col("type_code").isin(*[TYPE_CODE[t] for t in cfg.holdout_event_types])
-    pairs = (
-        iw.groupBy("user_id", "item_id")
-        .agg(F.min("day").alias("pf"), F.max(hold.cast("int")).alias("pos"))
-        .filter(F.col("pos") > 0)
-        .join(u_first, "user_id")
-        .join(i_first, "item_id")
-        # a pair counts for a holdout starting on day `first` when
-        # max(user's first day, product's first day) < first <= the pair's first day
-        .select(
-            "user_id",
-            F.greatest(F.greatest("uf", "if_") + 1, F.lit(first_lo)).alias("lo"),
-            F.least(F.col("pf"), F.lit(first_hi)).alias("hi"),
-        )
-        .filter(F.col("lo") <= F.col("hi"))
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
-
-    def share(first: int) -> float:
-        return sum(n for d, n in per_day if d >= first) / max(n_window, 1)
-
-    def holds(first: int) -> tuple[int, int]:
-        # asked for one span at a time, as the rule grows it (most often once)
-        row = (
-            pairs.filter((F.col("lo") <= first) & (F.col("hi") >= first))
-            .agg(F.countDistinct("user_id").alias("users"), F.count("*").alias("pairs"))
-            .first()
-        )
-        return (int(row["users"]), int(row["pairs"])) if row is not None else (0, 0)
-
-    try:
-        return choose_holdout_span(w, cfg, share, holds)
-    finally:
-        pairs.unpersist()
-
-
-def _weighed(df: DataFrame, key: list[str], cutoff_us: int, cfg: GraphConfig) -> DataFrame:
-    """Per ``key`` pair: the saturated sum of the events' weights (float32 as stored), the
-    bitmask of their types and the latest event."""
-    from recsys.graph.spark_ops import SPARK
-
-    F = _F()
-    age = (F.lit(cutoff_us) - F.col("ts_us")) / F.lit(US_PER_DAY)
-    raw = event_weights(F.col("type_code"), F.col("value"), age, cfg.weights, SPARK)
-    summed = df.groupBy(*key).agg(
-        F.sum(raw).alias("summed"),
-        F.bit_or(F.expr("shiftleft(1, type_code)")).alias("types"),
-    )
-    return summed.select(
-        *key,
-        saturate(F.col("summed"), cfg.weights, SPARK).cast("float").alias("weight"),
-        F.col("types").cast("short").alias("types"),
-    )
-
-
-def _arrays(df: DataFrame, order: list[str]) -> pa.Table:
-    return df.orderBy(*order).toArrow()
-
-
 def build_spark(
     lake: str,
     as_of: dt.date,
@@ -256,7 +149,7 @@ def build_spark(
     """:func:`recsys.graph.build.build` on Spark: the same snapshot at ``out``."""
     from pyspark import StorageLevel
 
-    F = _F()
+    F = spark_functions()
     tick = StageTimer(as_of)
     w = Window.of(as_of, cfg, cfg.holdout_max_days)
     days = window_partitions(lake, w)  # bad input fails before a JVM starts
@@ -274,7 +167,7 @@ def build_spark(
         )
         iw = iw.persist(StorageLevel.MEMORY_AND_DISK)
         cached.append(iw)
-        w, size = _size_holdout(spark, iw, inp, w, cfg)
+        w, size = size_holdout_spark(spark, iw, inp, w, cfg)
         tick("holdout: %d day(s) from %s; %s", size.span, w.holdout_start, size.why)
 
         is_train = F.col("ts_us") < F.lit(w.holdout_us)
@@ -299,11 +192,11 @@ def build_spark(
         train = iw.filter(is_train)
 
         # stage 4: id maps (the previous map + this window's new ids, appended sorted)
-        seen_items = _strings(train.select("item_id").distinct(), "item_id")
+        seen_items = collect_strings(train.select("item_id").distinct(), "item_id")
         if cfg.include_catalog_items and inp.items is not None:
             seen_items = np.concatenate([seen_items, inp.items["item_id"].to_numpy(dtype=object)])
         user_ids = extend_ids(
-            inp.prev_users, _strings(train.select("user_id").distinct(), "user_id")
+            inp.prev_users, collect_strings(train.select("user_id").distinct(), "user_id")
         )
         item_ids = extend_ids(inp.prev_items, seen_items)
         if inp.prev_users is not None and inp.prev_items is not None:
@@ -311,8 +204,8 @@ def build_spark(
             check_prefix(inp.prev_items, item_ids, "item")
         n_users, n_items = len(user_ids), len(item_ids)
         tick("id maps: %d users, %d items", n_users, n_items)
-        user_map = _id_frame(spark, user_ids, "user")
-        item_map = _id_frame(spark, item_ids, "item")
+        user_map = id_frame(spark, user_ids, "user")
+        item_map = id_frame(spark, item_ids, "item")
 
         # stage 5: train edges
         tj = (
@@ -321,11 +214,11 @@ def build_spark(
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         cached.append(tj)
-        edges_df = _weighed(tj, ["user_idx", "item_idx"], w.cutoff_us, cfg).persist(
+        edges_df = weighed(tj, ["user_idx", "item_idx"], w.cutoff_us, cfg).persist(
             StorageLevel.MEMORY_AND_DISK
         )
         cached.append(edges_df)
-        edges = _arrays(edges_df, ["user_idx", "item_idx"])
+        edges = sorted_arrow(edges_df, ["user_idx", "item_idx"])
         eu = edges.column("user_idx").to_numpy().astype(np.int64)
         ei = edges.column("item_idx").to_numpy().astype(np.int64)
         tick("aggregated %d train events into %d edges", int(split["train"] or 0), len(eu))
@@ -353,18 +246,18 @@ def build_spark(
         ux = per_user.column("user_idx").to_numpy().astype(np.int64)
         ix = per_item.column("item_idx").to_numpy().astype(np.int64)
         counts = NodeCounts(
-            user_events=_scatter(n_users, ux, per_user.column("n")),
-            user_purchases=_scatter(n_users, ux, per_user.column("p")),
-            user_last_us=_scatter(n_users, ux, per_user.column("last"), float_nan=True),
-            item_events=_scatter(n_items, ix, per_item.column("n")),
+            user_events=scatter(n_users, ux, per_user.column("n")),
+            user_purchases=scatter(n_users, ux, per_user.column("p")),
+            user_last_us=scatter(n_users, ux, per_user.column("last"), float_nan=True),
+            item_events=scatter(n_items, ix, per_item.column("n")),
             item_users=np.bincount(ei, minlength=n_items),
-            item_purchases=_scatter(n_items, ix, per_item.column("p")),
+            item_purchases=scatter(n_items, ix, per_item.column("p")),
         )
         feats = encode_features(inp, user_ids, item_ids, w, cfg, counts)
         tick("features: users %s, items %s", feats.user_x.shape, feats.item_x.shape)
 
-        hu, hi, hcounts = _holdout(iw, user_map, item_map, edges_df, w, cfg)
-        served = _served_history(spark, iw, user_map, item_map, n_users, w, cfg)
+        hu, hi, hcounts = holdout_pairs_spark(iw, user_map, item_map, edges_df, w, cfg)
+        served = served_history_spark(spark, iw, user_map, item_map, n_users, w, cfg)
         tick(
             "served history: %d edges, %d user(s) first seen in the holdout days",
             len(served.user),
@@ -399,104 +292,6 @@ def build_spark(
         for df in cached:
             df.unpersist()
     return gate_and_publish(built, tick, report, _before_publish)
-
-
-def _scatter(
-    n: int, at: np.ndarray, values: pa.ChunkedArray, float_nan: bool = False
-) -> np.ndarray:
-    """A per-node array of ``n`` from the (index, value) rows an aggregate gave (0, or NaN
-    with ``float_nan``, where a node has no row)."""
-    out = np.full(n, np.nan) if float_nan else np.zeros(n, np.int64)
-    out[at] = values.to_numpy()
-    return out
-
-
-def _holdout(
-    iw: DataFrame,
-    user_map: DataFrame,
-    item_map: DataFrame,
-    edges: DataFrame,
-    w: Window,
-    cfg: GraphConfig,
-) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """:func:`recsys.graph.holdout.holdout_pairs` on Spark: the holdout days' unique pairs of a
-    holdout type whose user has train edges and whose product is mapped, not in train."""
-    F = _F()
-    hold_types = [TYPE_CODE[t] for t in cfg.holdout_event_types]
-    active = edges.select("user_idx").distinct().select("user_idx", F.lit(True).alias("active"))
-    in_train = edges.select("user_idx", "item_idx", F.lit(True).alias("in_train"))
-    pairs = (
-        iw.filter((F.col("ts_us") >= F.lit(w.holdout_us)) & F.col("type_code").isin(*hold_types))
-        .select("user_id", "item_id")
-        .distinct()
-        .join(user_map, "user_id", "left")
-        .join(item_map, "item_id", "left")
-        .join(active, "user_idx", "left")
-        .join(in_train, ["user_idx", "item_idx"], "left")
-        .select(
-            "user_idx",
-            "item_idx",
-            (F.col("user_idx").isNotNull() & F.col("active").isNotNull()).alias("known_user"),
-            F.col("item_idx").isNotNull().alias("known_item"),
-            F.col("in_train").isNotNull().alias("in_train"),
-        )
-    )
-    keep = F.col("known_user") & F.col("known_item")
-    row = pairs.agg(
-        F.count("*").alias("candidates"),
-        F.sum((~F.col("known_user")).cast("long")).alias("unknown_user"),
-        F.sum((F.col("known_user") & ~F.col("known_item")).cast("long")).alias("unknown_item"),
-        F.sum((keep & F.col("in_train")).cast("long")).alias("in_train"),
-    ).first()
-    assert row is not None
-    kept = _arrays(
-        pairs.filter(keep & ~F.col("in_train")).select("user_idx", "item_idx"),
-        ["user_idx", "item_idx"],
-    )
-    counts = {
-        "holdout_candidate_pairs": int(row["candidates"]),
-        "holdout_dropped_unknown_user": int(row["unknown_user"] or 0),
-        "holdout_dropped_unknown_item": int(row["unknown_item"] or 0),
-        "holdout_dropped_in_train": int(row["in_train"] or 0),
-    }
-    return (
-        kept.column("user_idx").to_numpy().astype(np.int64),
-        kept.column("item_idx").to_numpy().astype(np.int64),
-        counts,
-    )
-
-
-def _served_history(
-    spark: SparkSession,
-    iw: DataFrame,
-    user_map: DataFrame,
-    item_map: DataFrame,
-    n_users: int,
-    w: Window,
-    cfg: GraphConfig,
-) -> ServedHistory:
-    """:func:`recsys.graph.holdout.served_history` on Spark: every in-window event of a
-    mapped product, users first seen in the holdout days indexed from ``n_users`` on in id
-    order, weighed like the train edges."""
-    F = _F()
-    h = iw.join(item_map, "item_id").join(user_map, "user_id", "left")
-    extra_ids = np.sort(
-        _strings(h.filter(F.col("user_idx").isNull()).select("user_id").distinct(), "user_id")
-    )
-    extra = _id_frame(spark, extra_ids, "user", first=n_users).withColumnRenamed(
-        "user_idx", "extra_idx"
-    )
-    h = h.join(extra, "user_id", "left").withColumn(
-        "su", F.coalesce(F.col("user_idx"), F.col("extra_idx"))
-    )
-    t = _arrays(_weighed(h, ["su", "item_idx"], w.cutoff_us, cfg), ["su", "item_idx"])
-    return ServedHistory(
-        user=t.column("su").to_numpy().astype(np.int64),
-        item=t.column("item_idx").to_numpy().astype(np.int64),
-        weight=t.column("weight").to_numpy().astype(np.float32),
-        types=t.column("types").to_numpy().astype(np.int16),
-        extra_user_ids=extra_ids.astype(str),
-    )
 
 
 def build_snapshot_spark(
