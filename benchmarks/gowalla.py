@@ -96,7 +96,7 @@ def test_evaluator(
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DIR, help="folder with train/test.txt.gz")
     ap.add_argument("--config", type=Path, default=None, help="TrainConfig file (JSON/YAML/TOML)")
@@ -128,17 +128,26 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the test evaluation at each validation (faster; no time-to-target)",
     )
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    t_start = time.perf_counter()
-    split, data = load_gowalla(args.data)
+
+def config_of(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig a run trains with: ``--config`` with ``--set``, ``--epochs`` and
+    ``--threads`` over it (tracking off)."""
     cfg = load_config(args.config, TrainConfig)
     updates: dict[str, Any] = {"tracking": {"enabled": False}, **overrides(args.set)}
     if args.epochs is not None:
         updates["epochs"] = args.epochs
     if args.threads is not None:
         updates["threads"] = args.threads
-    cfg = TrainConfig.model_validate({**cfg.model_dump(), **updates})
+    return TrainConfig.model_validate({**cfg.model_dump(), **updates})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    split, data = load_gowalla(args.data)
+    cfg = config_of(args)
     full_adj = adjacency_for(data, cfg).to(args.device)
     test_eval = test_evaluator(data, split, args.test_max_users)
 

@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from gowalla import config_of, load_gowalla, parse_args
 from gowalla import main as gowalla_main
 
 from recsys.training import state, training_graph
-from recsys.training.data import InteractionData
+from recsys.training.data import InteractionData, split_validation
 from recsys.training.distill import teacher_top
 from recsys.training.init import spectral_embeddings
 
@@ -90,6 +91,37 @@ def share_spectral_start() -> None:
     state.spectral_embeddings = shared  # type: ignore[attr-defined]
 
 
+def prepare_teachers(common: list[str], arms: list[tuple[str, list[str]]]) -> None:
+    """Build (into the teacher cache) every teacher's lists the arms will ask for: the
+    training graph's (validation held out) and, where the run folds, every pair's. Run it
+    where CPU time is cheap, then carry the cache to the GPU run."""
+    data: InteractionData | None = None
+    for name, extra in arms:
+        args = parse_args([*common, *extra])
+        cfg = config_of(args)
+        if cfg.distill_weight <= 0:
+            continue
+        if data is None:
+            data = load_gowalla(args.data)[1]
+        graphs = [split_validation(data, cfg.val_fraction, cfg.seed).train]
+        if cfg.fold_validation_epochs:
+            graphs.append(data)
+        for g in graphs:
+            t = time.perf_counter()
+            training_graph.teacher_top(g, cfg.distill_top, cfg.distill_low_pass, cfg.progress)  # type: ignore[attr-defined]
+            print(
+                json.dumps(
+                    {
+                        "event": "teacher",
+                        "arm": name,
+                        "edges": g.n_interactions,
+                        "seconds": round(time.perf_counter() - t, 1),
+                    }
+                ),
+                flush=True,
+            )
+
+
 def parse_arm(text: str) -> tuple[str, list[str]]:
     name, eq, args = text.partition("=")
     if not (name and eq):
@@ -107,9 +139,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arm", action="append", default=[], metavar="NAME=ARGS")
     ap.add_argument("--deadline", type=float, default=None, help="start no arm after this (s)")
     ap.add_argument("--teacher-cache", type=Path, default=None)
+    ap.add_argument(
+        "--prepare-teachers",
+        action="store_true",
+        help="only build the arms' teacher lists into --teacher-cache, train nothing",
+    )
     args = ap.parse_args(argv)
     arms = [parse_arm(a) for a in args.arm] or [("default", [])]
     share_teachers(args.teacher_cache)
+    if args.prepare_teachers:
+        if args.teacher_cache is None:
+            raise SystemExit("--prepare-teachers needs --teacher-cache")
+        prepare_teachers(common, arms)
+        return 0
     share_spectral_start()
     t0 = time.perf_counter()
     for name, extra in arms:

@@ -1,0 +1,43 @@
+"""One line per arm of ``gowalla_arms.py`` output files: validation and test at the
+validation-chosen checkpoint, the best test seen (selected on test: labelled), times.
+
+    python benchmarks/gpu/digest.py OUT/g2.jsonl OUT/g1.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def digest(path: Path) -> list[str]:
+    lines, arm = [], "?"
+    for raw in path.read_text().splitlines():
+        try:
+            r = json.loads(raw)
+        except ValueError:
+            continue
+        event = r.get("event")
+        if event in ("arm", "arm_skipped", "arm_failed"):
+            arm = r["arm"]
+            if event != "arm":
+                lines.append(f"{arm}: {event} {r.get('error', '')}")
+        elif event == "summary":
+            v, t = r["validation_at_best"], r["test_at_val_best"]
+            seen = r["test_best_seen_selected_on_test"]
+            best = "n/a" if not seen else f"{seen['recall@20']:.5f} @ {seen['epoch']}"
+            lines.append(
+                f"{arm}: val {v.get('recall@20', 0):.5f} / {v.get('ndcg@20', 0):.5f}"
+                f" -> test {t['recall@20']:.5f} / {t['ndcg@20']:.5f}"
+                f" | best seen on test {best}"
+                f" | to {r['target_recall@20']}: {r['train_seconds_to_target']} s"
+                f" | train {r['train_seconds']} s, wall {r['wall_seconds']} s"
+            )
+    return lines
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:]:
+        print(f"== {name}")
+        print("\n".join(digest(Path(name))) if Path(name).exists() else "(missing)")
