@@ -10,6 +10,29 @@ import typer
 from recsys.cli.app import app
 
 
+def check_device(device: str) -> None:
+    """``--device``: ``cpu``, ``cuda`` or ``cuda:N``, and a CUDA device must exist here (an
+    input error, said before anything is read or written, not torch's traceback)."""
+    from recsys.errors import InputError
+
+    if device == "cpu":
+        return
+    index = "0" if device == "cuda" else device.removeprefix("cuda:")
+    if not (device.startswith("cuda") and index.isdigit()):
+        raise InputError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise InputError(
+            f"--device {device}: no CUDA device on this machine (torch {torch.__version__}); "
+            "use --device cpu"
+        )
+    if int(index) >= torch.cuda.device_count():
+        raise InputError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+
+
 @app.command()
 def train(
     graph: Annotated[str, typer.Option("--graph", help="Graph snapshot URI")],
@@ -41,8 +64,7 @@ def train(
     from recsys.training.artifact import require_model
     from recsys.training.config import TrainConfig
 
-    if device not in {"cpu", "cuda"} and not device.startswith("cuda:"):
-        raise InputError(f"--device must be cpu or cuda, got {device!r}")
+    check_device(device)
     if init_from is not None:
         try:  # said before torch, data-parallel set-up or the snapshot are touched
             require_model(init_from)
@@ -85,6 +107,7 @@ def evaluate(
     import io
     import json
 
+    check_device(device)
     from recsys.storage import write_bytes_atomic
     from recsys.training.evaluate import evaluate_on_snapshot
 

@@ -106,6 +106,35 @@ def test_train_rejects_bad_device_and_missing_graph(tmp_path: Path) -> None:
     assert r.exit_code != 0
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_cuda_without_a_cuda_device_is_an_input_error_before_any_write(
+    graph: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    from recsys.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "m"
+    args = ["--graph", graph, "--device", "cuda"]
+    args += ["--out", str(out)] if command == "train" else ["--model", str(out)]
+    monkeypatch.setattr("sys.argv", ["recsys", command, *args])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 2
+    assert "--device cuda: no CUDA device on this machine" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "mlruns").exists()
+    for bad in ("tpu", "cuda:x"):
+        monkeypatch.setattr("sys.argv", ["recsys", "train", "--graph", graph, "--out",
+                                         str(out), "--device", bad])  # fmt: skip
+        with pytest.raises(SystemExit) as done:
+            main()
+        assert done.value.code == 2
+
+
 def test_train_resumes_from_the_checkpoint_uri_it_is_given(graph: str, tmp_path: Path) -> None:
     """``--checkpoint`` (the Azure ML job puts it inside its output mount) is where it resumes."""
     from recsys.graph.snapshot import load_snapshot
