@@ -38,7 +38,7 @@ def train(
     graph: Annotated[str, typer.Option("--graph", help="Graph snapshot URI")],
     out: Annotated[str, typer.Option("--out", help="Model artifact URI to write")],
     config: Annotated[Path | None, typer.Option("--config", help="TrainConfig file")] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N")] = "cpu",
     checkpoint: Annotated[
         str | None,
         typer.Option("--checkpoint", help="Resumable checkpoint URI (default: <out>.checkpoint)"),
@@ -83,7 +83,7 @@ def evaluate(
     model: Annotated[str, typer.Option("--model", help="Model artifact URI")],
     graph: Annotated[str, typer.Option("--graph", help="Graph snapshot URI (its holdout)")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document")] = False,
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N")] = "cpu",
     baselines: Annotated[
         str,
         typer.Option("--baselines", help="Comma-separated: popularity, mf-bpr, ease, gf-cf"),
