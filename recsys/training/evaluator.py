@@ -99,11 +99,11 @@ def topk_on_device(
     dev = user_emb.device
     n_items = item_emb.shape[0]
     kk = min(k, n_items)
-    item_t = item_emb.T.contiguous()
+    item_t = item_emb.T.float().contiguous()
     out = np.full((users.size, k), -1, dtype=np.int64)
     for start in range(0, users.size, batch_size):
         batch = users[start : start + batch_size]
-        scores = user_emb[torch.from_numpy(batch).to(dev)].float() @ item_t.float()
+        scores = user_emb[torch.from_numpy(batch).to(dev)].float() @ item_t
         sub = train_csr[batch]
         if torch.isnan(scores).any():
             raise InputError("the embeddings give NaN scores")
@@ -111,6 +111,6 @@ def topk_on_device(
         cols = torch.from_numpy(sub.indices.astype(np.int64)).to(dev)
         scores[rows, cols] = -torch.inf
         val, idx = torch.topk(scores, kk, dim=1)
-        idx[torch.isinf(val)] = -1
+        idx[val == -torch.inf] = -1
         out[start : start + batch.size, :kk] = idx.cpu().numpy()
     return out
