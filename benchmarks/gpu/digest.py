@@ -1,5 +1,7 @@
 """One line per arm of ``gowalla_arms.py`` output files: validation and test at the
-validation-chosen checkpoint, the best test seen (selected on test: labelled), times.
+validation-chosen checkpoint, the best test seen (selected on test: labelled), times; then
+the arm the rule picks (the highest validation Recall@20) and its test figures, so a
+sweep's result is the rule's, not the best test line.
 
     python benchmarks/gpu/digest.py OUT/g2.jsonl OUT/g1.jsonl
 """
@@ -13,6 +15,7 @@ from pathlib import Path
 
 def digest(path: Path) -> list[str]:
     lines, arm = [], "?"
+    chosen: tuple[float, str, dict[str, float]] | None = None
     for raw in path.read_text().splitlines():
         try:
             r = json.loads(raw)
@@ -25,6 +28,8 @@ def digest(path: Path) -> list[str]:
                 lines.append(f"{arm}: {event} {r.get('error', '')}")
         elif event == "summary":
             v, t = r["validation_at_best"], r["test_at_val_best"]
+            if chosen is None or v.get("recall@20", 0) > chosen[0]:
+                chosen = (v.get("recall@20", 0), arm, t)
             seen = r["test_best_seen_selected_on_test"]
             best = "n/a" if not seen else f"{seen['recall@20']:.5f} @ {seen['epoch']}"
             lines.append(
@@ -34,6 +39,12 @@ def digest(path: Path) -> list[str]:
                 f" | to {r['target_recall@20']}: {r['train_seconds_to_target']} s"
                 f" | train {r['train_seconds']} s, wall {r['wall_seconds']} s"
             )
+    if chosen is not None:
+        val, arm, t = chosen
+        lines.append(
+            f"chosen on validation (Recall@20 {val:.5f}): {arm} -> test "
+            f"{t['recall@20']:.5f} / {t['ndcg@20']:.5f}"
+        )
     return lines
 
 
