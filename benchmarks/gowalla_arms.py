@@ -4,8 +4,8 @@ Each ``--arm NAME=ARGS`` is a list of extra ``gowalla.py`` arguments (split like
 line) added to the common ones (everything after ``--``). The arms run one after the other;
 an arm only starts while the ``--deadline`` (seconds since the start) is not past, so a
 run on a lent GPU ends on time. What arms have in common is computed once: the spectral
-start of the embeddings (``svds``, ~1 min at d=512 on 16 cores, CPU-bound also on a GPU
-run) and the distillation teacher's lists (~3.5 min on 2 cores), each keyed by every input
+start of the embeddings (``svds``, ~40 s at d=512 on 16 cores, CPU-bound also on a GPU
+run) and the distillation teacher's lists (~5 min on one core), each keyed by every input
 it reads; ``--teacher-cache DIR`` keeps the teacher's lists on disk between runs too. The
 training times the arms report exclude both, as ``gowalla.py``'s always do (they are built
 before training starts); the first arm's wall time includes them.
