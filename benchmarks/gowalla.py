@@ -144,6 +144,12 @@ def config_of(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    run(argv)
+    return 0
+
+
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+    """One benchmark run: prints its JSON lines and returns the summary (the last line)."""
     args = parse_args(argv)
     t_start = time.perf_counter()
     split, data = load_gowalla(args.data)
@@ -219,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "training_extra": result.extra,
     }
     print(json.dumps(summary))
-    return 0
+    return summary
 
 
 if __name__ == "__main__":

@@ -15,6 +15,12 @@ before training starts); the first arm's wall time includes them.
         -- --device cuda --config benchmarks/configs/gowalla-distill.toml --set item_item_keep=0
 
 Prints ``gowalla.py``'s JSON lines, each arm's preceded by ``{"event": "arm", ...}``.
+
+``--score-unfolded`` first trains each arm once more without the fold and validates it only
+at the schedule's end (``{"event": "arm_score", ...}``): a score of the whole schedule,
+where the usual validation (the last one before the validation pairs are folded in) cannot
+see what an arm changes in the folded epochs. ``benchmarks/gpu/digest.py`` then picks the
+arm on that score.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 from gowalla import config_of, load_gowalla, parse_args
-from gowalla import main as gowalla_main
+from gowalla import run as gowalla_run
 
 from recsys.training import state, training_graph
 from recsys.training.data import InteractionData, split_validation
@@ -122,6 +128,14 @@ def prepare_teachers(common: list[str], arms: list[tuple[str, list[str]]]) -> No
             )
 
 
+def score_unfolded(common: list[str], extra: list[str]) -> dict[str, Any]:
+    """The arm trained without the fold and validated once, at its last epoch."""
+    epochs = config_of(parse_args([*common, *extra])).epochs
+    unfolded = ["--set", "fold_validation_epochs=0", "--set", f"eval_every={epochs}"]
+    summary = gowalla_run([*common, *extra, *unfolded, "--no-test-monitor"])
+    return {"validation_at_end": summary["validation_at_best"], "epochs": epochs}
+
+
 def parse_arm(text: str) -> tuple[str, list[str]]:
     name, eq, args = text.partition("=")
     if not (name and eq):
@@ -139,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arm", action="append", default=[], metavar="NAME=ARGS")
     ap.add_argument("--deadline", type=float, default=None, help="start no arm after this (s)")
     ap.add_argument("--teacher-cache", type=Path, default=None)
+    ap.add_argument(
+        "--score-unfolded",
+        action="store_true",
+        help="score each arm by a run without the fold, validated at its last epoch",
+    )
     ap.add_argument(
         "--prepare-teachers",
         action="store_true",
@@ -162,7 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"event": "arm", "arm": name, "args": extra, "at_s": round(elapsed, 1)}))
         sys.stdout.flush()
         try:
-            gowalla_main([*common, *extra])
+            if args.score_unfolded:
+                print(json.dumps({"event": "arm_unfolded", "arm": name}))
+                print(
+                    json.dumps({"event": "arm_score", "arm": name, **score_unfolded(common, extra)})
+                )
+            gowalla_run([*common, *extra])
         except (Exception, SystemExit) as exc:  # one bad arm does not end the others
             print(json.dumps({"event": "arm_failed", "arm": name, "error": repr(exc)}))
         sys.stdout.flush()

@@ -2,7 +2,8 @@
 # One prepared run on a lent GPU machine (after benchmarks/gpu/prepare.sh here):
 #   run(command="bash benchmarks/gpu/run.sh", carry=[".whl", ".devdata"], timeout_s=600)
 # 1. goal 2 on the GPU: the recipe of record (gowalla.toml), validated every epoch;
-# 2. the goal-1 arms of arms.txt over gowalla-distill.toml, validation on every user.
+# 2. the goal-1 arms of arms.txt over gowalla-distill.toml, validation on every user, each
+#    arm also scored by a run without the fold validated at its end (the digest picks on that).
 # Arms start only while time is left ($BUDGET_S, default 520 s from the start), so the run
 # ends inside the call; JSON lines land in $OUT/g2.jsonl and $OUT/g1.jsonl, a digest on stdout.
 # A dry run here: PY=.venv/bin/python DEVICE=cpu OUT=/tmp/out EXTRA="--epochs 1 ..." run.sh
@@ -29,7 +30,7 @@ while IFS= read -r line; do
   [[ -z "$line" || "$line" == \#* ]] || arms+=(--arm "$line")
 done < benchmarks/gpu/arms.txt
 l=$(left)
-timeout "$l" "$py" benchmarks/gowalla_arms.py --deadline $((l - 75)) \
+timeout "$l" "$py" benchmarks/gowalla_arms.py --deadline $((l - 75)) --score-unfolded \
   --teacher-cache .devdata/teachers "${arms[@]}" \
   -- "${common[@]}" --config benchmarks/configs/gowalla-distill.toml --set eval_max_users=null \
   > "$OUT/g1.jsonl" 2> "$OUT/g1.err" || echo "goal 1 arms: exit $?"
