@@ -151,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         argv = argv[: argv.index("--")]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--arm", action="append", default=[], metavar="NAME=ARGS")
+    ap.add_argument(
+        "--arms-file",
+        type=Path,
+        default=None,
+        help="more arms, one NAME=ARGS per line (blank lines and # comments skipped)",
+    )
     ap.add_argument("--deadline", type=float, default=None, help="start no arm after this (s)")
     ap.add_argument("--teacher-cache", type=Path, default=None)
     ap.add_argument(
@@ -164,7 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         help="only build the arms' teacher lists into --teacher-cache, train nothing",
     )
     args = ap.parse_args(argv)
-    arms = [parse_arm(a) for a in args.arm] or [("default", [])]
+    texts = list(args.arm)
+    if args.arms_file is not None:
+        lines = args.arms_file.read_text().splitlines()
+        texts += [t.strip() for t in lines if t.strip() and not t.lstrip().startswith("#")]
+    arms = [parse_arm(a) for a in texts] or [("default", [])]
     share_teachers(args.teacher_cache)
     if args.prepare_teachers:
         if args.teacher_cache is None:

@@ -19,10 +19,6 @@ for pkg in pydantic pydantic_core pydantic-settings annotated-types python-doten
 done
 mkdir -p .devdata/gowalla
 cp "$data"/train.txt.gz "$data"/test.txt.gz .devdata/gowalla/
-arms=()
-while IFS= read -r line; do
-  [[ -z "$line" || "$line" == \#* ]] || arms+=(--arm "$line")
-done < benchmarks/gpu/arms.txt
 .venv/bin/python benchmarks/gowalla_arms.py --prepare-teachers --teacher-cache .devdata/teachers \
-  "${arms[@]}" -- --data .devdata/gowalla --config benchmarks/configs/gowalla-distill.toml
+  --arms-file benchmarks/gpu/arms.txt -- --data .devdata/gowalla --config benchmarks/configs/gowalla-distill.toml
 du -sh .whl .devdata

@@ -25,13 +25,9 @@ common=(--device "${DEVICE:-cuda}" --data .devdata/gowalla --set item_item_keep=
 timeout 200 "$py" benchmarks/gowalla_arms.py --arm 'recipe=' \
   -- "${common[@]}" --config benchmarks/configs/gowalla.toml --set eval_every=1 \
   > "$OUT/g2.jsonl" 2> "$OUT/g2.err" || echo "goal 2 run: exit $?"
-arms=()
-while IFS= read -r line; do
-  [[ -z "$line" || "$line" == \#* ]] || arms+=(--arm "$line")
-done < benchmarks/gpu/arms.txt
 l=$(left)
 timeout "$l" "$py" benchmarks/gowalla_arms.py --deadline $((l - 75)) --score-unfolded \
-  --teacher-cache .devdata/teachers "${arms[@]}" \
+  --teacher-cache .devdata/teachers --arms-file benchmarks/gpu/arms.txt \
   -- "${common[@]}" --config benchmarks/configs/gowalla-distill.toml --set eval_max_users=null \
   > "$OUT/g1.jsonl" 2> "$OUT/g1.err" || echo "goal 1 arms: exit $?"
 "$py" benchmarks/gpu/digest.py "$OUT/g2.jsonl" "$OUT/g1.jsonl"

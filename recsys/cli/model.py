@@ -8,13 +8,12 @@ from typing import Annotated
 import typer
 
 from recsys.cli.app import app
+from recsys.errors import InputError
 
 
 def check_device(device: str) -> None:
     """``--device``: ``cpu``, ``cuda`` or ``cuda:N``, and a CUDA device must exist here (an
     input error, said before anything is read or written, not torch's traceback)."""
-    from recsys.errors import InputError
-
     if device == "cpu":
         return
     index = "0" if device == "cuda" else device.removeprefix("cuda:")
@@ -60,7 +59,6 @@ def train(
     import json
 
     from recsys.config import load_config
-    from recsys.errors import InputError
     from recsys.training.artifact import require_model
     from recsys.training.config import TrainConfig
 
