@@ -172,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     texts = list(args.arm)
     if args.arms_file is not None:
-        lines = args.arms_file.read_text().splitlines()
+        try:
+            lines = args.arms_file.read_text().splitlines()
+        except OSError as exc:
+            raise SystemExit(f"--arms-file {args.arms_file}: {exc.strerror}") from None
         texts += [t.strip() for t in lines if t.strip() and not t.lstrip().startswith("#")]
     arms = [parse_arm(a) for a in texts] or [("default", [])]
     share_teachers(args.teacher_cache)
