@@ -185,9 +185,7 @@ class TrainConfig(BaseModel):
     item_norm_powers: list[float] = Field(default_factory=list)
     """Candidate exponents ``g`` (each in [-2, 2]) of the item rescaling ``e_i ||e_i||^-g``
     (:mod:`recsys.training.item_norm`), chosen on validation with 0 after training and before
-    the filter's weight. Empty: no rescaling, the default: on the synthetic shop validation
-    picked -0.1 and the holdout lost 0.014 Recall@20; on Gowalla it picked -0.1 for the recipe
-    (+0.0012 test) and 0 for the distilled d=512 model (benchmarks/RESULTS.md)."""
+    the filter's weight. Empty: no rescaling (the default: measured on Gowalla only)."""
     max_train_seconds: float | None = Field(None, gt=0)
     """Training time budget (validation included): training stops, validating there, after
     the last epoch that another one (at the run's mean epoch time) would not fit after; the
