@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from recsys.models.adjacency import NormalizedAdjacency, normalized_adjacency
+from recsys.models.adjacency import normalized_adjacency
 from recsys.models.lightgcn import FeatureLightGCN, rescale_items
 from recsys.training.config import TrackingConfig, TrainConfig
 from recsys.training.evaluator import RankingEvaluator
@@ -19,12 +19,8 @@ from .planted import planted
 def test_rescale_items_scales_each_row_by_its_norm() -> None:
     x = torch.tensor([[3.0, 4.0], [0.0, 0.0], [0.0, 0.5]])
     assert rescale_items(x, 0.0) is x
-    np.testing.assert_allclose(
-        rescale_items(x, 1.0).numpy(), np.array([[0.6, 0.8], [0, 0], [0, 1]])
-    )
-    np.testing.assert_allclose(
-        rescale_items(x, -1.0).numpy(), np.array([[15, 20], [0, 0], [0, 0.25]])
-    )
+    np.testing.assert_allclose(rescale_items(x, 1.0).numpy(), [[0.6, 0.8], [0, 0], [0, 1.0]])
+    np.testing.assert_allclose(rescale_items(x, -1.0).numpy(), [[15, 20], [0, 0], [0, 0.25]])
 
 
 def test_forward_rescales_the_items_only() -> None:
@@ -40,7 +36,7 @@ def test_forward_rescales_the_items_only() -> None:
     torch.testing.assert_close(ie, ie0 / ie0.norm(dim=1, keepdim=True).sqrt())
 
 
-def _world(val_popular: bool) -> tuple[FeatureLightGCN, RankingEvaluator, NormalizedAdjacency]:
+def _world(val_popular: bool) -> tuple[FeatureLightGCN, RankingEvaluator, object]:
     """Matrix factorisation with every user pointing along x. Items 0-29 are "popular" (norm 3,
     at 53 degrees: score 1.8), items 30-59 "niche" (norm 1, along x: score 1). Each user's
     validation item is a popular or a niche one."""
@@ -65,7 +61,7 @@ def test_the_exponent_that_ranks_the_validation_items_first_is_chosen(
 ) -> None:
     model, ev, adj = _world(val_popular)
     cfg = TrainConfig(item_norm_powers=[-0.5, 1.0], progress=False)
-    choice = choose_item_norm(model, adj, ev, cfg)
+    choice = choose_item_norm(model, adj, ev, cfg)  # type: ignore[arg-type]
     assert choice is not None and choice.weight == expect
     assert set(choice.scores) == {0.0, -0.5, 1.0}
     # popular validation items: 0 and -0.5 both rank them all first; the tie goes to 0
@@ -74,31 +70,30 @@ def test_the_exponent_that_ranks_the_validation_items_first_is_chosen(
 
 def test_no_candidates_no_choice() -> None:
     model, ev, adj = _world(False)
-    assert choose_item_norm(model, adj, ev, TrainConfig(progress=False)) is None
-
-
-def _train_cfg(**kw: object) -> TrainConfig:
-    base: dict[str, object] = dict(
-        embedding_dim=16,
-        num_layers=2,
-        batch_size=512,
-        eval_every=1,
-        patience=100,
-        val_fraction=0.2,
-        item_item_keep=0,
-        item_norm_powers=[-1.0, 1.0, 2.0],
-        progress=False,
-        threads=1,
-        tracking=TrackingConfig(enabled=False),
-    )
-    return TrainConfig.model_validate({**base, **kw})
+    assert choose_item_norm(model, adj, ev, TrainConfig(progress=False)) is None  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("fold", [0, 1])
 def test_training_chooses_the_exponent_on_validation_and_keeps_it(fold: int) -> None:
     p = planted(seed=2)
-    # with a fold: epoch 1's validation is the best so far, so it folds
-    result = train(p.data, _train_cfg(epochs=2, fold_validation_epochs=fold))
+    cfg = TrainConfig.model_validate(
+        dict(
+            embedding_dim=16,
+            num_layers=2,
+            epochs=2,  # with a fold: epoch 1's validation is the best so far, so it folds
+            batch_size=512,
+            eval_every=1,
+            patience=100,
+            val_fraction=0.2,
+            fold_validation_epochs=fold,
+            item_item_keep=0,
+            item_norm_powers=[-1.0, 1.0, 2.0],
+            progress=False,
+            threads=1,
+            tracking=TrackingConfig(enabled=False),
+        )
+    )
+    result = train(p.data, cfg)
     scores = {float(g): v for g, v in result.extra["item_norm_validation"].items()}
     assert set(scores) == {0.0, -1.0, 1.0, 2.0}
     best = max(scores, key=lambda g: (scores[g], -abs(g)))
@@ -117,8 +112,24 @@ def test_bad_exponents_are_refused() -> None:
 
 def test_a_run_resumed_after_the_fold_keeps_the_exponent_chosen_there(tmp_path: object) -> None:
     p = planted(seed=3)
-    # folds after epoch 1, its first and best validation
-    c = _train_cfg(epochs=3, fold_validation_epochs=2, checkpoint_every=1)
+    c = TrainConfig.model_validate(
+        dict(
+            embedding_dim=16,
+            num_layers=2,
+            epochs=3,
+            batch_size=512,
+            eval_every=1,
+            patience=100,
+            val_fraction=0.2,
+            fold_validation_epochs=2,  # folds after epoch 1, its first and best validation
+            checkpoint_every=1,
+            item_item_keep=0,
+            item_norm_powers=[-1.0, 1.0, 2.0],
+            progress=False,
+            threads=1,
+            tracking=TrackingConfig(enabled=False),
+        )
+    )
     whole = train(p.data, c)
     assert whole.extra["folded_validation"]
     folder = str(tmp_path)
