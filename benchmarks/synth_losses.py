@@ -32,7 +32,6 @@ SOFTMAX: dict[str, Any] = {
     "temperature": 0.11,
     "l2": 1e-5,
 }
-ITEM_NORM_POWERS = [-0.5, -0.3, -0.2, -0.1, 0.1, 0.2, 0.3, 0.5]
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "mf-bpr": {"num_layers": 0},
@@ -54,8 +53,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "gnn-alone": {"item_item_keep": 0},
     "distill": {"distill_weight": 0.3, "distill_top": 5},
     "distill-alone": {"distill_weight": 0.3, "distill_top": 5, "item_item_keep": 0},
-    "item-norm": {"item_norm_powers": ITEM_NORM_POWERS},
-    "item-norm-alone": {"item_norm_powers": ITEM_NORM_POWERS, "item_item_keep": 0},
     "distill-alone-decay": {
         "distill_weight": 0.3,
         "distill_top": 5,
@@ -134,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                         **{
                             k: v
                             for k, v in result.extra.items()
-                            if k in ("blend_weight", "item_item_weight", "item_norm_power")
+                            if k in ("blend_weight", "item_item_weight")
                         },
                     }
                 ),

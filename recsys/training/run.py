@@ -203,11 +203,6 @@ def _train_and_publish(
                     else {}
                 ),
             }
-        if "item_norm_power" in result.extra:
-            metrics["item_norm"] = {
-                "power": result.extra["item_norm_power"],
-                "validation": result.extra["item_norm_validation"],
-            }
         tracker.log_metrics({f"holdout_{k}": v for k, v in holdout.items()}, step=result.epochs_run)
         report = render_model_report(
             f"Model {out_uri}",
@@ -231,12 +226,6 @@ def _train_and_publish(
                     if result.item_item is not None
                     else f"none ({result.extra.get('item_item_skipped', 'weight 0 on validation')})"
                     if "item_item_weight" in result.extra
-                    else "none"
-                ),
-                "item norm": (
-                    f"item table x ||e_i||^-g, g = {result.extra['item_norm_power']:g} "
-                    "(chosen on validation)"
-                    if "item_norm_power" in result.extra
                     else "none"
                 ),
                 "start": (

@@ -108,33 +108,3 @@ def test_bad_exponents_are_refused() -> None:
         TrainConfig(item_norm_powers=[3.0])
     with pytest.raises(ValueError, match="set one"):
         TrainConfig(item_norm_powers=[0.5], blend_rank=8)
-
-
-def test_a_run_resumed_after_the_fold_keeps_the_exponent_chosen_there(tmp_path: object) -> None:
-    p = planted(seed=3)
-    c = TrainConfig.model_validate(
-        dict(
-            embedding_dim=16,
-            num_layers=2,
-            epochs=3,
-            batch_size=512,
-            eval_every=1,
-            patience=100,
-            val_fraction=0.2,
-            fold_validation_epochs=2,  # folds after epoch 1, its first and best validation
-            checkpoint_every=1,
-            item_item_keep=0,
-            item_norm_powers=[-1.0, 1.0, 2.0],
-            progress=False,
-            threads=1,
-            tracking=TrackingConfig(enabled=False),
-        )
-    )
-    whole = train(p.data, c)
-    assert whole.extra["folded_validation"]
-    folder = str(tmp_path)
-    train(p.data, c, checkpoint_dir=folder, max_epochs=2)  # paused inside the folded epochs
-    resumed = train(p.data, c, checkpoint_dir=folder)
-    for key in ("item_norm_power", "item_norm_validation"):
-        assert resumed.extra[key] == whole.extra[key]
-    assert resumed.model.item_norm_power == whole.model.item_norm_power
