@@ -4,8 +4,7 @@ From the layers ``e^(0..K)`` over the sym-normalised adjacency of the
 snapshot's train edges:
 
 - ``user_e0`` = layer 0 of every user (id embedding + feature projection);
-- ``item_S`` = ``sum_{k<K} e_i^(k)``, ``item_final`` = mean of the item layers (rescaled
-  by their norm to the power ``-item_norm_power``, as the model's ``forward`` does);
+- ``item_S`` = ``sum_{k<K} e_i^(k)``, ``item_final`` = mean of the item layers;
 - ``item_deg`` = weighted item degrees ``d_i`` (fixed until the next retrain);
 - the user feature projection ``x -> W x + b`` for new users (probed, so any
   affine projection exports; a non-affine one is refused).
@@ -126,7 +125,6 @@ def compute_tables(
     """The fold-in tables and the torch reference embeddings for ``model`` on ``snapshot``
     (with the model's item-item term, when it has one, for the scorer)."""
     from recsys.models.adjacency import normalized_adjacency
-    from recsys.models.lightgcn import rescale_items
 
     n_users, n_items = len(snapshot.user_ids), len(snapshot.item_ids)
     if model.num_users != n_users or model.num_items != n_items:
@@ -155,7 +153,7 @@ def compute_tables(
         user_e0 = layers[0][:n_users].numpy().astype(np.float32)
         ref = Reference(
             users=final[:n_users].numpy().astype(np.float32),
-            items=rescale_items(final[n_users:], model.item_norm_power).numpy().astype(np.float32),
+            items=final[n_users:].numpy().astype(np.float32),
         )
         item_s = s.numpy().astype(np.float32)
     proj_w = proj_b = None

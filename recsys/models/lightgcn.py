@@ -14,14 +14,7 @@ features alone. Propagation and readout::
 
     e^(k+1) = Â e^(k)                       k = 0..K-1, each [N, d]
     e       = (e^(0) + ... + e^(K)) / (K+1)
-    e_i    <- e_i * ||e_i||^(-g)             items only; g = item_norm_power
     score(u, i) = <e_u, e_i>
-
-``g`` (0 while training; chosen on validation afterwards,
-:mod:`recsys.training.item_norm`) trades the items' learned norm, which tracks
-their popularity, against their direction: ``g < 0`` favours high-norm items,
-``g = 1`` ranks by cosine. The served item table is this final one, so the
-user fold-in below is untouched.
 
 ``K = 0`` is matrix factorisation. With the symmetric normalisation the final
 user embedding factors exactly (the serving fold-in)::
@@ -66,7 +59,6 @@ class FeatureLightGCN(nn.Module):
         self.num_items = num_items
         self.embedding_dim = embedding_dim
         self.num_layers = num_layers
-        self.item_norm_power = 0.0
         self.user_embedding = nn.Embedding(num_users, embedding_dim)
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
         nn.init.normal_(self.user_embedding.weight, std=init_std)
@@ -175,10 +167,9 @@ class FeatureLightGCN(nn.Module):
         return self.propagate(torch.cat([eu, ei]), adj.matrix, adj.transpose)
 
     def forward(self, adj: NormalizedAdjacency) -> tuple[Tensor, Tensor]:
-        """Final embeddings (mean of layers): users ``[U, d]``, items ``[I, d]`` (rescaled by
-        their norm to the power ``-item_norm_power``)."""
+        """Final embeddings (mean of layers): users ``[U, d]``, items ``[I, d]``."""
         users, items = torch.split(self.node_embeddings(adj), [self.num_users, self.num_items])
-        return users, rescale_items(items, self.item_norm_power)
+        return users, items
 
     def node_embeddings(self, adj: NormalizedAdjacency) -> Tensor:
         """Final embeddings of every node, users then items: ``[U+I, d]``."""
@@ -236,7 +227,6 @@ class FeatureLightGCN(nn.Module):
             user_features=self.user_features,
             item_features=self.item_features,
         ).to(self.user_embedding.weight.device)
-        out.item_norm_power = self.item_norm_power
         with torch.no_grad():
             w = self.user_embedding.weight
             out.user_embedding.weight.copy_(torch.cat([w, w.new_zeros(w.shape[0], k)], 1))
@@ -265,17 +255,3 @@ class FeatureLightGCN(nn.Module):
     def score(user_emb: Tensor, item_emb: Tensor) -> Tensor:
         """Dot-product scores ``[B, d] x [I, d] -> [B, I]``."""
         return user_emb @ item_emb.T
-
-
-NORM_FLOOR = 1e-12
-
-
-def rescale_items(items: Tensor, power: float) -> Tensor:
-    """``items[i] * ||items[i]||^(-power)`` ``[I, d]``; ``power = 0`` returns ``items`` itself.
-
-    A zero row stays zero (its norm is floored at ``NORM_FLOOR``)."""
-    if power == 0:
-        return items
-    norm = torch.linalg.vector_norm(items, dim=1, keepdim=True).clamp_min(NORM_FLOOR)
-    out: Tensor = items * norm.pow(-power)
-    return out

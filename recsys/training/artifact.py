@@ -72,7 +72,6 @@ def architecture(model: FeatureLightGCN, norm: str) -> dict[str, Any]:
         "norm": norm,
         "score": "dot",
         "readout": "mean of layers 0..K",
-        "item_norm_power": model.item_norm_power,
     }
 
 
@@ -159,8 +158,6 @@ def load_model(uri: str, device: str = "cpu") -> LoadedModel:
         item_features=torch.zeros(int(arch["num_items"]), fi) if fi else None,
     )
     model.load_state_dict(state)
-    # artifacts written before the exponent existed served the plain table
-    model.item_norm_power = float(arch.get("item_norm_power", 0.0))
     model.to(device).eval()
     metrics = read_metrics(uri)
     item_item = None

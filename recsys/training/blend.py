@@ -118,11 +118,11 @@ def best_weight(
     what: str,
 ) -> BlendChoice:
     """The weight among ``weights`` and 0 whose validation ``metrics(w)`` score best on
-    ``select_metric`` (ties go to the one nearest 0), with every candidate's score."""
+    ``select_metric`` (ties go to the lighter weight), with every candidate's score."""
     scores: dict[float, float] = {}
     for w in [0.0, *weights]:
         scores[w] = metrics(w).get(select_metric, -math.inf)
-    best = max(scores, key=lambda w: (scores[w], -abs(w)))
+    best = max(scores, key=lambda w: (scores[w], -w))
     log.info(
         "%s weights on validation (%s): %s -> %s",
         what,

@@ -182,10 +182,6 @@ class TrainConfig(BaseModel):
     a filter pass per item, each a few sparse products over every edge (Gowalla, 810k edges x
     41k items = 3.3e10: ~4.5 min per build on 2 cores, two builds per training). Raise it
     where the minutes are worth it."""
-    item_norm_powers: list[float] = Field(default_factory=list)
-    """Candidate exponents ``g`` (each in [-2, 2]) of the item rescaling ``e_i ||e_i||^-g``
-    (:mod:`recsys.training.item_norm`), chosen on validation with 0 after training and before
-    the filter's weight. Empty: no rescaling (the default: measured on Gowalla only)."""
     max_train_seconds: float | None = Field(None, gt=0)
     """Training time budget (validation included): training stops, validating there, after
     the last epoch that another one (at the run's mean epoch time) would not fit after; the
@@ -213,14 +209,6 @@ class TrainConfig(BaseModel):
                 )
             # the spectral blend asked for, the default item-item term steps aside
             self.item_item_keep = 0
-        bad = [g for g in self.item_norm_powers if not -2.0 <= g <= 2.0]
-        if bad:
-            raise ValueError(f"item_norm_powers must lie in [-2, 2], got {bad}")
-        if self.item_norm_powers and self.blend_rank:
-            raise ValueError(
-                "item_norm_powers rescales the GNN's item table and blend_rank adds columns "
-                "to it: set one"
-            )
         return self
 
     def resolved_threads(self) -> int | None:

@@ -44,13 +44,7 @@ from recsys.training.data import InteractionData, split_validation
 from recsys.training.ddp import Distributed
 from recsys.training.epoch import EpochPlan, train_epoch
 from recsys.training.evaluator import RankingEvaluator
-from recsys.training.result import (
-    TrainResult,
-    apply_filter,
-    apply_item_norm,
-    choose_calibration,
-    result_of,
-)
+from recsys.training.result import TrainResult, apply_filter, choose_filter, result_of
 from recsys.training.state import init_state, restore_state, save_state
 from recsys.training.steps import NegativePlan
 from recsys.training.tracking import Tracker
@@ -231,11 +225,10 @@ def train(
             fold = evaluator.empty or state.best_epoch == epoch + 1
             fold = ctx.broadcast_flag(fold, dev)
             if fold and can_validate:
-                # the last moment validation is clean: choose the item norm and the filter's
-                # weight now; their minutes (an operator build) stay out of the budget's
-                # epoch-time estimate
+                # the last moment validation is clean: choose the filter's weight now; its
+                # minutes (an operator build) stay out of the budget's epoch-time estimate
                 tf = time.perf_counter()
-                state.norm_choice, state.filter_choice = choose_calibration(
+                state.filter_choice = choose_filter(
                     state.model, split.train, graph.adj, evaluator, cfg
                 )
                 filter_seconds = time.perf_counter() - tf
@@ -278,11 +271,9 @@ def train(
     result = result_of(state, cfg, mode, stopped_early, int(split.val_user.size))
     if can_validate:
         tf = time.perf_counter()
-        norm, choice = state.norm_choice, state.filter_choice
-        if not state.folded:
-            norm, choice = choose_calibration(result.model, split.train, graph.adj, evaluator, cfg)
-        if norm is not None:
-            apply_item_norm(result, norm)
+        choice = state.filter_choice
+        if choice is None and not state.folded:
+            choice = choose_filter(result.model, split.train, graph.adj, evaluator, cfg)
         if choice is not None:
             # after a fold, the graph it trained on last is the served one already
             folded_adj = graph.adj

@@ -1,6 +1,5 @@
-"""What training returns: the checkpoint chosen on validation, the item table's norm exponent,
-and the graph filter the model carries (the spectral blend or the item-item term), both chosen
-on validation too."""
+"""What training returns: the checkpoint chosen on validation, and the graph filter the model
+carries (the spectral blend or the item-item term), its weight chosen on validation too."""
 
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ from recsys.training.config import TrainConfig
 from recsys.training.data import InteractionData
 from recsys.training.evaluator import RankingEvaluator
 from recsys.training.item_item import choose_item_item, item_item_term
-from recsys.training.item_norm import choose_item_norm
 from recsys.training.state import TrainState
 
 
@@ -74,31 +72,6 @@ def result_of(
         val_pairs=val_pairs,
         extra={"folded_validation": state.folded},
     )
-
-
-def choose_calibration(
-    model: FeatureLightGCN,
-    train_data: InteractionData,
-    adj: NormalizedAdjacency,
-    evaluator: RankingEvaluator,
-    cfg: TrainConfig,
-) -> tuple[BlendChoice | None, BlendChoice | None]:
-    """``(item norm exponent, filter weight)`` chosen on validation, in that order: the filter's
-    weight is measured on the rescaled model. ``model`` is left as it came."""
-    norm = choose_item_norm(model, adj, evaluator, cfg)
-    kept = model.item_norm_power
-    model.item_norm_power = kept if norm is None else norm.weight
-    try:
-        return norm, choose_filter(model, train_data, adj, evaluator, cfg)
-    finally:
-        model.item_norm_power = kept
-
-
-def apply_item_norm(result: TrainResult, choice: BlendChoice) -> None:
-    """Record ``choice`` in ``result.extra`` and give the model its exponent."""
-    result.extra["item_norm_power"] = choice.weight
-    result.extra["item_norm_validation"] = {str(g): v for g, v in choice.scores.items()}
-    result.model.item_norm_power = choice.weight
 
 
 def choose_filter(

@@ -87,9 +87,6 @@ class TrainState:
     filter_choice: BlendChoice | None = None
     """The graph filter's weight chosen on validation at the fold (``blend_rank`` or
     ``item_item_keep``, with a fold)."""
-    norm_choice: BlendChoice | None = None
-    """The item table's norm exponent chosen on validation at the fold (``item_norm_powers``,
-    with a fold)."""
 
     def snapshot_best(self, score: float, epoch: int) -> None:
         self.best_score, self.best_epoch, self.bad_evals = score, epoch, 0
@@ -133,7 +130,6 @@ def restore_state(state: TrainState, folder: str, cfg_json: str, device: torch.d
     state.user_temperature = None if temp is None or temp.numel() == 0 else temp.to(device)
     # "blend": what checkpoints called the choice when the blend was the only filter
     state.filter_choice = _choice(ck.get("filter_choice") or ck.get("blend"))
-    state.norm_choice = _choice(ck.get("norm_choice"))
     log.info("resumed from %s at epoch %d", folder, state.epoch)
     return True
 
@@ -158,7 +154,6 @@ def save_state(state: TrainState, folder: str, cfg_json: str, elapsed: float) ->
             if state.user_temperature is None
             else state.user_temperature,
             "filter_choice": _choice_record(state.filter_choice),
-            "norm_choice": _choice_record(state.norm_choice),
         },
     )
 
