@@ -1,0 +1,91 @@
+"""Probe: the final item table rescaled by its norm, ``e_i ||e_i||^-g``, on validation and test.
+
+A BPR item embedding's norm tracks the item's popularity, so ``g`` trades popularity against
+taste without retraining (``g < 0``: more popular items; ``g = 1``: cosine). This scores a
+model saved by ``gowalla.py --save-model`` for each ``g``: validation on the carve training
+makes (``--val-fraction``, ``--seed``: the config's; the model propagating over the carved
+graph, every user with validation pairs) and the published test (the full train graph). Which
+``g`` validation would choose, and what test says of it, is the question; the product does not
+carry the lever (benchmarks/RESULTS.md: validation picks it by noise).
+
+    python benchmarks/gowalla.py --threads 2 --config benchmarks/configs/gowalla.toml \\
+        --set fold_validation_epochs=0 --set item_item_keep=0 --save-model /tmp/m.pt
+    python benchmarks/gowalla_item_norm.py --model /tmp/m.pt --dim 256 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from gowalla import DEFAULT_DIR, load_gowalla, test_evaluator
+from torch import Tensor
+
+from recsys.models.lightgcn import FeatureLightGCN
+from recsys.training.config import TrainConfig
+from recsys.training.data import split_validation
+from recsys.training.evaluator import RankingEvaluator
+from recsys.training.training_graph import adjacency_for
+
+
+def rescaled(items: Tensor, g: float) -> Tensor:
+    """``items[i] * ||items[i]||^-g``; a zero row stays zero."""
+    norm = torch.linalg.vector_norm(items, dim=1, keepdim=True).clamp_min(1e-12)
+    out: Tensor = items * norm.pow(-g)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--model", type=Path, required=True, help="a state_dict from gowalla.py")
+    ap.add_argument("--dim", type=int, required=True)
+    ap.add_argument("--layers", type=int, default=3)
+    ap.add_argument("--powers", default="-0.5,-0.3,-0.2,-0.1,0,0.1,0.2,0.3,0.5")
+    ap.add_argument("--val-fraction", type=float, default=0.05)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DIR)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args(argv)
+    try:
+        powers = [float(x) for x in args.powers.split(",")]
+    except ValueError as exc:
+        raise SystemExit(f"--powers {args.powers!r}: {exc}") from None
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    split, data = load_gowalla(args.data)
+    carve = split_validation(data, args.val_fraction, args.seed)
+    model = FeatureLightGCN(data.n_users, data.n_items, args.dim, args.layers)
+    try:
+        model.load_state_dict(torch.load(args.model, map_location="cpu", weights_only=True))
+    except (OSError, RuntimeError) as exc:
+        raise SystemExit(f"--model {args.model}: {exc}") from None
+    model.eval()
+    cfg = TrainConfig(embedding_dim=args.dim, num_layers=args.layers)
+    validation = RankingEvaluator(
+        carve.train.train_user,
+        carve.train.train_item,
+        carve.val_user,
+        carve.val_item,
+        data.n_users,
+        data.n_items,
+        ks=(20,),
+    )
+    test = test_evaluator(data, split)
+    with torch.no_grad():
+        vu, vi = model(adjacency_for(carve.train, cfg))
+        tu, ti = model(adjacency_for(data, cfg))
+    for g in powers:
+        v = validation.evaluate(vu, rescaled(vi, g))
+        t = test.evaluate(tu, rescaled(ti, g))
+        row = {"event": "power", "g": g}
+        row |= {f"val_{k}": round(v[k], 5) for k in ("recall@20", "ndcg@20")}
+        row |= {f"test_{k}": round(t[k], 5) for k in ("recall@20", "ndcg@20")}
+        print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
