@@ -10,7 +10,7 @@ carry the lever (benchmarks/RESULTS.md: validation picks it by noise).
 
     python benchmarks/gowalla.py --threads 2 --config benchmarks/configs/gowalla.toml \\
         --set fold_validation_epochs=0 --set item_item_keep=0 --save-model /tmp/m.pt
-    python benchmarks/gowalla_item_norm.py --model /tmp/m.pt --dim 256 --threads 2
+    python benchmarks/gowalla_item_norm.py --model /tmp/m.pt --threads 2
 """
 
 from __future__ import annotations
@@ -38,16 +38,38 @@ def rescaled(items: Tensor, g: float) -> Tensor:
     return out
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def read_state(path: Path) -> tuple[dict[str, Tensor], int]:
+    """The saved state_dict and its embedding size; a file that is not one exits with a line."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        raise SystemExit(f"--model {path}: {exc}") from None
+    except Exception as exc:  # torch.load's refusals come as several types
+        raise SystemExit(f"--model {path}: not a torch state_dict ({type(exc).__name__})") from None
+    weight = state.get("user_embedding.weight") if isinstance(state, dict) else None
+    if not isinstance(weight, Tensor) or weight.dim() != 2:
+        raise SystemExit(
+            f"--model {path}: not a FeatureLightGCN state_dict (gowalla.py --save-model)"
+        )
+    return state, int(weight.shape[1])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", type=Path, required=True, help="a state_dict from gowalla.py")
-    ap.add_argument("--dim", type=int, required=True)
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--powers", default="-0.5,-0.3,-0.2,-0.1,0,0.1,0.2,0.3,0.5")
     ap.add_argument("--val-fraction", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", type=Path, default=DEFAULT_DIR)
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=positive, default=None)
     args = ap.parse_args(argv)
     try:
         powers = [float(x) for x in args.powers.split(",")]
@@ -55,15 +77,17 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--powers {args.powers!r}: {exc}") from None
     if args.threads:
         torch.set_num_threads(args.threads)
+    state, dim = read_state(args.model)
     split, data = load_gowalla(args.data)
     carve = split_validation(data, args.val_fraction, args.seed)
-    model = FeatureLightGCN(data.n_users, data.n_items, args.dim, args.layers)
+    model = FeatureLightGCN(data.n_users, data.n_items, dim, args.layers)
     try:
-        model.load_state_dict(torch.load(args.model, map_location="cpu", weights_only=True))
-    except (OSError, RuntimeError) as exc:
-        raise SystemExit(f"--model {args.model}: {exc}") from None
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # another dataset's model: the sizes say which
+        detail = "; ".join(line.strip() for line in str(exc).splitlines()[1:3])
+        raise SystemExit(f"--model {args.model}: not a model of this split ({detail})") from None
     model.eval()
-    cfg = TrainConfig(embedding_dim=args.dim, num_layers=args.layers)
+    cfg = TrainConfig(embedding_dim=dim, num_layers=args.layers)
     validation = RankingEvaluator(
         carve.train.train_user,
         carve.train.train_item,
