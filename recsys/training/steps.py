@@ -17,21 +17,9 @@ from torch import Tensor
 from recsys.models.lightgcn import FeatureLightGCN
 from recsys.training import losses
 from recsys.training.config import TrainConfig
+from recsys.training.sampling import NegativeSampler
+from recsys.training.table_rows import TableRows, gather_rows
 from recsys.training.training_graph import TrainingEdges, TrainingGraph
-
-
-def _rows(x: Tensor, index: Tensor) -> Tensor:
-    """``x[index]`` for a 2-D ``x`` and any-shaped ``index``: ``[*index.shape, d]``.
-
-    Not ``x[index]``: the backward of advanced indexing on CPU is
-    ``index_put_(accumulate=True)``, which accumulates rows hit more than once
-    (a popular item in a batch) with parallel atomic adds, so the summation
-    order, and the weights' last bits, change from run to run whenever torch
-    uses several threads. ``index_select``'s backward (``index_add_``) adds in
-    a fixed order on CPU, at no measurable cost.
-    """
-    return x.index_select(0, index.reshape(-1)).view(*index.shape, x.shape[-1])
-
 
 HARD_SCORE_ROWS = 256
 
@@ -60,12 +48,66 @@ def hardest_candidates(
     user_emb = user_emb.to(dtype)
     scores = torch.empty(cand.shape, dtype=dtype, device=items.device)
     for s in range(0, b, HARD_SCORE_ROWS):
-        rows = _rows(items, cand[s : s + HARD_SCORE_ROWS])  # [r, n*m, d]
+        rows = gather_rows(items, cand[s : s + HARD_SCORE_ROWS])  # [r, n*m, d]
         scores[s : s + HARD_SCORE_ROWS] = torch.bmm(
             rows, user_emb[s : s + HARD_SCORE_ROWS].unsqueeze(2)
         ).squeeze(2)
     pick = scores.view(b, n, m).argmax(-1, keepdim=True)
     return cand.view(b, n, m).gather(2, pick).squeeze(2)
+
+
+HARD_POOL_ROWS = 1024
+
+
+@torch.no_grad()
+def pooled_hardest_negatives(
+    user_emb: Tensor,
+    items: Tensor,
+    users: Tensor,
+    sampler: NegativeSampler,
+    n: int,
+    m: int,
+    pool: int,
+    gen: torch.Generator,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Per row, ``n`` negatives, each the highest-scored of ``m`` uniform non-positives: ``[B, n]``.
+
+    The same draw as :func:`hardest_candidates` over ``sampler.sample(users, n*m)``, made
+    cheap: every block of ``HARD_POOL_ROWS`` rows shares one pool of ``pool`` independent
+    uniform items (at least ``n*m``), so the block's scores are one matrix product
+    ``[R, d] x [d, pool]`` instead of ``R * n * m`` gathered rows. A row's candidates are
+    ``n*m`` consecutive (cyclic) positions of the pool from a random start: distinct
+    positions of independent draws, so they are ``n*m`` independent uniform items, as in
+    the per-row draw; only rows of one block are correlated. A candidate that is a
+    positive of the row's user scores ``-inf``; a slot whose ``m`` candidates are all
+    positives takes one exact non-positive draw.
+
+    ``user_emb`` ``[B, d]``, ``items`` ``[I, d]``, ``users`` ``[B]`` (the rows' user ids).
+    """
+    b, n_items = users.numel(), items.shape[0]
+    pool = max(pool, n * m)
+    window = torch.arange(n * m, device=users.device)
+    items, user_emb = items.to(dtype), user_emb.to(dtype)
+    out = torch.empty((b, n), dtype=torch.long, device=users.device)
+    for s in range(0, b, HARD_POOL_ROWS):
+        u = users[s : s + HARD_POOL_ROWS].long()
+        r = u.numel()
+        pool_items = torch.randint(n_items, (pool,), generator=gen, device=users.device)
+        scores = user_emb[s : s + r] @ items.index_select(0, pool_items).T  # [r, pool]
+        start = torch.randint(pool, (r, 1), generator=gen, device=users.device)
+        slot = (start + window) % pool
+        cand = pool_items[slot]
+        picked = scores.gather(1, slot).float()
+        picked[sampler.is_positive(u.unsqueeze(1).expand(-1, n * m), cand)] = -torch.inf
+        best, pick = picked.view(r, n, m).max(-1, keepdim=True)
+        neg = cand.view(r, n, m).gather(2, pick).squeeze(2)
+        stuck = best.squeeze(2) == -torch.inf
+        if bool(stuck.any()):
+            rows = stuck.nonzero()[:, 0]
+            neg[stuck] = sampler.sample(u[rows], 1, gen).squeeze(1)
+        out[s : s + r] = neg
+    return out
 
 
 @dataclass
@@ -79,6 +121,9 @@ class NegativePlan:
     """BPR: each negative is the hardest of this many uniform draws (1: uniform)."""
     in_batch: bool
     precision: torch.dtype
+    pool: int = 0
+    """BPR with ``candidates > 1``: the shared pool of :func:`pooled_hardest_negatives`
+    (full-graph mode; 0: every row's own candidates)."""
 
     @classmethod
     def of(cls, cfg: TrainConfig, n_items: int) -> NegativePlan:
@@ -87,31 +132,36 @@ class NegativePlan:
                 True, cfg.softmax_negatives, 1, cfg.softmax_sampler == "in_batch", torch.float32
             )
         m = max(1, min(cfg.hard_negative_candidates, n_items // cfg.items_per_hard_candidate))
-        return cls(False, cfg.negatives, m, False, getattr(torch, cfg.hard_negative_precision))
+        precision = getattr(torch, cfg.hard_negative_precision)
+        return cls(False, cfg.negatives, m, False, precision, cfg.hard_negative_pool)
 
 
 @dataclass
 class StepRows:
-    """The embeddings one step's loss needs.
+    """The rows one step's loss needs, as positions in the final and layer-0 tables.
 
     ``u``, ``p`` ``[B]``; ``neg`` item ids ``[B, n]`` (per positive) or ``[M]``
-    (shared); ``eu``, ``ep`` ``[B, d]`` and ``en`` ``[B, n, d]`` or ``[M, d]``
-    final embeddings; ``e0u``, ``e0p``, ``e0n`` the same rows at layer 0.
+    (shared); ``final`` and ``layer0`` the positions of the users, positives and
+    negatives in the final-embedding and layer-0 tables. :meth:`embeddings` gathers the
+    final rows for the losses that need them as tensors.
     """
 
     u: Tensor
     p: Tensor
     neg: Tensor
-    eu: Tensor
-    ep: Tensor
-    en: Tensor
-    e0u: Tensor
-    e0p: Tensor
-    e0n: Tensor
+    final: TableRows
+    layer0: TableRows
     et: Tensor | None = None
     """Distillation: the final embeddings ``[B, d]`` of each row's soft positive."""
     t_valid: Tensor | None = None
     """Distillation: ``[B]``, False where the row's user has no teacher item."""
+    _gathered: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def embeddings(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``eu``, ``ep`` ``[B, d]`` and ``en`` ``[B, n, d]`` or ``[M, d]`` (gathered once)."""
+        if self._gathered is None:
+            self._gathered = self.final.gather()
+        return self._gathered
 
 
 def _draw_negatives(
@@ -141,37 +191,45 @@ def full_graph_rows(
 ) -> StepRows:
     """One exact propagation over the whole graph, then the batch's rows."""
     nu = graph.data.n_users
-    cand = _draw_negatives(graph.batches, plan, u, p, graph.data.n_items, gen)
+    pooled = not plan.shared and plan.candidates > 1 and plan.pool > 0
+    if not pooled:
+        cand = _draw_negatives(graph.batches, plan, u, p, graph.data.n_items, gen)
     x0 = model.all_layer0()  # [U+I, d]
     nodes = model.smooth(x0, graph.adj)
-    if not plan.shared and plan.candidates > 1:
+    if pooled:
+        frozen = nodes.detach()
+        neg = pooled_hardest_negatives(
+            gather_rows(frozen, u),
+            frozen[nu:],
+            u,
+            graph.batches.neg,
+            plan.count,
+            plan.candidates,
+            plan.pool,
+            gen,
+            plan.precision,
+        )
+    elif not plan.shared and plan.candidates > 1:
         # score all n*m candidates without autograd; only the chosen negatives enter the
         # graph (same loss and gradients, far less backward work than gathering them all)
         frozen = nodes.detach()
         neg = hardest_candidates(
-            _rows(frozen, u), frozen[nu:], cand, plan.count, plan.candidates, plan.precision
+            gather_rows(frozen, u), frozen[nu:], cand, plan.count, plan.candidates, plan.precision
         )
     else:
         neg = cand
-    b = u.numel()
     if plan.shared and plan.in_batch:
-        # the negatives are the first positives: their rows are already among the gathered ones
-        rows = torch.cat([u, p + nu])
-        eu, ep = torch.split(_rows(nodes, rows), [b, b])
-        e0u, e0p = torch.split(_rows(x0, rows), [b, b])
-        m = neg.numel()
-        return StepRows(u, p, neg, eu, ep, ep[:m], e0u, e0p, e0p[:m])
-    # users, positives and negatives in one gather from the final and one from the layer-0
-    # table: one scatter each in the backward
-    flat = neg.reshape(-1)
-    rows = torch.cat([u, p + nu, flat + nu])
-    eu, ep, en = torch.split(_rows(nodes, rows), [b, b, flat.numel()])
-    e0u, e0p, e0n = torch.split(_rows(x0, rows), [b, b, flat.numel()])
-    shape = (*neg.shape, -1)
-    out = StepRows(u, p, neg, eu, ep, en.view(shape), e0u, e0p, e0n.view(shape))
+        # the negatives are the batch's first positives
+        ineg = p[: neg.numel()] + nu
+        return StepRows(
+            u, p, neg, TableRows(nodes, u, p + nu, ineg), TableRows(x0, u, p + nu, ineg)
+        )
+    out = StepRows(
+        u, p, neg, TableRows(nodes, u, p + nu, neg + nu), TableRows(x0, u, p + nu, neg + nu)
+    )
     if graph.teacher is not None:
         t, out.t_valid = graph.teacher.draw(u, gen)
-        out.et = _rows(nodes, t + nu)
+        out.et = gather_rows(nodes, t + nu)
     return out
 
 
@@ -193,31 +251,20 @@ def sampled_rows(
     sub = graph.nsampler.sample(seeds, fanouts, gen)
     x0 = model.node_layer0(sub.nodes)
     final = model.readout(model.propagate(x0, sub.matrix, sub.transpose))
-    emb = _rows(final, sub.seed_index)
-    emb0 = _rows(x0, sub.seed_index)
     b = u.numel()
-    eu, ep, ecand = torch.split(emb, [b, b, flat.numel()])
-    e0u, e0p, e0cand = torch.split(emb0, [b, b, flat.numel()])
+    iu, ip, icand = torch.split(sub.seed_index, [b, b, flat.numel()])
     if plan.shared:
-        return StepRows(u, p, cand, eu, ep, ecand, e0u, e0p, e0cand)
+        return StepRows(u, p, cand, TableRows(final, iu, ip, icand), TableRows(x0, iu, ip, icand))
     n, m = plan.count, plan.candidates
     if m > 1:
         # the candidates' rows of this subgraph, chosen by position
-        slots = torch.arange(b * n * m, device=u.device).view(b, n * m)
-        pick = hardest_candidates(eu.detach(), ecand.detach(), slots, n, m, plan.precision)
-        return StepRows(u, p, flat[pick], eu, ep, _rows(ecand, pick), e0u, e0p, _rows(e0cand, pick))
-    return StepRows(u, p, cand, eu, ep, ecand.view(b, n, -1), e0u, e0p, e0cand.view(b, n, -1))
-
-
-def _mean_sq_norm(x: Tensor) -> Tensor:
-    """The mean over the rows of ``x`` ``[..., d]`` of their squared norms, as one dot product.
-
-    Not ``x.square().sum(-1).mean()``: its backward goes through a generic ``pow`` kernel,
-    twice as slow on CPU as the dot product's two multiplications (the L2 term of a
-    Gowalla step: benchmarks/RESULTS.md).
-    """
-    v = x.reshape(-1)
-    return torch.dot(v, v) / max(v.numel() // x.shape[-1], 1)
+        frozen = final.detach()
+        slots = icand.view(b, n * m)
+        ineg = hardest_candidates(gather_rows(frozen, iu), frozen, slots, n, m, plan.precision)
+        neg = sub.nodes[ineg] - nu
+        return StepRows(u, p, neg, TableRows(final, iu, ip, ineg), TableRows(x0, iu, ip, ineg))
+    ineg = icand.view(b, n)
+    return StepRows(u, p, cand, TableRows(final, iu, ip, ineg), TableRows(x0, iu, ip, ineg))
 
 
 def ranking_loss(
@@ -248,19 +295,29 @@ def objective(
 ) -> tuple[Tensor, dict[str, float], Tensor | None]:
     """Total loss of a step, its parts, and (softmax) the per-row loss at the base temperature.
 
-    The L2 term is ``l2 * 0.5 * (mean_b |e0_u|^2 + mean_b |e0_p|^2 + mean_neg |e0_n|^2)``.
+    The L2 term is ``l2 * 0.5 * (mean_b |e0_u|^2 + mean_b |e0_p|^2 + mean_neg |e0_n|^2)``
+    (:meth:`TableRows.l2`). BPR on its own is taken on the table's rows in place
+    (:meth:`TableRows.bpr`); every other combination gathers the rows once.
     """
     mask = log_q = None
     if cfg.loss == "softmax":
         mask = rows.p.unsqueeze(1) != rows.neg.unsqueeze(0)  # a row's own positive is no negative
         if cfg.logq_correction and cfg.softmax_sampler == "in_batch":
             log_q = log_pop[rows.neg]
-    rank = ranking_loss(cfg, rows.eu, rows.ep, rows.en, mask, log_q, temperature)
-    reg = 0.5 * (_mean_sq_norm(rows.e0u) + _mean_sq_norm(rows.e0p) + _mean_sq_norm(rows.e0n))
+    distill = rows.et is not None and rows.t_valid is not None and cfg.distill_weight > 0
+    features = cfg.feature_loss_weight > 0 and (
+        model.user_features is not None or model.item_features is not None
+    )
+    if cfg.loss == "bpr" and not (distill or features or cfg.contrastive_weight > 0):
+        rank = rows.final.bpr()
+        return rank + cfg.l2 * rows.layer0.l2(), {"bpr": float(rank.detach())}, None
+    eu, ep, en = rows.embeddings()
+    rank = ranking_loss(cfg, eu, ep, en, mask, log_q, temperature)
+    reg = rows.layer0.l2()
     loss = rank + cfg.l2 * reg
     parts: dict[str, float] = {str(cfg.loss): float(rank.detach())}
-    if rows.et is not None and rows.t_valid is not None and cfg.distill_weight > 0:
-        pos_t, neg_t = losses.scores(rows.eu, rows.et, rows.en)
+    if distill and rows.et is not None and rows.t_valid is not None:
+        pos_t, neg_t = losses.scores(eu, rows.et, en)
         per = torch.nn.functional.softplus(neg_t - pos_t.unsqueeze(-1)).mean(-1)
         keep = rows.t_valid.to(per.dtype)
         dl = (per * keep).sum() / keep.sum().clamp(min=1)
@@ -268,27 +325,28 @@ def objective(
         parts["distill"] = float(dl.detach())
     if cfg.contrastive_weight > 0:
         c = cfg.contrastive_rows
-        cl = losses.info_nce(rows.eu[:c], rows.e0u[:c], cfg.contrastive_temperature)
-        cl = cl + losses.info_nce(rows.ep[:c], rows.e0p[:c], cfg.contrastive_temperature)
+        x0, iu, ip = rows.layer0.x, rows.layer0.iu[:c], rows.layer0.ip[:c]
+        cl = losses.info_nce(eu[:c], gather_rows(x0, iu), cfg.contrastive_temperature)
+        cl = cl + losses.info_nce(ep[:c], gather_rows(x0, ip), cfg.contrastive_temperature)
         loss = loss + cfg.contrastive_weight * cl
         parts["contrastive"] = float(cl.detach())
     per_row = None
     if cfg.loss == "softmax" and cfg.temperature_mode == "adaptive":
         with torch.no_grad():
-            a, b_, c_ = rows.eu.detach(), rows.ep.detach(), rows.en.detach()
+            a, b_, c_ = eu.detach(), ep.detach(), en.detach()
             if cfg.cosine:
                 a, b_, c_ = (torch.nn.functional.normalize(x, dim=-1) for x in (a, b_, c_))
             pos, neg = losses.scores(a, b_, c_)
             per_row = losses.softmax(pos, neg, cfg.temperature, mask, log_q, reduce=False)
     if cfg.feature_loss_weight > 0 and model.user_features is not None:
         cu = model.project_user_features(model.user_features[rows.u])
-        cold_u = ranking_loss(cfg, cu, rows.ep, rows.en, mask, log_q)
+        cold_u = ranking_loss(cfg, cu, ep, en, mask, log_q)
         loss = loss + cfg.feature_loss_weight * cold_u
         parts[f"cold_user_{cfg.loss}"] = float(cold_u.detach())
     if cfg.feature_loss_weight > 0 and model.item_features is not None:
         cp = model.project_item_features(model.item_features[rows.p])
         cn = model.project_item_features(model.item_features[rows.neg])
-        cold_i = ranking_loss(cfg, rows.eu, cp, cn, mask, log_q)
+        cold_i = ranking_loss(cfg, eu, cp, cn, mask, log_q)
         loss = loss + cfg.feature_loss_weight * cold_i
         parts[f"cold_item_{cfg.loss}"] = float(cold_i.detach())
     return loss, parts, per_row
