@@ -97,15 +97,21 @@ def pooled_hardest_negatives(
         scores = user_emb[s : s + r] @ items.index_select(0, pool_items).T  # [r, pool]
         start = torch.randint(pool, (r, 1), generator=gen, device=users.device)
         slot = (start + window) % pool
-        cand = pool_items[slot]
-        picked = scores.gather(1, slot).float()
-        picked[sampler.is_positive(u.unsqueeze(1).expand(-1, n * m), cand)] = -torch.inf
-        best, pick = picked.view(r, n, m).max(-1, keepdim=True)
-        neg = cand.view(r, n, m).gather(2, pick).squeeze(2)
-        stuck = best.squeeze(2) == -torch.inf
-        if bool(stuck.any()):
-            rows = stuck.nonzero()[:, 0]
-            neg[stuck] = sampler.sample(u[rows], 1, gen).squeeze(1)
+        cand = pool_items[slot].view(r, n, m)
+        picked = scores.gather(1, slot).float().view(r, n, m)
+        neg = cand.gather(2, picked.argmax(-1, keepdim=True)).squeeze(2)
+        # only a slot whose pick is a positive needs its candidates checked (a few %)
+        hit = sampler.is_positive(u.unsqueeze(1).expand(-1, n), neg)
+        if bool(hit.any()):
+            hu, hs = hit.nonzero(as_tuple=True)
+            c, sc = cand[hu, hs], picked[hu, hs]  # [h, m]
+            sc[sampler.is_positive(u[hu].unsqueeze(1).expand(-1, m), c)] = -torch.inf
+            best, pick = sc.max(-1, keepdim=True)
+            fixed = c.gather(1, pick).squeeze(1)
+            stuck = best.squeeze(1) == -torch.inf
+            if bool(stuck.any()):
+                fixed[stuck] = sampler.sample(u[hu[stuck]], 1, gen).squeeze(1)
+            neg[hu, hs] = fixed
         out[s : s + r] = neg
     return out
 
