@@ -2,9 +2,10 @@
 
 A step draws negatives for its positive edges (BPR: per positive, each the hardest of
 a few uniform draws; softmax: a set shared by the batch), computes the final and
-layer-0 embeddings of every row it needs (one full-graph propagation, or a
-neighbour-sampled subgraph), and scores them with the configured ranking loss
-(:mod:`recsys.training.losses`) plus L2, cold-start and contrastive terms.
+layer-0 embedding tables (one full-graph propagation, or a neighbour-sampled subgraph),
+locates the rows it needs in them (:class:`~recsys.training.table_rows.TableRows`) and
+scores them with the configured ranking loss (:mod:`recsys.training.losses`) plus L2,
+cold-start and contrastive terms.
 """
 
 from __future__ import annotations
@@ -148,8 +149,7 @@ class StepRows:
 
     ``u``, ``p`` ``[B]``; ``neg`` item ids ``[B, n]`` (per positive) or ``[M]``
     (shared); ``final`` and ``layer0`` the positions of the users, positives and
-    negatives in the final-embedding and layer-0 tables. :meth:`embeddings` gathers the
-    final rows for the losses that need them as tensors.
+    negatives in the final-embedding and layer-0 tables.
     """
 
     u: Tensor
@@ -161,13 +161,6 @@ class StepRows:
     """Distillation: the final embeddings ``[B, d]`` of each row's soft positive."""
     t_valid: Tensor | None = None
     """Distillation: ``[B]``, False where the row's user has no teacher item."""
-    _gathered: tuple[Tensor, Tensor, Tensor] | None = None
-
-    def embeddings(self) -> tuple[Tensor, Tensor, Tensor]:
-        """``eu``, ``ep`` ``[B, d]`` and ``en`` ``[B, n, d]`` or ``[M, d]`` (gathered once)."""
-        if self._gathered is None:
-            self._gathered = self.final.gather()
-        return self._gathered
 
 
 def _draw_negatives(
@@ -317,7 +310,7 @@ def objective(
     if cfg.loss == "bpr" and not (distill or features or cfg.contrastive_weight > 0):
         rank = rows.final.bpr()
         return rank + cfg.l2 * rows.layer0.l2(), {"bpr": float(rank.detach())}, None
-    eu, ep, en = rows.embeddings()
+    eu, ep, en = rows.final.gather()
     rank = ranking_loss(cfg, eu, ep, en, mask, log_q, temperature)
     reg = rows.layer0.l2()
     loss = rank + cfg.l2 * reg
