@@ -3,8 +3,9 @@
 Each arm is the recipe of record (``--config``) with a few TrainConfig fields changed
 (``--variant NAME=JSON``); its step is timed in four phases, the very functions the
 training loop calls: the batch's rows (negatives drawn, one propagation, the hard
-negatives scored, the rows gathered: :func:`recsys.training.steps.full_graph_rows`), the
-loss (:func:`~recsys.training.steps.objective`), the backward pass and the Adam update.
+negatives scored, the rows located in the tables: :func:`recsys.training.steps.full_graph_rows`),
+the loss (:func:`~recsys.training.steps.objective`: for plain BPR the rows' gather too),
+the backward pass and the Adam update.
 The arms take turns for ``--rounds`` rounds (a shared machine drifts: turns keep the
 comparison fair) and each phase's median over the timed steps is printed, with the
 step's and the epoch's time (steps per epoch x step) as a ratio to the first arm.

@@ -101,7 +101,7 @@ def pooled_hardest_negatives(
         cand = pool_items[slot].view(r, n, m)
         picked = scores.gather(1, slot).float().view(r, n, m)
         neg = cand.gather(2, picked.argmax(-1, keepdim=True)).squeeze(2)
-        # only a slot whose pick is a positive needs its candidates checked (a few %)
+        # only a slot whose pick is a positive of the user needs its candidates checked
         hit = sampler.is_positive(u.unsqueeze(1).expand(-1, n), neg)
         if bool(hit.any()):
             hu, hs = hit.nonzero(as_tuple=True)
