@@ -190,13 +190,13 @@ def full_graph_rows(
 ) -> StepRows:
     """One exact propagation over the whole graph, then the batch's rows."""
     nu = graph.data.n_users
-    pooled = not plan.shared and plan.candidates > 1 and plan.pool > 0
-    if not pooled:
-        cand = _draw_negatives(graph.batches, plan, u, p, graph.data.n_items, gen)
     x0 = model.all_layer0()  # [U+I, d]
     nodes = model.smooth(x0, graph.adj)
-    if pooled:
-        frozen = nodes.detach()
+    hard = not plan.shared and plan.candidates > 1
+    # hard negatives are scored without autograd; only the chosen ones enter the graph
+    # (same loss and gradients, far less backward work than gathering them all)
+    frozen = nodes.detach()
+    if hard and plan.pool > 0:
         neg = pooled_hardest_negatives(
             gather_rows(frozen, u),
             frozen[nu:],
@@ -208,15 +208,17 @@ def full_graph_rows(
             gen,
             plan.precision,
         )
-    elif not plan.shared and plan.candidates > 1:
-        # score all n*m candidates without autograd; only the chosen negatives enter the
-        # graph (same loss and gradients, far less backward work than gathering them all)
-        frozen = nodes.detach()
-        neg = hardest_candidates(
-            gather_rows(frozen, u), frozen[nu:], cand, plan.count, plan.candidates, plan.precision
-        )
     else:
-        neg = cand
+        neg = _draw_negatives(graph.batches, plan, u, p, graph.data.n_items, gen)
+        if hard:
+            neg = hardest_candidates(
+                gather_rows(frozen, u),
+                frozen[nu:],
+                neg,
+                plan.count,
+                plan.candidates,
+                plan.precision,
+            )
     if plan.shared and plan.in_batch:
         # the negatives are the batch's first positives
         ineg = p[: neg.numel()] + nu
