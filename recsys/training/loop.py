@@ -32,6 +32,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
@@ -40,12 +41,12 @@ from recsys.logs import get_logger
 from recsys.models.adjacency import NormalizedAdjacency
 from recsys.models.lightgcn import FeatureLightGCN
 from recsys.training.config import TrainConfig
-from recsys.training.data import InteractionData, split_validation
+from recsys.training.data import InteractionData, ValidationSplit, split_validation
 from recsys.training.ddp import Distributed
 from recsys.training.epoch import EpochPlan, train_epoch
 from recsys.training.evaluator import RankingEvaluator
 from recsys.training.result import TrainResult, apply_filter, choose_filter, result_of
-from recsys.training.state import init_state, restore_state, save_state
+from recsys.training.state import TrainState, init_state, restore_state, save_state
 from recsys.training.steps import NegativePlan
 from recsys.training.tracking import Tracker
 from recsys.training.training_graph import TrainingGraph, adjacency_for
@@ -75,6 +76,190 @@ def validate(
 
 
 # ---------------------------------------------------------------- the run
+
+
+@dataclass
+class _Run:
+    """One call of :func:`train`: what its epochs share, the training clock, and the
+    decisions taken at an epoch's end (validate, fold, record, finish)."""
+
+    data: InteractionData
+    split: ValidationSplit
+    cfg: TrainConfig
+    mode: str
+    device: torch.device
+    ctx: Distributed
+    evaluator: RankingEvaluator
+    tracker: Tracker
+    state: TrainState
+    graph: TrainingGraph
+    on_eval: OnEval | None
+    t0: float = 0.0
+    excluded_seconds: float = 0.0
+    """The test monitor and the filter's choice: not training time."""
+    filter_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    @property
+    def can_validate(self) -> bool:
+        return self.ctx.is_main and not self.evaluator.empty
+
+    def elapsed(self) -> float:
+        """Training seconds so far, this run's and those before a resume."""
+        return self.state.elapsed_before + time.perf_counter() - self.t0 - self.excluded_seconds
+
+    def validate_into(self, row: dict[str, float]) -> bool:
+        """Validation metrics into ``row``, the best checkpoint kept; whether patience is spent."""
+        state, metric = self.state, self.cfg.select_metric
+        val = validate(state.model, self.graph.adj, self.evaluator)
+        row.update({f"val_{k}": v for k, v in val.items()})
+        score = val.get(metric, -math.inf)
+        if score > state.best_score:
+            state.snapshot_best(score, state.epoch)
+        else:
+            state.bad_evals += 1
+        return state.bad_evals >= self.cfg.patience
+
+    def monitor(self, row: dict[str, float]) -> None:
+        """The training time into ``row``, then the caller's metrics (outside the clock)."""
+        row["elapsed_s"] = self.elapsed()
+        if self.on_eval is not None:
+            tm = time.perf_counter()
+            row.update(self.on_eval(self.state.epoch, self.state.model))
+            self.excluded_seconds += time.perf_counter() - tm
+
+    def fold(self) -> bool:
+        """At the fold epoch: the validation pairs join training for the last epochs, but only
+        while validation still improves (the last validated checkpoint is then the best one);
+        whether they did (if not, training stops there)."""
+        cfg, state = self.cfg, self.state
+        fold = self.evaluator.empty or state.best_epoch == state.epoch
+        fold = self.ctx.broadcast_flag(fold, self.device)
+        if not fold:
+            return False
+        if self.can_validate:
+            # the last moment validation is clean: choose the filter's weight now; its
+            # minutes (an operator build) stay out of the budget's epoch-time estimate
+            tf = time.perf_counter()
+            state.filter_choice = choose_filter(
+                state.model, self.split.train, self.graph.adj, self.evaluator, cfg
+            )
+            self.filter_seconds = time.perf_counter() - tf
+            self.excluded_seconds += self.filter_seconds
+        log.info(
+            "epoch %d: the validation pairs join training for the last %d epochs",
+            state.epoch,
+            cfg.fold_validation_epochs,
+        )
+        state.folded = True
+        self.graph = TrainingGraph.build(self.data, cfg, self.mode, self.device)
+        return True
+
+    def record(self, row: dict[str, float]) -> None:
+        """The epoch's row into the history and the tracker."""
+        row.setdefault("elapsed_s", self.elapsed())
+        self.state.history.append(row)
+        self.tracker.log_metrics(
+            {k: v for k, v in row.items() if k != "epoch"}, step=self.state.epoch
+        )
+        log.debug("epoch %s", json.dumps(row))
+
+    def finish(self, stopped_early: bool) -> TrainResult:
+        """The result: the chosen checkpoint, with the graph filter's term when one was chosen."""
+        state, cfg = self.state, self.cfg
+        result = result_of(state, cfg, self.mode, stopped_early, int(self.split.val_user.size))
+        if not self.can_validate:
+            return result
+        tf = time.perf_counter()
+        choice = state.filter_choice
+        if choice is None and not state.folded:
+            choice = choose_filter(
+                result.model, self.split.train, self.graph.adj, self.evaluator, cfg
+            )
+        if choice is not None:
+            # after a fold, the graph it trained on last is the served one already
+            folded_adj = self.graph.adj
+
+            def served() -> NormalizedAdjacency:
+                return folded_adj if state.folded else adjacency_for(self.data, cfg).to(self.device)
+
+            apply_filter(result, choice, self.data, served, cfg)
+            # wall time: kept out of the artifact, as train_seconds is (run.py)
+            result.extra["filter_seconds"] = self.filter_seconds + time.perf_counter() - tf
+        return result
+
+
+def _start(
+    data: InteractionData,
+    cfg: TrainConfig,
+    dev: torch.device,
+    ctx: Distributed,
+    tracker: Tracker,
+    checkpoint_dir: str | None,
+    resume: bool,
+    warm: WarmStart | None,
+    on_eval: OnEval | None,
+) -> tuple[_Run, EpochPlan]:
+    """The run's validation carve, graph, state (resumed when a checkpoint is there) and plan."""
+    split = split_validation(data, cfg.val_fraction, cfg.seed)
+    evaluator = RankingEvaluator(
+        split.train.train_user,
+        split.train.train_item,
+        split.val_user,
+        split.val_item,
+        data.n_users,
+        data.n_items,
+        ks=(cfg.eval_k,),
+        max_users=cfg.eval_max_users,
+        seed=cfg.seed,
+    )
+    mode = resolve_mode(cfg, split.train.n_interactions)
+    graph = TrainingGraph.build(split.train, cfg, mode, dev)
+    state = init_state(split.train, cfg, dev, warm)
+    if checkpoint_dir and resume:
+        restore_state(state, checkpoint_dir, cfg.model_dump_json(), dev)
+    # the batch size follows the graph training starts on, also for a run resumed after a fold
+    n_edges = graph.batches.n_edges
+    if state.folded:
+        graph = TrainingGraph.build(data, cfg, mode, dev)
+
+    tracker.log_params(
+        {
+            "config": cfg.model_dump(),
+            "mode": mode,
+            "device": str(dev),
+            "n_users": data.n_users,
+            "n_items": data.n_items,
+            "train_edges": split.train.n_interactions,
+            "val_pairs": int(split.val_user.size),
+        }
+    )
+    log.info(
+        "training %s: %d users, %d items, %d train edges, %d validation pairs, mode=%s, device=%s",
+        f"K={cfg.num_layers} d={cfg.embedding_dim} loss={cfg.loss}",
+        data.n_users,
+        data.n_items,
+        split.train.n_interactions,
+        split.val_user.size,
+        mode,
+        dev,
+    )
+    run = _Run(data, split, cfg, mode, dev, ctx, evaluator, tracker, state, graph, on_eval)
+    bs = cfg.batch_size if mode == "full" else cfg.sampled_batch_size
+    plan = EpochPlan(
+        cfg=cfg,
+        mode=mode,
+        negatives=NegativePlan.of(cfg, data.n_items),
+        batch_size=max(1, min(bs, math.ceil(n_edges / cfg.min_steps_per_epoch))),
+        fanouts=[cfg.fanouts[min(k, len(cfg.fanouts) - 1)] for k in range(cfg.num_layers)],
+        ctx=ctx,
+        device=dev,
+        neg_gen=torch.Generator(device=dev) if ctx.enabled else state.gen,
+        elapsed=run.elapsed,
+    )
+    return run, plan
 
 
 def train(
@@ -107,78 +292,16 @@ def train(
     """
     cfg = cfg or TrainConfig()
     ctx = dist or Distributed()
-    tracker = tracker or Tracker()
     dev = torch.device(device)
     threads = cfg.resolved_threads()
     if threads:
         torch.set_num_threads(threads)
-
-    split = split_validation(data, cfg.val_fraction, cfg.seed)
-    evaluator = RankingEvaluator(
-        split.train.train_user,
-        split.train.train_item,
-        split.val_user,
-        split.val_item,
-        data.n_users,
-        data.n_items,
-        ks=(cfg.eval_k,),
-        max_users=cfg.eval_max_users,
-        seed=cfg.seed,
+    run, plan = _start(
+        data, cfg, dev, ctx, tracker or Tracker(), checkpoint_dir, resume, warm, on_eval
     )
-    mode = resolve_mode(cfg, split.train.n_interactions)
-    graph = TrainingGraph.build(split.train, cfg, mode, dev)
-    state = init_state(split.train, cfg, dev, warm)
-    cfg_json = cfg.model_dump_json()
-    if checkpoint_dir and resume:
-        restore_state(state, checkpoint_dir, cfg_json, dev)
-    # the batch size follows the graph training starts on, also for a run resumed after a fold
-    n_edges = graph.batches.n_edges
-    if state.folded:
-        graph = TrainingGraph.build(data, cfg, mode, dev)
-
-    tracker.log_params(
-        {
-            "config": cfg.model_dump(),
-            "mode": mode,
-            "device": str(dev),
-            "n_users": data.n_users,
-            "n_items": data.n_items,
-            "train_edges": split.train.n_interactions,
-            "val_pairs": int(split.val_user.size),
-        }
-    )
-    log.info(
-        "training %s: %d users, %d items, %d train edges, %d validation pairs, mode=%s, device=%s",
-        f"K={cfg.num_layers} d={cfg.embedding_dim} loss={cfg.loss}",
-        data.n_users,
-        data.n_items,
-        split.train.n_interactions,
-        split.val_user.size,
-        mode,
-        dev,
-    )
-    t0 = time.perf_counter()
-    monitor_seconds = 0.0  # the test monitor and the filter's choice: not training time
-    filter_seconds = 0.0
-
-    def elapsed() -> float:
-        return state.elapsed_before + time.perf_counter() - t0 - monitor_seconds
-
-    bs = cfg.batch_size if mode == "full" else cfg.sampled_batch_size
-    plan = EpochPlan(
-        cfg=cfg,
-        mode=mode,
-        negatives=NegativePlan.of(cfg, data.n_items),
-        batch_size=max(1, min(bs, math.ceil(n_edges / cfg.min_steps_per_epoch))),
-        fanouts=[cfg.fanouts[min(k, len(cfg.fanouts) - 1)] for k in range(cfg.num_layers)],
-        ctx=ctx,
-        device=dev,
-        neg_gen=torch.Generator(device=dev) if ctx.enabled else state.gen,
-        elapsed=elapsed,
-    )
+    state, cfg_json = run.state, cfg.model_dump_json()
     # the epoch after which the validation pairs join training (never, without folding)
     fold_at = cfg.epochs - cfg.fold_validation_epochs if cfg.fold_validation_epochs else -1
-    can_validate = ctx.is_main and not evaluator.empty
     last_epoch = cfg.epochs if max_epochs is None else min(cfg.epochs, max_epochs)
     stopped_early = False
 
@@ -190,70 +313,35 @@ def train(
         initial=state.epoch,
         total=last_epoch,
     )
-    first_epoch, started_at = state.epoch, elapsed()
+    first_epoch, started_at = state.epoch, run.elapsed()
     for epoch in bar:
         state.epoch = epoch
-        row = train_epoch(state, graph, plan)
+        row = train_epoch(state, run.graph, plan)
         state.epoch = epoch + 1
         # the schedule's end (not a max_epochs pause), or the time budget: stop when another
         # epoch (at this run's mean epoch time, validation included) would end past it
+        spent = run.elapsed()
         out_of_time = cfg.max_train_seconds is not None and (
-            elapsed() + (elapsed() - started_at) / (epoch + 1 - first_epoch) > cfg.max_train_seconds
+            spent + (spent - started_at) / (epoch + 1 - first_epoch) > cfg.max_train_seconds
         )
         out_of_time = ctx.broadcast_flag(out_of_time, dev)
         done = epoch + 1 == cfg.epochs or out_of_time
         at_fold = epoch + 1 == fold_at and not out_of_time
         due = (epoch + 1) % cfg.eval_every == 0 or done or at_fold
-        if can_validate and due and not state.folded:
-            val = validate(state.model, graph.adj, evaluator)
-            row.update({f"val_{k}": v for k, v in val.items()})
-            score = val.get(cfg.select_metric, -math.inf)
-            if score > state.best_score:
-                state.snapshot_best(score, epoch + 1)
-            else:
-                state.bad_evals += 1
-            if state.bad_evals >= cfg.patience:
-                stopped_early = True
-        if can_validate and due:
-            row["elapsed_s"] = elapsed()
-            if on_eval is not None:
-                tm = time.perf_counter()
-                row.update(on_eval(epoch + 1, state.model))
-                monitor_seconds += time.perf_counter() - tm
+        if run.can_validate and due and not state.folded:
+            stopped_early = run.validate_into(row)
+        if run.can_validate and due:
+            run.monitor(row)
         if at_fold and not stopped_early:
-            # fold only while still improving: the last validated checkpoint is the best one
-            fold = evaluator.empty or state.best_epoch == epoch + 1
-            fold = ctx.broadcast_flag(fold, dev)
-            if fold and can_validate:
-                # the last moment validation is clean: choose the filter's weight now; its
-                # minutes (an operator build) stay out of the budget's epoch-time estimate
-                tf = time.perf_counter()
-                state.filter_choice = choose_filter(
-                    state.model, split.train, graph.adj, evaluator, cfg
-                )
-                filter_seconds = time.perf_counter() - tf
-                monitor_seconds += filter_seconds
-            if fold:
-                log.info(
-                    "epoch %d: the validation pairs join training for the last %d epochs",
-                    epoch + 1,
-                    cfg.fold_validation_epochs,
-                )
-                state.folded = True
-                graph = TrainingGraph.build(data, cfg, mode, dev)
-            else:
-                stopped_early = True
+            stopped_early = not run.fold()
         if out_of_time and not stopped_early:
             log.info("time budget of %.0f s spent at epoch %d", cfg.max_train_seconds, epoch + 1)
             stopped_early = True
         stopped_early = ctx.broadcast_flag(stopped_early, dev)
-        row.setdefault("elapsed_s", elapsed())
-        state.history.append(row)
-        tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
+        run.record(row)
         bar.set_postfix(
             {k: f"{row[k]:.4f}" for k in ("loss", f"val_{cfg.select_metric}") if k in row}
         )
-        log.debug("epoch %s", json.dumps(row))
         pause = epoch + 1 == last_epoch
         save = (epoch + 1) % cfg.checkpoint_every == 0 or pause or stopped_early
         if checkpoint_dir and ctx.is_main and save:
@@ -268,20 +356,4 @@ def train(
             )
             break
     bar.close()
-    result = result_of(state, cfg, mode, stopped_early, int(split.val_user.size))
-    if can_validate:
-        tf = time.perf_counter()
-        choice = state.filter_choice
-        if choice is None and not state.folded:
-            choice = choose_filter(result.model, split.train, graph.adj, evaluator, cfg)
-        if choice is not None:
-            # after a fold, the graph it trained on last is the served one already
-            folded_adj = graph.adj
-
-            def served() -> NormalizedAdjacency:
-                return folded_adj if state.folded else adjacency_for(data, cfg).to(dev)
-
-            apply_filter(result, choice, data, served, cfg)
-            # wall time: kept out of the artifact, as train_seconds is (run.py)
-            result.extra["filter_seconds"] = filter_seconds + time.perf_counter() - tf
-    return result
+    return run.finish(stopped_early)
