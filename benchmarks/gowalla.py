@@ -124,6 +124,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="write the chosen model's state_dict here (torch.save), for offline study",
     )
     ap.add_argument(
+        "--save-validated",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the model at every validation to DIR/epoch-N.pt (the members of "
+        "benchmarks/gowalla_mixture.py: chosen on validation, then trained to the end)",
+    )
+    ap.add_argument(
         "--no-test-monitor",
         action="store_true",
         help="skip the test evaluation at each validation (faster; no time-to-target)",
@@ -169,7 +177,14 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     # included) without the test monitoring before it
     unmonitored_wall: dict[int, float] = {}
 
+    if args.save_validated is not None:
+        args.save_validated.mkdir(parents=True, exist_ok=True)
+
     def on_eval(epoch: int, model: FeatureLightGCN) -> dict[str, float]:
+        if args.save_validated is not None:
+            torch.save(model.state_dict(), args.save_validated / f"epoch-{epoch}.pt")
+        if args.no_test_monitor:
+            return {}
         # CPU seconds of this process so far without the test monitoring itself (loading, the
         # spectral init, training and validation): on a shared machine, what wall time hides
         cpu = time.process_time() - monitor_cpu[0]
@@ -189,7 +204,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(live), flush=True)
         return {f"test_{k}": v for k, v in m.items()}
 
-    monitor = None if args.no_test_monitor else on_eval
+    monitor = None if args.no_test_monitor and args.save_validated is None else on_eval
     result = train(data, cfg, device=args.device, on_eval=monitor, tracker=EpochPrinter())
     final = evaluate_test(result.model, result.item_item)
     if args.save_model is not None:

@@ -46,18 +46,19 @@ def positive(text: str) -> int:
     return value
 
 
-def read_state(path: Path) -> tuple[dict[str, Tensor], int]:
-    """The saved state_dict and its embedding size; a file that is not one exits with a line."""
+def read_state(path: Path, flag: str = "--model") -> tuple[dict[str, Tensor], int]:
+    """The saved state_dict and its embedding size; a file that is not one exits with a line
+    naming ``flag`` (the option that gave it) and the path."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as exc:
-        raise SystemExit(f"--model {path}: {exc}") from None
+        raise SystemExit(f"{flag} {path}: {exc}") from None
     except Exception as exc:  # torch.load's refusals come as several types
-        raise SystemExit(f"--model {path}: not a torch state_dict ({type(exc).__name__})") from None
+        raise SystemExit(f"{flag} {path}: not a torch state_dict ({type(exc).__name__})") from None
     weight = state.get("user_embedding.weight") if isinstance(state, dict) else None
     if not isinstance(weight, Tensor) or weight.dim() != 2:
         raise SystemExit(
-            f"--model {path}: not a FeatureLightGCN state_dict (gowalla.py --save-model)"
+            f"{flag} {path}: not a FeatureLightGCN state_dict (gowalla.py --save-model)"
         )
     return state, int(weight.shape[1])
 

@@ -25,6 +25,8 @@ user embedding factors exactly (the serving fold-in)::
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -239,6 +241,52 @@ class FeatureLightGCN(nn.Module):
                     dst.bias.zero_()
                     dst.weight[:d].copy_(src.weight)
                     dst.bias[:d].copy_(src.bias)
+        return out
+
+    def beside(self, other: FeatureLightGCN, weight: float) -> FeatureLightGCN:
+        """One model of size ``d + d'``: this model's columns, then ``other``'s scaled by
+        ``sqrt(weight)`` (id tables and feature projections alike).
+
+        Propagation and readout act on every column alike and linearly, so the blocks never
+        mix and the score is the two models' weighted sum::
+
+            score'(u, i) = score(u, i) + weight * score_other(u, i)
+
+        on any graph, the serving fold-in's included: a mixture of two trained GNNs is a plain
+        ``FeatureLightGCN`` (same exported scorer, same exact fold-in)
+        (:mod:`recsys.training.mixture`). Both must share users, items, depth and features.
+        """
+        if weight < 0:
+            raise ValueError(f"weight must be >= 0, got {weight}")
+        same = (self.num_users, self.num_items, self.num_layers) == (
+            other.num_users,
+            other.num_items,
+            other.num_layers,
+        )
+        for kind in ("user", "item"):
+            mine, theirs = getattr(self, f"{kind}_features"), getattr(other, f"{kind}_features")
+            same = same and (mine is None) == (theirs is None)
+            same = same and (mine is None or bool(torch.equal(mine, theirs.to(mine))))
+        if not same:
+            raise ValueError("models side by side must share users, items, layers and features")
+        c = math.sqrt(weight)
+        out = FeatureLightGCN(
+            self.num_users,
+            self.num_items,
+            embedding_dim=self.embedding_dim + other.embedding_dim,
+            num_layers=self.num_layers,
+            user_features=self.user_features,
+            item_features=self.item_features,
+        ).to(self.user_embedding.weight.device)
+        with torch.no_grad():
+            for name in ("user_embedding", "item_embedding"):
+                a, b = getattr(self, name).weight, getattr(other, name).weight
+                getattr(out, name).weight.copy_(torch.cat([a, c * b.to(a)], 1))
+            for name in ("user_proj", "item_proj"):
+                src, extra, dst = getattr(self, name), getattr(other, name), getattr(out, name)
+                if src is not None and extra is not None and dst is not None:
+                    dst.weight.copy_(torch.cat([src.weight, c * extra.weight.to(src.weight)]))
+                    dst.bias.copy_(torch.cat([src.bias, c * extra.bias.to(src.bias)]))
         return out
 
     @staticmethod

@@ -91,3 +91,31 @@ def test_gate_passes_for_a_gnn_blended_with_a_graph_filter() -> None:
     assert gate.failures == [], gate.failures
     assert gate.metrics["foldin_max_abs_diff"] <= 1e-4
     assert gate.metrics["parity_topk_mismatches"] == 0
+
+
+def test_gate_passes_for_a_mixture_of_two_trained_gnns() -> None:
+    from recsys.training.mixture import mixture
+    from recsys.training.training_graph import adjacency_for
+
+    snap = make_snapshot(300, 120, 2500, seed=5)  # features: both projections side by side
+    data = InteractionData.from_snapshot(snap)
+    base = {
+        "embedding_dim": 16,
+        "num_layers": 3,
+        "epochs": 2,
+        "eval_every": 1,
+        "batch_size": 512,
+        "progress": False,
+        "threads": 1,
+        "tracking": TrackingConfig(enabled=False),
+    }
+    a = train(data, TrainConfig.model_validate(base)).model
+    b_cfg = TrainConfig.model_validate({**base, "embedding_dim": 8, "loss": "softmax"})
+    b = train(data, b_cfg).model
+    mixed = mixture(a, b, 0.5, adjacency_for(data, b_cfg), seed=0)
+    assert mixed.embedding_dim == 16 + 8
+    tables, ref = compute_tables(mixed, snap)
+    gate = run_gate(tables, ref.users, ExportConfig(k=20, parity_users=300, latency_p99_ms=1000))
+    assert gate.failures == [], gate.failures
+    assert gate.metrics["foldin_max_abs_diff"] <= 1e-4
+    assert gate.metrics["parity_topk_mismatches"] == 0
