@@ -27,7 +27,7 @@ from torch import Tensor
 
 from recsys.models.lightgcn import FeatureLightGCN
 from recsys.training.config import TrainConfig
-from recsys.training.data import split_validation
+from recsys.training.data import InteractionData, split_validation
 from recsys.training.evaluator import RankingEvaluator
 from recsys.training.training_graph import adjacency_for
 
@@ -63,6 +63,20 @@ def read_state(path: Path, flag: str = "--model") -> tuple[dict[str, Tensor], in
     return state, int(weight.shape[1])
 
 
+def model_of(
+    state: dict[str, Tensor], dim: int, data: InteractionData, layers: int, name: str
+) -> FeatureLightGCN:
+    """The saved ``state`` as a model of this split, in eval mode; another dataset's model
+    exits with a line naming it (``name``) and the sizes that differ."""
+    model = FeatureLightGCN(data.n_users, data.n_items, dim, layers)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = "; ".join(line.strip() for line in str(exc).splitlines()[1:3])
+        raise SystemExit(f"{name}: not a model of this split ({detail})") from None
+    return model.eval()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", type=Path, required=True, help="a state_dict from gowalla.py")
@@ -82,13 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     state, dim = read_state(args.model)
     split, data = load_gowalla(args.data)
     carve = split_validation(data, args.val_fraction, args.seed)
-    model = FeatureLightGCN(data.n_users, data.n_items, dim, args.layers)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:  # another dataset's model: the sizes say which
-        detail = "; ".join(line.strip() for line in str(exc).splitlines()[1:3])
-        raise SystemExit(f"--model {args.model}: not a model of this split ({detail})") from None
-    model.eval()
+    model = model_of(state, dim, data, args.layers, f"--model {args.model}")
     cfg = TrainConfig(embedding_dim=dim, num_layers=args.layers)
     validation = RankingEvaluator(
         carve.train.train_user,

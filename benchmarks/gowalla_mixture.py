@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 from gowalla import DEFAULT_DIR, load_gowalla, test_evaluator
-from gowalla_item_norm import positive, read_state
+from gowalla_item_norm import model_of, positive, read_state
 
 from recsys.models.lightgcn import FeatureLightGCN
 from recsys.training.config import TrainConfig
-from recsys.training.data import InteractionData, split_validation
+from recsys.training.data import split_validation
 from recsys.training.evaluator import RankingEvaluator
 from recsys.training.mixture import choose_mixture, mixture
 from recsys.training.training_graph import adjacency_for
@@ -55,18 +55,6 @@ def weights_of(text: str) -> list[float]:
     return out
 
 
-def load(
-    state: dict[str, torch.Tensor], dim: int, path: Path, data: InteractionData, layers: int
-) -> FeatureLightGCN:
-    model = FeatureLightGCN(data.n_users, data.n_items, dim, layers)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:  # another dataset's model: the sizes say which
-        detail = "; ".join(line.strip() for line in str(exc).splitlines()[1:3])
-        raise SystemExit(f"{path}: not a model of this split ({detail})") from None
-    return model.eval()
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--a", type=member, required=True, metavar="VALIDATED,FINAL")
@@ -83,14 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     # every file read before the data: a wrong path is one line, at once
     states = [
-        (path, read_state(path, flag))
+        (f"{flag} {path}", read_state(path, flag))
         for flag, paths in (("--a", args.a), ("--b", args.b))
         for path in paths
     ]
     split, data = load_gowalla(args.data)
     carve = split_validation(data, args.val_fraction, args.seed)
     a_val, a_final, b_val, b_final = (
-        load(state, dim, path, data, args.layers) for path, (state, dim) in states
+        model_of(state, dim, data, args.layers, name) for name, (state, dim) in states
     )
     cfg = TrainConfig(num_layers=args.layers)
     validation = RankingEvaluator(

@@ -37,6 +37,19 @@ LOSSES: dict[str, dict[str, Any]] = {
 }
 
 
+TWO_EPOCHS: dict[str, Any] = {
+    "embedding_dim": 16,
+    "num_layers": 3,
+    "epochs": 2,
+    "eval_every": 1,
+    "batch_size": 512,
+    "progress": False,
+    "threads": 1,
+    "tracking": TrackingConfig(enabled=False),
+}
+"""A small model of two epochs: the blend's and the mixture's members."""
+
+
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_gate_passes_for_a_model_trained_with_each_loss(name: str) -> None:
     snap = make_snapshot(300, 120, 2500, seed=3)  # user and item features, weighted duplicates
@@ -70,19 +83,7 @@ def test_gate_passes_for_a_gnn_blended_with_a_graph_filter() -> None:
 
     snap = make_snapshot(300, 120, 2500, seed=4)
     data = InteractionData.from_snapshot(snap)
-    cfg = TrainConfig.model_validate(
-        {
-            "embedding_dim": 16,
-            "num_layers": 3,
-            "epochs": 2,
-            "eval_every": 1,
-            "batch_size": 512,
-            "progress": False,
-            "threads": 1,
-            "tracking": TrackingConfig(enabled=False),
-            "blend_rank": 12,
-        }
-    )
+    cfg = TrainConfig.model_validate({**TWO_EPOCHS, "blend_rank": 12})
     model = train(data, cfg).model
     mixed = blended(model, data, adjacency_for(data, cfg), cfg, weight=1.0)
     assert mixed.embedding_dim == 16 + 12
@@ -99,18 +100,8 @@ def test_gate_passes_for_a_mixture_of_two_trained_gnns() -> None:
 
     snap = make_snapshot(300, 120, 2500, seed=5)  # features: both projections side by side
     data = InteractionData.from_snapshot(snap)
-    base = {
-        "embedding_dim": 16,
-        "num_layers": 3,
-        "epochs": 2,
-        "eval_every": 1,
-        "batch_size": 512,
-        "progress": False,
-        "threads": 1,
-        "tracking": TrackingConfig(enabled=False),
-    }
-    a = train(data, TrainConfig.model_validate(base)).model
-    b_cfg = TrainConfig.model_validate({**base, "embedding_dim": 8, "loss": "softmax"})
+    a = train(data, TrainConfig.model_validate(TWO_EPOCHS)).model
+    b_cfg = TrainConfig.model_validate({**TWO_EPOCHS, "embedding_dim": 8, "loss": "softmax"})
     b = train(data, b_cfg).model
     mixed = mixture(a, b, 0.5, adjacency_for(data, b_cfg), seed=0)
     assert mixed.embedding_dim == 16 + 8
