@@ -98,15 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     carve = split_validation(data, args.val_fraction, args.seed)
     model = model_of(state, dim, data, args.layers, f"--model {args.model}")
     cfg = TrainConfig(embedding_dim=dim, num_layers=args.layers)
-    validation = RankingEvaluator(
-        carve.train.train_user,
-        carve.train.train_item,
-        carve.val_user,
-        carve.val_item,
-        data.n_users,
-        data.n_items,
-        ks=(20,),
-    )
+    validation = RankingEvaluator.of_validation(carve)
     test = test_evaluator(data, split)
     with torch.no_grad():
         vu, vi = model(adjacency_for(carve.train, cfg))

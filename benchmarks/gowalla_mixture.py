@@ -81,15 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         model_of(state, dim, data, args.layers, name) for name, (state, dim) in states
     )
     cfg = TrainConfig(num_layers=args.layers)
-    validation = RankingEvaluator(
-        carve.train.train_user,
-        carve.train.train_item,
-        carve.val_user,
-        carve.val_item,
-        data.n_users,
-        data.n_items,
-        ks=(20,),
-    )
+    validation = RankingEvaluator.of_validation(carve)
     carve_adj = adjacency_for(carve.train, cfg)
     choice = choose_mixture(
         a_val, b_val, carve_adj, validation, args.weights, "recall@20", args.seed

@@ -14,6 +14,7 @@ from recsys.evaluation.ranking import (
     interactions_csr,
     topk_full_ranking,
 )
+from recsys.training.data import ValidationSplit
 
 
 class RankingEvaluator:
@@ -47,6 +48,28 @@ class RankingEvaluator:
         self.ks = ks
         self.n_items = n_items
         self.batch_size = batch_size
+
+    @classmethod
+    def of_validation(
+        cls,
+        split: ValidationSplit,
+        ks: tuple[int, ...] = (20,),
+        max_users: int | None = None,
+        seed: int = 0,
+    ) -> RankingEvaluator:
+        """The carve's held-out pairs, masking what the model trained on (``split.train``)."""
+        t = split.train
+        return cls(
+            t.train_user,
+            t.train_item,
+            split.val_user,
+            split.val_item,
+            t.n_users,
+            t.n_items,
+            ks=ks,
+            max_users=max_users,
+            seed=seed,
+        )
 
     @property
     def empty(self) -> bool:

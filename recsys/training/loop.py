@@ -204,16 +204,8 @@ def _start(
 ) -> tuple[_Run, EpochPlan]:
     """The run's validation carve, graph, state (resumed when a checkpoint is there) and plan."""
     split = split_validation(data, cfg.val_fraction, cfg.seed)
-    evaluator = RankingEvaluator(
-        split.train.train_user,
-        split.train.train_item,
-        split.val_user,
-        split.val_item,
-        data.n_users,
-        data.n_items,
-        ks=(cfg.eval_k,),
-        max_users=cfg.eval_max_users,
-        seed=cfg.seed,
+    evaluator = RankingEvaluator.of_validation(
+        split, ks=(cfg.eval_k,), max_users=cfg.eval_max_users, seed=cfg.seed
     )
     mode = resolve_mode(cfg, split.train.n_interactions)
     graph = TrainingGraph.build(split.train, cfg, mode, dev)

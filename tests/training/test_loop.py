@@ -285,15 +285,7 @@ def test_validation_pairs_join_training_for_the_last_epochs_while_improving() ->
     assert not plain.extra["folded_validation"]
     # the folded epochs trained on the validation pairs: the model ranks them higher
     split = split_validation(p.data, c.val_fraction, c.seed)
-    held = RankingEvaluator(
-        split.train.train_user,
-        split.train.train_item,
-        split.val_user,
-        split.val_item,
-        p.data.n_users,
-        p.data.n_items,
-        ks=(20,),
-    )
+    held = RankingEvaluator.of_validation(split)
     adj = adjacency_for(p.data, c)
 
     def recall(model: torch.nn.Module) -> float:

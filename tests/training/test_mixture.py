@@ -69,15 +69,7 @@ def test_validation_takes_the_planted_model_in_and_leaves_noise_out() -> None:
     split = split_validation(p.data, 0.25, seed=0)
     cfg = TrainConfig()
     adj = adjacency_for(split.train, cfg)
-    evaluator = RankingEvaluator(
-        split.train.train_user,
-        split.train.train_item,
-        split.val_user,
-        split.val_item,
-        p.data.n_users,
-        p.data.n_items,
-        ks=(20,),
-    )
+    evaluator = RankingEvaluator.of_validation(split)
     # a model that knows the clusters, and one of noise
     k = int(p.user_cluster.max()) + 1
     knows = _model(p.data, k, 0)
