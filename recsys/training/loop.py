@@ -23,7 +23,7 @@ checkpoint, saved and restored), :mod:`recsys.training.training_graph` (what a
 phase trains on), :mod:`recsys.training.steps` (the embeddings of one step's rows
 and their loss), :mod:`recsys.training.epoch` (the learning-rate schedule and
 :func:`~recsys.training.epoch.train_epoch`), and here :func:`validate`; :func:`train` runs
-them.
+them, its set-up in ``_start`` and each epoch's end (validate, fold, record) in ``_Run``.
 """
 
 from __future__ import annotations
