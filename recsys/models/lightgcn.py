@@ -219,29 +219,22 @@ class FeatureLightGCN(nn.Module):
         """
         if columns.shape[0] != self.num_items:
             raise ValueError(f"columns must have one row per item ({self.num_items})")
-        k = int(columns.shape[1])
-        d = self.embedding_dim
-        out = FeatureLightGCN(
+        fixed = FeatureLightGCN(
             self.num_users,
             self.num_items,
-            embedding_dim=d + k,
+            embedding_dim=int(columns.shape[1]),
             num_layers=self.num_layers,
             user_features=self.user_features,
             item_features=self.item_features,
         ).to(self.user_embedding.weight.device)
         with torch.no_grad():
-            w = self.user_embedding.weight
-            out.user_embedding.weight.copy_(torch.cat([w, w.new_zeros(w.shape[0], k)], 1))
-            w = self.item_embedding.weight
-            out.item_embedding.weight.copy_(torch.cat([w, columns.to(w)], 1))
-            for name in ("user_proj", "item_proj"):
-                src, dst = getattr(self, name), getattr(out, name)
-                if src is not None and dst is not None:
-                    dst.weight.zero_()
-                    dst.bias.zero_()
-                    dst.weight[:d].copy_(src.weight)
-                    dst.bias[:d].copy_(src.bias)
-        return out
+            fixed.user_embedding.weight.zero_()
+            fixed.item_embedding.weight.copy_(columns)
+            for proj in (fixed.user_proj, fixed.item_proj):
+                if proj is not None:
+                    proj.weight.zero_()
+                    proj.bias.zero_()
+        return self.beside(fixed, 1.0)
 
     def beside(self, other: FeatureLightGCN, weight: float) -> FeatureLightGCN:
         """One model of size ``d + d'``: this model's columns, then ``other``'s scaled by
