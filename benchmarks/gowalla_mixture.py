@@ -32,7 +32,7 @@ from recsys.models.lightgcn import FeatureLightGCN
 from recsys.training.config import TrainConfig
 from recsys.training.data import split_validation
 from recsys.training.evaluator import RankingEvaluator
-from recsys.training.mixture import choose_mixture, mixture
+from recsys.training.mixture import choose_mixture, spread_ratio
 from recsys.training.training_graph import adjacency_for
 
 WEIGHTS = "0.125,0.25,0.5,1"
@@ -107,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         return {k: round(m[k], 5) for k in ("recall@20", "ndcg@20")}
 
     rows = {"a": on_test(a_final), "b": on_test(b_final)}
+    ratio = spread_ratio(a_final, b_final, full_adj, args.seed)  # once for every weight
     for w in args.weights:
-        rows[f"{w:g}"] = on_test(mixture(a_final, b_final, w, full_adj, args.seed))
+        rows[f"{w:g}"] = on_test(a_final.beside(b_final, w * ratio))
     chosen = rows["a"] if choice.weight == 0 else rows[f"{choice.weight:g}"]
     print(json.dumps({"event": "test_every_weight", "labelled": "not a choice", **rows}))
     print(
